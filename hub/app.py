@@ -1,0 +1,120 @@
+"""create_app(settings): plugins, routes, error mapping — no logic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
+
+from hub import __version__
+from hub.auth.api import AuthController
+from hub.auth.guards import BearerTokenMiddleware, missing_scope_declarations, require_scope
+from hub.core import jobs
+from hub.core import redis as hub_redis
+from hub.core.db import Database
+from hub.core.errors import exception_handlers
+from hub.core.web import (
+    RequestContextMiddleware,
+    healthz,
+    provide_principal,
+    provide_session,
+    readyz,
+)
+from hub.events.api import EventController
+from hub.settings import Settings
+
+API_PREFIX = "/api/v1"
+API_CONTROLLERS: list[type[Any]] = [AuthController, EventController]
+
+
+class MisconfiguredRoutes(RuntimeError):
+    pass
+
+
+def _api_router() -> Router:
+    router = Router(
+        API_PREFIX,
+        route_handlers=API_CONTROLLERS,
+        middleware=[DefineMiddleware(BearerTokenMiddleware)],
+        guards=[require_scope],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        security=[{"BearerToken": []}],
+    )
+    return router
+
+
+def _check_scopes(app: Litestar) -> None:
+    handlers: list[BaseRouteHandler] = [
+        handler
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith(API_PREFIX)
+        for handler in route.route_handlers
+    ]
+    missing = missing_scope_declarations(handlers)
+    if missing:
+        raise MisconfiguredRoutes(f"API handlers declare no scope: {', '.join(sorted(missing))}")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    redis: Any | None = None,
+) -> Litestar:
+    """The web application. Tests pass their own `database` and `redis`; otherwise the
+    lifespan builds them from `settings` and closes them at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned_redis = redis is None
+        client = (
+            redis if redis is not None else await hub_redis.connect(settings.effective_redis_url)
+        )
+        queue = jobs.ArqQueue(client)
+        owned_db = database is None
+        db = (
+            database if database is not None else Database.from_url(settings.effective_database_url)
+        )
+        db.queue = db.queue or queue
+        app.state.db, app.state.redis, app.state.queue = db, client, queue
+        try:
+            yield
+        finally:
+            if owned_db:
+                await db.dispose()
+            if owned_redis:
+                await client.aclose()
+
+    app = Litestar(
+        route_handlers=[healthz, readyz, _api_router()],
+        dependencies={"db_session": Provide(provide_session)},
+        exception_handlers=exception_handlers(),
+        middleware=[RequestContextMiddleware()],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(
+            title="CTM Hub",
+            version=__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http", scheme="bearer", description="A hub API token (hub_…)"
+                    )
+                }
+            ),
+        ),
+        logging_config=None,  # hub.core.logging configures logging once per process
+        debug=False,
+    )
+    _check_scopes(app)
+    return app

@@ -1,0 +1,85 @@
+"""/api/v1: who am I, the tenant's members, and API tokens."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, delete, get, post
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth import repository, service
+from hub.auth.guards import ANY_SCOPE, scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+from hub.auth.schemas import Me, MemberView, TokenCreate, TokenCreated, TokenView
+from hub.core.errors import NotFound
+
+
+class AuthController(Controller):
+    path = "/"
+    tags = ["auth"]
+
+    @get("/me", opt=scope(ANY_SCOPE))
+    async def me(self, principal: Principal) -> Me:
+        return Me(
+            user_id=principal.user_id,
+            email=principal.email,
+            tenant_id=principal.tenant_id,
+            role=principal.role.value if principal.role else None,
+            scopes=sorted(s.value for s in principal.scopes),
+            is_operator=principal.is_operator,
+        )
+
+    @get("/members", opt=scope(Scope.TENANT_ADMIN))
+    async def list_members(
+        self, db_session: AsyncSession, principal: Principal
+    ) -> list[MemberView]:
+        members = await repository.list_members(db_session, principal.tenant)
+        return [MemberView.of(m) for m in members]
+
+    @get("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN))
+    async def get_member(
+        self, db_session: AsyncSession, principal: Principal, membership_id: UUID
+    ) -> MemberView:
+        return MemberView.of(
+            await repository.get_member(db_session, principal.tenant, membership_id)
+        )
+
+    @get("/tokens", opt=scope(ANY_SCOPE))
+    async def list_tokens(self, db_session: AsyncSession, principal: Principal) -> list[TokenView]:
+        # Tenant admins see every token of the tenant; others see their own.
+        owner = None if principal.is_tenant_admin else principal.user_id
+        found = await repository.list_tokens(db_session, principal.tenant, user_id=owner)
+        return [TokenView.of(t) for t in found]
+
+    @get("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE))
+    async def get_token(
+        self, db_session: AsyncSession, principal: Principal, token_id: UUID
+    ) -> TokenView:
+        token = await repository.get_token(db_session, principal.tenant, token_id)
+        if token.user_id != principal.user_id and not principal.is_tenant_admin:
+            # Another member's token is none of this caller's business; do not confirm it.
+            raise NotFound("api_token", token_id)
+        return TokenView.of(token)
+
+    @post("/tokens", opt=scope(ANY_SCOPE))
+    async def create_token(
+        self, db_session: AsyncSession, principal: Principal, data: TokenCreate
+    ) -> TokenCreated:
+        """Mint a token for the caller, with at most the scopes the caller's role allows."""
+        user = await service.get_user(db_session, principal.user_id)
+        issued = await service.issue_token(
+            db_session,
+            user=user,
+            tenant_id=principal.tenant,
+            scopes=service.parse_scopes(data.scopes),
+            name=data.name,
+            expires_in=service.parse_duration(data.expires_in) if data.expires_in else None,
+        )
+        return TokenCreated(token=TokenView.of(issued.token), secret=issued.plaintext)
+
+    @delete("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE), status_code=200)
+    async def revoke_token(
+        self, db_session: AsyncSession, principal: Principal, token_id: UUID
+    ) -> TokenView:
+        return TokenView.of(await service.revoke_token(db_session, principal, token_id=token_id))

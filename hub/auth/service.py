@@ -1,0 +1,224 @@
+"""Users, memberships and API tokens: create, verify, revoke."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth import repository, tokens
+from hub.auth.models import ROLE_SCOPES, ApiToken, Membership, Role, Scope, User
+from hub.auth.principal import Principal, member_principal
+from hub.core.db import utcnow
+from hub.core.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.core.ids import TenantID
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD_LENGTH = 12
+# Writing last_used_at on every request would turn reads into writes; a coarse stamp is enough.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+MAX_TOKEN_LIFETIME = timedelta(days=366)
+DURATION_PATTERN = re.compile(r"^(\d{1,4})([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if not EMAIL_PATTERN.fullmatch(email) or len(email) > 320:
+        raise Invalid("email", "is not an email address")
+    return email
+
+
+def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
+    scopes = set()
+    for value in (v.strip() for v in values):
+        if not value:
+            continue
+        try:
+            scopes.add(Scope(value))
+        except ValueError:
+            known = ", ".join(s.value for s in Scope)
+            raise Invalid("scopes", f"unknown scope {value!r}; known: {known}") from None
+    if not scopes:
+        raise Invalid("scopes", "name at least one scope")
+    return frozenset(scopes)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `2w` → a timedelta."""
+    match = DURATION_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise Invalid("expires_in", "use a number and a unit: 90m, 12h, 30d or 2w")
+    amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+    duration = timedelta(**{unit: amount})
+    if duration <= timedelta(0) or duration > MAX_TOKEN_LIFETIME:
+        raise Invalid("expires_in", "must be more than 0 and at most 366 days")
+    return duration
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+async def get_user(session: AsyncSession, user_id: UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    return user
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User:
+    user = await find_user_by_email(session, email)
+    if user is None:
+        raise NotFound("user", email)
+    return user
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    display_name: str = "",
+    is_operator: bool = False,
+) -> User:
+    email = normalise_email(email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if await find_user_by_email(session, email) is not None:
+        raise Conflict(f"a user with email {email} already exists", field="email")
+    user = User(
+        email=email,
+        display_name=display_name.strip(),
+        password_hash=tokens.hash_password(password),
+        is_operator=is_operator,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def add_member(
+    session: AsyncSession, *, tenant_id: TenantID, user: User, role: Role
+) -> Membership:
+    if await repository.find_member_by_user(session, tenant_id, user.id) is not None:
+        raise Conflict(f"{user.email} is already a member of this tenant", field="email")
+    membership = Membership(tenant_id=tenant_id, user_id=user.id, role=role)
+    session.add(membership)
+    await session.flush()
+    return membership
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: ApiToken
+    plaintext: str  # shown once, never stored
+
+
+async def issue_token(
+    session: AsyncSession,
+    *,
+    user: User,
+    tenant_id: TenantID | None,
+    scopes: frozenset[Scope],
+    name: str,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Mint a token for `user` in `tenant_id` (or a platform token for an operator)."""
+    if tenant_id is None:
+        if not user.is_operator:
+            raise Forbidden("only platform operators hold tokens outside a tenant")
+    else:
+        membership = await repository.find_member_by_user(session, tenant_id, user.id)
+        if membership is None:
+            raise Invalid("user", f"{user.email} is not a member of this tenant")
+        beyond = scopes - ROLE_SCOPES[membership.role]
+        if beyond:
+            names = ", ".join(sorted(s.value for s in beyond))
+            raise Invalid("scopes", f"role {membership.role.value} may not hold: {names}")
+    name = name.strip() or "token"
+    if len(name) > 200:
+        raise Invalid("name", "must be at most 200 characters")
+    plaintext = tokens.new_token()
+    issued_at = now or utcnow()
+    token = ApiToken(
+        tenant_id=tenant_id,
+        user_id=user.id,
+        name=name,
+        prefix=tokens.display_prefix(plaintext),
+        token_hash=tokens.token_hash(plaintext),
+        scopes=sorted(s.value for s in scopes),
+        expires_at=issued_at + expires_in if expires_in else None,
+    )
+    session.add(token)
+    await session.flush()
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+async def authenticate(
+    session: AsyncSession, raw: str, *, now: datetime | None = None
+) -> Principal | None:
+    """The principal a bearer token stands for, or None (unknown, expired, revoked, orphaned).
+
+    Scopes are cut to what the user's current role allows, so a demotion takes effect on
+    tokens already issued.
+    """
+    if not tokens.is_well_formed(raw):
+        return None
+    now = now or utcnow()
+    row = (
+        await session.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == tokens.token_hash(raw))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    token, user = row.tuple()
+    if token.revoked_at is not None or not user.is_active:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    scopes = frozenset(Scope(s) for s in token.scopes if s in Scope._value2member_map_)
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    if token.tenant_id is None:
+        return Principal(
+            user_id=user.id,
+            email=user.email,
+            scopes=scopes,
+            is_operator=user.is_operator,
+            token_id=token.id,
+        )
+    membership = await repository.find_member_by_user(session, token.tenant_id, user.id)
+    if membership is None:
+        return None
+    return member_principal(
+        user_id=user.id,
+        email=user.email,
+        tenant_id=token.tenant_id,
+        role=membership.role,
+        scopes=scopes & ROLE_SCOPES[membership.role],
+        token_id=token.id,
+        is_operator=user.is_operator,
+    )
+
+
+async def revoke_token(
+    session: AsyncSession, actor: Principal, *, token_id: UUID, now: datetime | None = None
+) -> ApiToken:
+    """Revoke a token: one's own, or any of the tenant's as a tenant admin."""
+    # Fetch before the permission check so a 403 never reveals another tenant's ids.
+    token = await repository.get_token(session, actor.tenant, token_id)
+    if token.user_id != actor.user_id and not actor.is_tenant_admin:
+        raise Forbidden("only the token's owner or a tenant admin may revoke it")
+    if token.revoked_at is None:
+        token.revoked_at = now or utcnow()
+    return token

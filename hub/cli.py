@@ -1,0 +1,326 @@
+"""The `hub` command group. Errors end in one line on stderr and exit code 1, never a trace."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hub.core.errors import DomainError
+from hub.core.logging import configure_logging
+from hub.core.redis import EmbeddedRedis, RedisUnavailable
+from hub.settings import LogFormat, Settings, SettingsError, load_settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CliError(click.ClickException):
+    """One line on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def fail_cleanly(command: Callable[P, T]) -> Callable[P, T]:
+    """Turn the errors a user can fix into one line naming what to fix."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from hub.runtime import StartupError
+
+        try:
+            return command(*args, **kwargs)
+        except (SettingsError, StartupError, RedisUnavailable) as error:
+            raise CliError(str(error)) from None
+        except DomainError as error:
+            raise CliError(error.detail) from None
+        except (OSError, OperationalError, DBAPIError) as error:
+            reason = str(getattr(error, "orig", error)).splitlines()[0][:200]
+            raise CliError(f"database: {reason}") from None
+
+    return wrapper
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level.value, settings.log_format.value)
+    return settings
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def _in_transaction(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from hub.core.db import Database
+
+    database = Database.from_url(settings.effective_database_url)
+    try:
+        async with database.transaction() as session:
+            return await work(session)
+    finally:
+        await database.dispose()
+
+
+def _prepare_embedded(settings: Settings) -> EmbeddedRedis | None:
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.uses_embedded_redis:
+        return None
+    embedded = EmbeddedRedis(settings.resolved_data_dir)
+    embedded.start()
+    return embedded
+
+
+@click.group()
+@click.version_option(package_name="ctm-hub")
+def main() -> None:
+    """CTM Hub: HPMS CTM API keys, complaint syncs, casework and alerts for many plans."""
+
+
+# Running ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@fail_cleanly
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API (and portal)."""
+    from hub.runtime import check_database, serve_together
+
+    settings = _settings()
+    _run(check_database(settings))
+    embedded = _prepare_embedded(settings)
+    try:
+        _run(serve_together(settings, host=host, port=port, worker=False))
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+@main.command()
+@fail_cleanly
+def worker() -> None:
+    """Run an arq worker: syncs, uploads, deliveries, crons."""
+    from hub.runtime import check_database, serve_together
+
+    settings = _settings()
+    _run(check_database(settings))
+    embedded = _prepare_embedded(settings)
+    try:
+        _run(serve_together(settings, host="", port=0, api=False, worker=True))
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@fail_cleanly
+def demo(host: str, port: int) -> None:
+    """Everything in one terminal on embedded defaults: migrate, seed, serve, work."""
+    from hub import demo as demo_data
+    from hub.core.db import migrate
+    from hub.runtime import serve_together
+
+    overrides: dict[str, Any] = {}
+    if "HUB_LOG_FORMAT" not in __import__("os").environ:
+        overrides["log_format"] = LogFormat.CONSOLE
+    settings = _settings(**overrides)
+    embedded = _prepare_embedded(settings)
+    try:
+        migrate.upgrade(settings.effective_database_url)
+        logins = _run(
+            _in_transaction(settings, lambda s: demo_data.seed(s, settings.resolved_data_dir))
+        )
+        demo_data.save_logins(settings.resolved_data_dir, logins)
+        url = f"http://{host}:{port}"
+
+        async def announce() -> None:
+            click.echo(demo_data.banner(url, logins))
+
+        _run(serve_together(settings, host=host, port=port, on_ready=announce))
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+# Database --------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@fail_cleanly
+def upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from hub.core.db import migrate
+
+    settings = _settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db.command()
+@click.argument("revision")
+@fail_cleanly
+def downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`-1` for one step, `base` for everything)."""
+    from hub.core.db import migrate
+
+    settings = _settings()
+    migrate.downgrade(settings.effective_database_url, revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+@db.command()
+@click.option("-m", "--message", required=True)
+@click.option("--rev-id", required=True, help="e.g. 0004")
+@fail_cleanly
+def revision(message: str, rev_id: str) -> None:
+    """(Developers) autogenerate a revision from the models against the current database."""
+    from hub.core.db import migrate
+
+    migrate.revision(_settings().effective_database_url, message, rev_id)
+
+
+# Tenants, users, tokens ------------------------------------------------------------------
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants (the plans the hub serves)."""
+
+
+@tenants.command("create")
+@click.option("--name", required=True)
+@click.option("--slug", required=True)
+@fail_cleanly
+def tenants_create(name: str, slug: str) -> None:
+    """Create a tenant."""
+    from hub.tenants import service
+
+    settings = _settings()
+    tenant = _run(
+        _in_transaction(settings, lambda s: service.create_tenant(s, name=name, slug=slug))
+    )
+    click.echo(f"tenant {tenant.slug} created ({tenant.id})")
+
+
+@tenants.command("list")
+@fail_cleanly
+def tenants_list() -> None:
+    """List tenants."""
+    from hub.tenants import service
+
+    for tenant in _run(_in_transaction(_settings(), service.list_tenants)):
+        click.echo(f"{tenant.slug}\t{tenant.status.value}\t{tenant.name}")
+
+
+@main.group()
+def users() -> None:
+    """Users and their memberships."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--tenant", "tenant_slug", help="Tenant slug to add the user to.")
+@click.option("--role", type=click.Choice(["admin", "caseworker", "viewer"]))
+@click.option("--name", "display_name", default="")
+@click.option("--operator", is_flag=True, help="A platform operator (no tenant needed).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@fail_cleanly
+def users_create(
+    email: str,
+    tenant_slug: str | None,
+    role: str | None,
+    display_name: str,
+    operator: bool,
+    password_stdin: bool,
+) -> None:
+    """Create a user (or add an existing one to a tenant). Without --password-stdin a
+    password is generated and printed once."""
+    from hub.auth import service as auth
+    from hub.auth.models import Role
+    from hub.auth.tokens import generate_password
+    from hub.core.ids import TenantID
+    from hub.tenants import service as tenant_service
+
+    if (tenant_slug is None) != (role is None):
+        raise CliError("--tenant and --role go together")
+    if tenant_slug is None and not operator:
+        raise CliError("give --tenant and --role, or --operator")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+
+    async def work(session: Any) -> bool:
+        user = await auth.find_user_by_email(session, email)
+        created = user is None
+        if user is None:
+            user = await auth.create_user(
+                session, email=email, password=password,
+                display_name=display_name, is_operator=operator,
+            )  # fmt: skip
+        if tenant_slug is not None and role is not None:
+            tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
+            await auth.add_member(
+                session, tenant_id=TenantID(tenant.id), user=user, role=Role(role)
+            )
+        return created
+
+    created = _run(_in_transaction(_settings(), work))
+    if created:
+        click.echo(f"user {email} created")
+        if not password_stdin:
+            click.echo(f"password (shown once): {password}")
+    else:
+        click.echo(f"user {email} added to {tenant_slug} as {role}")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.option("--tenant", "tenant_slug", help="Tenant slug (omit for an operator's token).")
+@click.option("--user", "email", required=True)
+@click.option("--scopes", required=True, help="Comma-separated, e.g. complaints:read,keys:read")
+@click.option("--name", default="cli")
+@click.option("--expires-in", default=None, help="e.g. 30d, 12h, 2w")
+@fail_cleanly
+def tokens_create(
+    tenant_slug: str | None, email: str, scopes: str, name: str, expires_in: str | None
+) -> None:
+    """Mint an API token and print it once."""
+    from hub.auth import service as auth
+    from hub.core.ids import TenantID
+    from hub.tenants import service as tenant_service
+
+    async def work(session: Any) -> str:
+        user = await auth.get_user_by_email(session, email)
+        tenant_id = None
+        if tenant_slug is not None:
+            tenant_id = TenantID((await tenant_service.get_tenant_by_slug(session, tenant_slug)).id)
+        issued = await auth.issue_token(
+            session,
+            user=user,
+            tenant_id=tenant_id,
+            scopes=auth.parse_scopes(scopes.split(",")),
+            name=name,
+            expires_in=auth.parse_duration(expires_in) if expires_in else None,
+        )
+        return issued.plaintext
+
+    click.echo(_run(_in_transaction(_settings(), work)))

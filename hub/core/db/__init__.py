@@ -1,0 +1,16 @@
+"""Database layer: declarative base and mixins, engines, and the unit of work."""
+
+from hub.core.db.base import Base, Entity, TenantOwned, UTCDateTime, enum_column, utcnow
+from hub.core.db.engine import Database, create_engine, is_sqlite
+
+__all__ = [
+    "Base",
+    "Database",
+    "Entity",
+    "TenantOwned",
+    "UTCDateTime",
+    "create_engine",
+    "enum_column",
+    "is_sqlite",
+    "utcnow",
+]

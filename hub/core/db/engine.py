@@ -1,0 +1,113 @@
+"""Engines and the unit of work: one session per request or job, committed on success."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from hub.core import jobs
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    """WAL, foreign keys, a busy timeout, and `BEGIN IMMEDIATE` for every transaction.
+
+    Taking the write lock at BEGIN (not at the first write) means two writers queue on the
+    busy timeout instead of one failing with SQLITE_BUSY when it upgrades a read snapshot;
+    it also serialises the per-tenant audit chain on SQLite for free.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo)
+        _tune_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """The engine, its session factory, and where committed jobs go."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        queue: jobs.JobQueue | None = None,
+        *,
+        bind: AsyncConnection | None = None,
+    ) -> None:
+        self.engine = engine
+        # Tests bind sessions to one connection whose outer transaction they roll back; a
+        # commit in the code under test then releases a savepoint instead.
+        self.sessions = (
+            async_sessionmaker(engine, expire_on_commit=False)
+            if bind is None
+            else async_sessionmaker(
+                bind=bind, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
+        )
+        self.queue = queue
+        jobs.install_session_hooks()
+
+    @classmethod
+    def from_url(cls, url: str, queue: jobs.JobQueue | None = None) -> Database:
+        return cls(create_engine(url), queue)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: commit on success, roll back on any error.
+
+        Jobs enqueued in it are sent only once the commit has succeeded.
+        """
+        async with self.sessions() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        await jobs.send_committed(session, self.queue)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,91 @@
+"""Request plumbing shared by every route: the per-request session, request ids, health."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.middleware import ASGIMiddleware
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.principal import Principal
+from hub.core.db import Database
+from hub.core.ids import uuid7
+from hub.core.logging import bind_context, clear_context
+
+READINESS_TIMEOUT_SECONDS = 2.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+async def provide_session(state: State) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed when the handler succeeds, rolled back otherwise."""
+    database: Database = state.db
+    async with database.transaction() as session:
+        yield session
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.user
+    return principal
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Give every request an id (a caller's `X-Request-ID` if it is sane), log it, echo it."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        headers = dict(scope.get("headers", []))
+        offered = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else str(uuid7())
+        scope.setdefault("state", {})["request_id"] = request_id
+        clear_context()
+        bind_context(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            clear_context()
+
+
+@get("/healthz", include_in_schema=True, tags=["health"], sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe: Any) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe(), READINESS_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return name, "timed out"
+    except Exception as error:
+        return name, f"unreachable ({type(error).__name__})"
+    return name, "ok"
+
+
+@get("/readyz", tags=["health"])
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    """The database and Redis both answer; 503 names whichever does not."""
+    database: Database = state.db
+    checks = dict(
+        await asyncio.gather(
+            _check("database", database.ping),
+            _check("redis", state.redis.ping),
+        )
+    )
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if failing:
+        detail = ", ".join(f"{name} {checks[name]}" for name in failing)
+        body = {"status_code": HTTP_503_SERVICE_UNAVAILABLE, "detail": detail, "extra": checks}
+        return Response(body, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+    return Response({"status": "ok", "checks": checks}, status_code=HTTP_200_OK)

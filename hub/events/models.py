@@ -1,0 +1,33 @@
+"""The outbox: events written in the same transaction as the change that caused them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.core.db import Base, utcnow
+from hub.core.ids import TenantID, uuid7
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        # The sweeper's question: which events are still waiting, oldest first.
+        Index("ix_events_undispatched", "dispatched_at", "occurred_at"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid7)
+    # Null for platform events (operator actions that belong to no tenant).
+    tenant_id: Mapped[TenantID | None] = mapped_column(
+        Uuid(), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,185 @@
+"""Record events in the caller's transaction, dispatch them to handlers, sweep what was lost."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core import jobs
+from hub.core.db import utcnow
+from hub.core.errors import NotFound
+from hub.core.ids import TenantID
+from hub.events.models import Event
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+SWEEP_BATCH = 500
+
+EventHandler = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Run `handler` for every event whose type matches `pattern` (`*` wildcards)."""
+
+    pattern: str
+    handler: EventHandler
+    name: str
+
+
+class EventBus:
+    """The handlers each event type goes to; built once by the worker at start-up."""
+
+    def __init__(self, subscriptions: Sequence[Subscription] = ()) -> None:
+        self.subscriptions = tuple(subscriptions)
+
+    def handlers_for(self, event_type: str) -> list[Subscription]:
+        return [s for s in self.subscriptions if fnmatch.fnmatchcase(event_type, s.pattern)]
+
+
+def dispatch_job(event_id: UUID) -> jobs.Job:
+    return jobs.Job("events.dispatch", (str(event_id),), job_id=f"events.dispatch:{event_id}")
+
+
+def record_event(
+    session: AsyncSession,
+    tenant_id: TenantID | None,
+    type: str,
+    payload: dict[str, Any],
+    *,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """Add an event to the outbox in the caller's transaction; dispatch follows the commit."""
+    event = Event(
+        tenant_id=tenant_id,
+        type=type,
+        payload=payload,
+        occurred_at=occurred_at or utcnow(),
+    )
+    session.add(event)
+    jobs.enqueue(session, dispatch_job(event.id))
+    return event
+
+
+def envelope(event: Event, tenant_slug: str | None) -> dict[str, Any]:
+    """The public shape of an event: `{"type", "timestamp", "tenant", "data", ...}`."""
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "tenant": tenant_slug,
+        "schema_version": SCHEMA_VERSION,
+        "data": event.payload,
+    }
+
+
+async def get_event(session: AsyncSession, tenant_id: TenantID, event_id: UUID) -> Event:
+    event = await session.scalar(
+        select(Event).where(Event.tenant_id == tenant_id, Event.id == event_id)
+    )
+    if event is None:
+        raise NotFound("event", event_id)
+    return event
+
+
+async def list_events(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    *,
+    type_prefix: str | None = None,
+    after: UUID | None = None,
+    limit: int = 100,
+) -> Sequence[Event]:
+    """A tenant's events oldest first; `after` pages on the (time-ordered) id."""
+    statement = select(Event).where(Event.tenant_id == tenant_id)
+    if type_prefix:
+        statement = statement.where(Event.type.startswith(type_prefix, autoescape=True))
+    if after is not None:
+        statement = statement.where(Event.id > after)
+    return (await session.scalars(statement.order_by(Event.id).limit(limit))).all()
+
+
+async def dispatch(session: AsyncSession, event_id: UUID, bus: EventBus) -> bool:
+    """Run every matching handler once; False when the event was already dispatched.
+
+    The row is locked for the transaction so that two workers never dispatch it together;
+    handlers write idempotently (keyed by the event id) in case a worker dies after they
+    ran and before this commit.
+    """
+    statement = select(Event).where(Event.id == event_id)
+    if not is_sqlite_session(session):
+        statement = statement.with_for_update()
+    event = await session.scalar(statement)
+    if event is None:
+        log.warning("event to dispatch is gone", event_id=str(event_id))
+        return False
+    if event.dispatched_at is not None:
+        return False
+    for subscription in bus.handlers_for(event.type):
+        await subscription.handler(session, event)
+    event.dispatched_at = utcnow()
+    event.attempts += 1
+    event.last_error = None
+    return True
+
+
+async def record_failure(session: AsyncSession, event_id: UUID, error: BaseException) -> int:
+    """Note a failed dispatch (in its own transaction); returns the attempts so far."""
+    event = await session.get(Event, event_id)
+    if event is None:
+        return 0
+    event.attempts += 1
+    event.last_error = f"{type(error).__name__}"[:500]
+    return event.attempts
+
+
+async def sweep(
+    session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
+) -> int:
+    """Re-enqueue events still undispatched after `older_than` (e.g. Redis lost its queue).
+
+    The dispatch job id is the event id, so an event whose job is still queued is not
+    doubled.
+    """
+    cutoff = (now or utcnow()) - older_than
+    ids = (
+        await session.scalars(
+            select(Event.id)
+            .where(Event.dispatched_at.is_(None), Event.occurred_at < cutoff)
+            .order_by(Event.occurred_at)
+            .limit(SWEEP_BATCH)
+        )
+    ).all()
+    for event_id in ids:
+        jobs.enqueue(session, dispatch_job(event_id))
+    if ids:
+        log.info("outbox sweep re-enqueued events", count=len(ids))
+    return len(ids)
+
+
+def is_sqlite_session(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "sqlite"
+
+
+__all__ = [
+    "EventBus",
+    "EventHandler",
+    "Subscription",
+    "dispatch",
+    "dispatch_job",
+    "envelope",
+    "get_event",
+    "list_events",
+    "record_event",
+    "record_failure",
+    "sweep",
+]

@@ -1,0 +1,124 @@
+"""Running the hub's processes: the API server and a worker, alone or together in one loop.
+
+`hub demo` runs both (and the embedded Redis) in one process: Ctrl-C or SIGTERM stops the
+server and the worker, then Redis, and the process exits with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import structlog
+import uvicorn
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hub.core.db import Database, migrate
+from hub.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The hub cannot start; the message is one line naming what to fix."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def check_database(settings: Settings) -> None:
+    """Connect once, and check the schema is at the code's migration head."""
+    from sqlalchemy import text
+
+    database = Database.from_url(settings.effective_database_url)
+    try:
+        async with database.engine.connect() as connection:
+            try:
+                version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+            except (OperationalError, DBAPIError) as error:
+                if "alembic_version" not in str(error):
+                    raise
+                version = None
+    except (OSError, OperationalError, DBAPIError) as error:
+        reason = str(getattr(error, "orig", error)).splitlines()[0][:200]
+        raise StartupError(f"HUB_DATABASE_URL: cannot connect to the database ({reason})") from None
+    finally:
+        await database.dispose()
+    heads = migrate.current_heads()
+    if version not in heads:
+        raise StartupError(
+            f"database schema is at {version or 'nothing'}, this code expects {heads[0]}: "
+            "run `hub db upgrade`"
+        )
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_together(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    api: bool = True,
+    worker: bool = True,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run the API server and/or a worker until a signal arrives or one of them fails."""
+    from hub.app import create_app
+    from workers.settings import create_worker
+
+    stop = asyncio.Event()
+    _install_stop(stop)
+    tasks: dict[str, asyncio.Task[Any]] = {}
+    server: _Server | None = None
+    arq_worker = None
+    if api:
+        config = uvicorn.Config(
+            create_app(settings), host=host, port=port, log_config=None, access_log=False,
+            lifespan="on", timeout_graceful_shutdown=10,
+        )  # fmt: skip
+        server = _Server(config)
+        tasks["api"] = asyncio.create_task(server.serve(), name="api")
+    if worker:
+        arq_worker = create_worker(settings, handle_signals=False)
+        tasks["worker"] = asyncio.create_task(arq_worker.async_run(), name="worker")
+    announcer = asyncio.create_task(_when_started(server, on_ready)) if on_ready else None
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    for task in done - {stopper}:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a service stopped", service=task.get_name(), exc_info=task.exception())
+        else:
+            log.error("a service stopped", service=task.get_name())
+    log.info("shutting down")
+    if announcer is not None:
+        announcer.cancel()
+    if server is not None:
+        server.should_exit = True
+    if arq_worker is not None:
+        await arq_worker.close()
+    stopper.cancel()
+    if "worker" in tasks:
+        tasks["worker"].cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _when_started(server: _Server | None, on_ready: Callable[[], Awaitable[None]]) -> None:
+    while server is not None and not server.started:  # noqa: ASYNC110 - uvicorn offers a flag only
+        await asyncio.sleep(0.05)
+    await on_ready()
+
+
+__all__ = ["SettingsError", "StartupError", "check_database", "serve_together"]

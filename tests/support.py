@@ -1,0 +1,79 @@
+"""Test helpers: a queue that records jobs, and factories for tenants, members and tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth import service as auth
+from hub.auth.models import ROLE_SCOPES, Membership, Role, Scope, User
+from hub.core.ids import TenantID
+from hub.core.jobs import Job
+from hub.tenants import service as tenants
+from hub.tenants.models import Tenant
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class RecordingQueue:
+    """A JobQueue that keeps what it was sent and, like arq, ignores a repeated job id."""
+
+    sent: list[Job] = field(default_factory=list)
+
+    async def send(self, job: Job) -> bool:
+        if job.job_id is not None and any(j.job_id == job.job_id for j in self.sent):
+            return False
+        self.sent.append(job)
+        return True
+
+    def functions(self) -> list[str]:
+        return [job.function for job in self.sent]
+
+
+@dataclass
+class Member:
+    tenant: Tenant
+    user: User
+    membership: Membership
+    token: str  # a bearer token with every scope the role allows
+
+    @property
+    def tenant_id(self) -> TenantID:
+        return TenantID(self.tenant.id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_tenant(session: AsyncSession, slug: str, name: str | None = None) -> Tenant:
+    return await tenants.create_tenant(session, name=name or slug.title(), slug=slug)
+
+
+async def make_member(
+    session: AsyncSession,
+    tenant: Tenant,
+    *,
+    email: str,
+    role: Role = Role.ADMIN,
+    scopes: frozenset[Scope] | None = None,
+) -> Member:
+    user = await auth.find_user_by_email(session, email)
+    if user is None:
+        user = await auth.create_user(session, email=email, password=PASSWORD)
+    membership = await auth.add_member(session, tenant_id=TenantID(tenant.id), user=user, role=role)
+    issued = await auth.issue_token(
+        session,
+        user=user,
+        tenant_id=TenantID(tenant.id),
+        scopes=scopes if scopes is not None else ROLE_SCOPES[role],
+        name="test",
+    )
+    return Member(tenant=tenant, user=user, membership=membership, token=issued.plaintext)
+
+
+def bearer(token: str) -> dict[str, Any]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,47 @@
+"""Outbox jobs: dispatch one event to its handlers; sweep events a lost Redis dropped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import structlog
+from arq import Retry
+
+from hub.events import service
+from workers.context import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+MAX_TRIES = 8
+
+
+def retry_delay(job_try: int) -> timedelta:
+    """5 s, 10 s, 20 s … capped at 10 minutes."""
+    return timedelta(seconds=min(600, 5 * 2 ** max(0, job_try - 1)))
+
+
+async def dispatch_event(ctx: WorkerContext, event_id: str) -> bool:
+    ident = UUID(event_id)
+    try:
+        async with ctx["db"].transaction() as session:
+            return await service.dispatch(session, ident, ctx["bus"])
+    except Exception as error:
+        async with ctx["db"].transaction() as session:
+            attempts = await service.record_failure(session, ident, error)
+        log.warning(
+            "event dispatch failed",
+            event_id=event_id,
+            attempts=attempts,
+            error_class=type(error).__name__,
+        )
+        if ctx["job_try"] >= MAX_TRIES:
+            # Left undispatched: the sweeper tries again later, so nothing is lost.
+            return False
+        raise Retry(defer=retry_delay(ctx["job_try"])) from error
+
+
+async def sweep_outbox(ctx: WorkerContext) -> int:
+    older_than = timedelta(seconds=ctx["settings"].outbox_sweep_after_seconds)
+    async with ctx["db"].transaction() as session:
+        return await service.sweep(session, older_than=older_than)

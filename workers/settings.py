@@ -1,0 +1,123 @@
+"""arq worker settings: the job functions, the crons, and start-up/shut-down of resources."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import httpx
+from arq import cron
+from arq.cron import CronJob
+from arq.typing import StartupShutdown, WorkerCoroutine
+from arq.worker import Function, Worker, func
+
+from hub.core import jobs
+from hub.core.db import Database
+from hub.core.redis import arq_settings
+from hub.events.service import EventBus, Subscription
+from hub.settings import Settings
+from workers import events
+from workers.context import WorkerContext
+
+EVERY_30_SECONDS = {0, 30}
+
+
+def event_subscriptions() -> list[Subscription]:
+    """The handlers each event type goes to. Domains add theirs here."""
+    return []
+
+
+def job(coroutine: Callable[..., Awaitable[Any]], name: str, **options: Any) -> Function:
+    """Register a typed job function (taking a `WorkerContext`) under its dotted name."""
+    return func(cast("WorkerCoroutine", coroutine), name=name, **options)
+
+
+def functions() -> list[Function]:
+    return [
+        # No kept result: the sweeper must be able to enqueue the same job id again.
+        job(
+            events.dispatch_event,
+            "events.dispatch",
+            keep_result=0,
+            max_tries=events.MAX_TRIES + 1,
+        ),
+    ]
+
+
+def crons(*, run_at_startup: bool) -> list[CronJob]:
+    # `unique`: with several worker replicas, each tick runs once.
+    return [
+        cron(
+            cast("Any", events.sweep_outbox),
+            name="events.sweep",
+            second=EVERY_30_SECONDS,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+    ]
+
+
+def _on_startup(
+    settings: Settings, subscriptions: Sequence[Subscription], database: Database | None
+) -> StartupShutdown:
+    async def startup(ctx: dict[str, Any]) -> None:
+        db = database or Database.from_url(settings.effective_database_url)
+        db.queue = db.queue or jobs.ArqQueue(ctx["redis"])
+        ctx["settings"] = settings
+        ctx["db"] = db
+        ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        ctx["bus"] = EventBus(subscriptions)
+        ctx["owns_db"] = database is None
+
+    return startup
+
+
+async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    if "http" in ctx:
+        await ctx["http"].aclose()
+    if ctx.get("owns_db"):
+        await ctx["db"].dispose()
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    subscriptions: Sequence[Subscription] | None = None,
+    database: Database | None = None,
+    redis_pool: Any = None,
+    burst: bool = False,
+    **overrides: Any,
+) -> Worker:
+    """An arq Worker for the hub's jobs and crons (tests pass `burst=True`)."""
+    sweep_outbox = cast("Any", events.sweep_outbox)
+    options: dict[str, Any] = {
+        "functions": functions(),
+        "cron_jobs": [
+            cron(
+                sweep_outbox,
+                name="events.sweep",
+                second=EVERY_30_SECONDS,
+                unique=True,
+                run_at_startup=True,
+            )
+        ],
+        "on_startup": _on_startup(
+            settings,
+            subscriptions if subscriptions is not None else event_subscriptions(),
+            database,
+        ),
+        "on_shutdown": _on_shutdown,
+        "redis_settings": arq_settings(settings.effective_redis_url),
+        "redis_pool": redis_pool,
+        "burst": burst,
+        "handle_signals": not burst,
+        "max_jobs": 20,
+        "job_timeout": 300,
+        "poll_delay": 0.1,
+        "keep_result": 60,
+    }
+    options.update(overrides)
+    return Worker(**options)
+
+
+__all__ = ["WorkerContext", "create_worker", "event_subscriptions", "functions"]
