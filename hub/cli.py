@@ -6,15 +6,19 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from hub.core.crypto.errors import CryptoError
 from hub.core.errors import DomainError
 from hub.core.logging import configure_logging
 from hub.core.redis import EmbeddedRedis, RedisUnavailable
 from hub.settings import LogFormat, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from hub.core.db import Database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,6 +44,8 @@ def fail_cleanly(command: Callable[P, T]) -> Callable[P, T]:
             raise CliError(str(error)) from None
         except DomainError as error:
             raise CliError(error.detail) from None
+        except CryptoError as error:
+            raise CliError(str(error)) from None
         except (OSError, OperationalError, DBAPIError) as error:
             reason = str(getattr(error, "orig", error)).splitlines()[0][:200]
             raise CliError(f"database: {reason}") from None
@@ -58,14 +64,20 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def _in_transaction(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    from hub.core.db import Database
-
-    database = Database.from_url(settings.effective_database_url)
+    database = _database(settings)
     try:
         async with database.transaction() as session:
             return await work(session)
     finally:
         await database.dispose()
+
+
+def _database(settings: Settings) -> Database:
+    """A Database carrying the process's crypto (the master key ring is loaded here)."""
+    from hub.core.crypto import Crypto
+    from hub.core.db import Database
+
+    return Database.from_url(settings.effective_database_url, crypto=Crypto.from_settings(settings))
 
 
 def _prepare_embedded(settings: Settings) -> EmbeddedRedis | None:

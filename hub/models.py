@@ -1,10 +1,19 @@
 """Every domain's tables, imported in one place so that metadata (and Alembic) sees them all."""
 
 from hub.auth.models import ApiToken, Membership, User
+from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
 from hub.events.models import Event
 from hub.tenants.models import Tenant
 
 metadata = Base.metadata
 
-__all__ = ["ApiToken", "Event", "Membership", "Tenant", "User", "metadata"]
+__all__ = [
+    "ApiToken",
+    "Event",
+    "Membership",
+    "Tenant",
+    "TenantKey",
+    "User",
+    "metadata",
+]

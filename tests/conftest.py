@@ -6,10 +6,13 @@
 - `db` / `session`: each test runs inside one outer transaction that is rolled back, so
   tests see each other's data never; code under test still "commits" (a savepoint).
 - `committed_db`: real commits (for workers and subprocesses); its rows are deleted after.
+- Every `Database` here carries a `Crypto` on a fixed test master key ring (`crypto`), so
+  services seal and open without wiring; `settings` names the same ring.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from hub.app import create_app
+from hub.core.crypto import Crypto, LocalKeyRingProvider, MasterKeyRing
 from hub.core.db import Database, create_engine, migrate
 from hub.core.redis import EmbeddedRedis, connect
 from hub.models import metadata
@@ -29,6 +33,8 @@ from tests.support import RecordingQueue
 
 TEST_DATABASE_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
+# A fixed, public test master key: never use it outside tests.
+TEST_MASTER_KEYS = "test1:" + base64.b64encode(bytes(range(32))).decode()
 
 
 def pytest_report_header() -> list[str]:
@@ -86,6 +92,7 @@ def settings(run_dir: Path, database_url: str, redis_url: str) -> Settings:
         database_url=database_url,
         redis_url=redis_url,
         outbox_sweep_after_seconds=1,
+        master_keys=TEST_MASTER_KEYS,
     )
 
 
@@ -102,11 +109,17 @@ def queue() -> RecordingQueue:
 
 
 @pytest.fixture
-async def db(engine: AsyncEngine, queue: RecordingQueue) -> AsyncIterator[Database]:
+def crypto() -> Crypto:
+    """A crypto on the test master key ring, with a cold cache for each test."""
+    return Crypto(LocalKeyRingProvider(MasterKeyRing.parse(TEST_MASTER_KEYS)))
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine, queue: RecordingQueue, crypto: Crypto) -> AsyncIterator[Database]:
     async with engine.connect() as connection:
         outer = await connection.begin()
         try:
-            yield Database(engine, queue, bind=connection)
+            yield Database(engine, queue, bind=connection, crypto=crypto)
         finally:
             await outer.rollback()
 
@@ -124,9 +137,11 @@ async def delete_all_rows(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-async def committed_db(engine: AsyncEngine, queue: RecordingQueue) -> AsyncIterator[Database]:
+async def committed_db(
+    engine: AsyncEngine, queue: RecordingQueue, crypto: Crypto
+) -> AsyncIterator[Database]:
     """A Database whose transactions really commit; every row is deleted afterwards."""
-    database = Database(engine, queue)
+    database = Database(engine, queue, crypto=crypto)
     try:
         yield database
     finally:

@@ -12,6 +12,7 @@ from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Function, Worker, func
 
 from hub.core import jobs
+from hub.core.crypto import Crypto
 from hub.core.db import Database
 from hub.core.redis import arq_settings
 from hub.events.service import EventBus, Subscription
@@ -63,6 +64,8 @@ def _on_startup(
     async def startup(ctx: dict[str, Any]) -> None:
         db = database or Database.from_url(settings.effective_database_url)
         db.queue = db.queue or jobs.ArqQueue(ctx["redis"])
+        if db.crypto is None:
+            db.crypto = Crypto.from_settings(settings)
         ctx["settings"] = settings
         ctx["db"] = db
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))

@@ -1,4 +1,4 @@
-"""Tenant lifecycle: create and look up. (Data keys and offboarding build on this.)"""
+"""Tenant lifecycle: create (with its data key) and look up."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.core import crypto
 from hub.core.errors import Conflict, Invalid, NotFound
 from hub.core.ids import TenantID
 from hub.tenants.models import Tenant
@@ -36,6 +37,7 @@ async def create_tenant(session: AsyncSession, *, name: str, slug: str) -> Tenan
     tenant = Tenant(name=name, slug=slug)
     session.add(tenant)
     await session.flush()
+    await crypto.ensure_tenant_key(session, tenant.id)
     return tenant
 
 

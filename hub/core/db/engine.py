@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import (
 
 from hub.core import jobs
 
+if TYPE_CHECKING:
+    from hub.core.crypto.cache import Crypto
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# Where each session carries the process's `Crypto` (hub.core.crypto reads it from here).
+CRYPTO_INFO_KEY = "hub.crypto"
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
@@ -64,7 +69,8 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 class Database:
-    """The engine, its session factory, and where committed jobs go."""
+    """The engine, its session factory, where committed jobs go, and the crypto every
+    session carries (so services can seal and open with only a session)."""
 
     def __init__(
         self,
@@ -72,6 +78,7 @@ class Database:
         queue: jobs.JobQueue | None = None,
         *,
         bind: AsyncConnection | None = None,
+        crypto: Crypto | None = None,
     ) -> None:
         self.engine = engine
         # Tests bind sessions to one connection whose outer transaction they roll back; a
@@ -84,11 +91,23 @@ class Database:
             )
         )
         self.queue = queue
+        self.crypto = crypto
         jobs.install_session_hooks()
 
+    @property
+    def crypto(self) -> Crypto | None:
+        return self._crypto
+
+    @crypto.setter
+    def crypto(self, crypto: Crypto | None) -> None:
+        self._crypto = crypto
+        self.sessions.configure(info={CRYPTO_INFO_KEY: crypto} if crypto is not None else {})
+
     @classmethod
-    def from_url(cls, url: str, queue: jobs.JobQueue | None = None) -> Database:
-        return cls(create_engine(url), queue)
+    def from_url(
+        cls, url: str, queue: jobs.JobQueue | None = None, *, crypto: Crypto | None = None
+    ) -> Database:
+        return cls(create_engine(url), queue, crypto=crypto)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

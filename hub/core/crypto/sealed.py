@@ -1,0 +1,220 @@
+"""Sealed values: the token format, the per-tenant cipher that makes and opens them, and the
+column type that stores them.
+
+Token (bytes): format version (1 byte) ‖ data-key version (4 bytes, big-endian) ‖ nonce
+(12 bytes) ‖ AES-256-GCM ciphertext and tag. Associated data: format version ‖ tenant id
+(16 bytes) ‖ row id (16 bytes) ‖ field name (UTF-8), so a token copied to another tenant,
+row or field does not open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import LargeBinary
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from hub.core.crypto.errors import (
+    MalformedSealedValue,
+    SealedValueRejected,
+    TenantKeyMissing,
+    UnknownFormatVersion,
+)
+
+FORMAT_VERSION = 1
+_FORMAT_BYTE = bytes([FORMAT_VERSION])
+NONCE_BYTES = 12
+TAG_BYTES = 16
+_HEADER = 1 + 4
+_MIN_LENGTH = _HEADER + NONCE_BYTES + TAG_BYTES
+DATA_KEY_BYTES = 32
+
+
+class Sealed:
+    """A sealed value as stored. Its `repr()` and `str()` are `'***'`: a sealed value that
+    reaches a log line or a template shows nothing, not even its ciphertext."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+
+    @property
+    def format_version(self) -> int:
+        return self.token[0] if self.token else 0
+
+    @property
+    def key_version(self) -> int:
+        return int.from_bytes(self.token[1:_HEADER], "big")
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and hmac.compare_digest(self.token, other.token)
+
+    def __hash__(self) -> int:
+        return hash(self.token)
+
+
+class SealedColumn(TypeDecorator[Sealed]):
+    """A column holding a `Sealed` (binary). It only wraps and unwraps the Python object: no
+    key lookup, no I/O. It refuses a plain `str` or `bytes`, so plaintext cannot be stored
+    by mistake.
+
+    Contract (data-key rotation relies on it): a value in column `c` of table `t` is sealed
+    with `field="t.c"`, `row=<the row's id>` and `tenant=<the row's tenant_id>`.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Sealed | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, Sealed):
+            raise TypeError(
+                f"a sealed column takes a Sealed value, not {type(value).__name__}: "
+                "seal it first (hub.core.crypto.seal)"
+            )
+        return value.token
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> Sealed | None:
+        return None if value is None else Sealed(bytes(value))
+
+
+# Nonces: 96 random bits each, drawn from the OS in blocks so one system call serves 4096
+# seals. A forked child forgets the block it inherited, so parent and child never share one.
+_NONCES_PER_BLOCK = 4096
+_nonces: Iterator[bytes] = iter(())
+_fork_hook = threading.Lock()
+_fork_hook_installed = False
+
+
+def _forget_nonces() -> None:
+    global _nonces
+    _nonces = iter(())
+
+
+def _refill_nonces() -> bytes:
+    global _nonces, _fork_hook_installed
+    if not _fork_hook_installed:
+        with _fork_hook:
+            if not _fork_hook_installed:
+                os.register_at_fork(after_in_child=_forget_nonces)
+                _fork_hook_installed = True
+    block = os.urandom(NONCE_BYTES * _NONCES_PER_BLOCK)
+    fresh = iter([block[i : i + NONCE_BYTES] for i in range(0, len(block), NONCE_BYTES)])
+    _nonces = fresh
+    return next(fresh)
+
+
+def new_nonce() -> bytes:
+    """A fresh random 96-bit nonce (never handed out twice, also across threads)."""
+    nonce = next(_nonces, None)  # a list iterator's next() is atomic under the GIL
+    return nonce if nonce is not None else _refill_nonces()
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_for_index(value: str) -> str:
+    """NFKC, trimmed, case-folded, inner whitespace collapsed to one space."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", value).strip()).casefold()
+
+
+class TenantCipher:
+    """One tenant's unwrapped keys, ready to seal, open and index with no I/O.
+
+    Built by `hub.core.crypto.cipher_for(session, tenant)` (which caches it); use it directly
+    in a hot loop, e.g. sealing every PHI field of a downloaded file.
+    """
+
+    __slots__ = ("_aad_prefix", "_active", "_by_version", "_header", "_index", "tenant_id")
+
+    def __init__(
+        self,
+        tenant_id: UUID,
+        *,
+        active_version: int,
+        data_keys: dict[int, bytes],
+        index_key: bytes | None,
+    ) -> None:
+        if active_version not in data_keys:
+            raise TenantKeyMissing(tenant_id=tenant_id, version=active_version)
+        self.tenant_id = tenant_id
+        self._by_version = {version: AESGCM(key) for version, key in data_keys.items()}
+        self._active = self._by_version[active_version]
+        self._header = _FORMAT_BYTE + active_version.to_bytes(4, "big")
+        self._aad_prefix = _FORMAT_BYTE + tenant_id.bytes
+        self._index = hmac.new(index_key, digestmod=hashlib.sha256) if index_key else None
+
+    @property
+    def active_version(self) -> int:
+        return int.from_bytes(self._header[1:], "big")
+
+    @property
+    def versions(self) -> frozenset[int]:
+        return frozenset(self._by_version)
+
+    def seal(self, plaintext: str, *, field: str, row: UUID) -> Sealed:
+        nonce = new_nonce()
+        aad = self._aad_prefix + row.bytes + field.encode()
+        return Sealed(self._header + nonce + self._active.encrypt(nonce, plaintext.encode(), aad))
+
+    def open(self, sealed: Sealed, *, field: str, row: UUID) -> str:
+        token = sealed.token
+        if len(token) < _MIN_LENGTH or token[0] != FORMAT_VERSION:
+            self._reject_shape(token, field, row)
+        version = int.from_bytes(token[1:_HEADER], "big")
+        cipher = self._by_version.get(version)
+        if cipher is None:
+            raise TenantKeyMissing(tenant_id=self.tenant_id, version=version, field=field)
+        aad = self._aad_prefix + row.bytes + field.encode()
+        try:
+            plaintext = cipher.decrypt(token[_HEADER : _HEADER + NONCE_BYTES], token[17:], aad)
+        except InvalidTag:
+            raise SealedValueRejected(
+                tenant_id=self.tenant_id, field=field, row=row, version=version
+            ) from None
+        return plaintext.decode()
+
+    def _reject_shape(self, token: bytes, field: str, row: UUID) -> None:
+        if token and token[0] != FORMAT_VERSION:
+            raise UnknownFormatVersion(token[0], tenant_id=self.tenant_id, field=field, row=row)
+        raise MalformedSealedValue(
+            f"{len(token)} bytes is too short to be a sealed value (truncated?)",
+            tenant_id=self.tenant_id,
+            field=field,
+            row=row,
+        )
+
+    def blind_index(
+        self,
+        value: str,
+        *,
+        field: str,
+        normalise: Callable[[str], str] = normalise_for_index,
+    ) -> str:
+        """HMAC-SHA256 (hex) of the normalised value under the tenant's index key, bound to
+        `field`: equal inputs give equal indexes within one tenant and field only."""
+        if self._index is None:
+            raise TenantKeyMissing(tenant_id=self.tenant_id, version=None, field=field)
+        mac = self._index.copy()
+        mac.update(field.encode() + b"\x00" + normalise(value).encode())
+        return mac.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"TenantCipher(tenant_id={self.tenant_id}, versions={sorted(self.versions)})"

@@ -1,0 +1,81 @@
+"""trust core: tenant keys, audit log
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-29 00:33:26.947033
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import hub.core.db.base
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "tenant_keys",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "purpose",
+            sa.Enum(
+                "data",
+                "index",
+                name="keypurpose",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "active",
+                "retired",
+                "destroyed",
+                name="keystate",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),
+        sa.Column("master_key_version", sa.String(length=64), nullable=True),
+        sa.Column("destroyed_at", hub.core.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", hub.core.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", hub.core.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_tenant_keys_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenant_keys")),
+        sa.UniqueConstraint(
+            "tenant_id", "purpose", "version", name=op.f("uq_tenant_keys_tenant_id_purpose_version")
+        ),
+    )
+    with op.batch_alter_table("tenant_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_tenant_keys_master_key_version"), ["master_key_version"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_tenant_keys_tenant_id"), ["tenant_id"], unique=False)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tenant_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tenant_keys_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_tenant_keys_master_key_version"))
+
+    op.drop_table("tenant_keys")
