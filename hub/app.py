@@ -64,6 +64,12 @@ def _check_scopes(app: Litestar) -> None:
         raise MisconfiguredRoutes(f"API handlers declare no scope: {', '.join(sorted(missing))}")
 
 
+def _attach(state: State, database: Database, redis: Any) -> None:
+    queue = jobs.ArqQueue(redis)
+    database.queue = database.queue or queue
+    state.db, state.redis, state.queue = database, redis, queue
+
+
 def create_app(
     settings: Settings,
     *,
@@ -73,25 +79,25 @@ def create_app(
     """The web application. Tests pass their own `database` and `redis`; otherwise the
     lifespan builds them from `settings` and closes them at shutdown."""
 
+    state = State({"settings": settings})
+    if database is not None and redis is not None:
+        # Handed in (tests): usable at once, even by a client that runs no lifespan.
+        _attach(state, database, redis)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned_redis = redis is None
-        client = (
-            redis if redis is not None else await hub_redis.connect(settings.effective_redis_url)
-        )
-        queue = jobs.ArqQueue(client)
-        owned_db = database is None
-        db = (
-            database if database is not None else Database.from_url(settings.effective_database_url)
-        )
-        db.queue = db.queue or queue
-        app.state.db, app.state.redis, app.state.queue = db, client, queue
+        if "db" in app.state:
+            yield
+            return
+        client = redis or await hub_redis.connect(settings.effective_redis_url)
+        db = database or Database.from_url(settings.effective_database_url)
+        _attach(app.state, db, client)
         try:
             yield
         finally:
-            if owned_db:
+            if database is None:
                 await db.dispose()
-            if owned_redis:
+            if redis is None:
                 await client.aclose()
 
     app = Litestar(
@@ -100,7 +106,7 @@ def create_app(
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=state,
         openapi_config=OpenAPIConfig(
             title="CTM Hub",
             version=__version__,

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.core.db import Base, utcnow
-from hub.core.ids import TenantID, uuid7
+from hub.core.db.base import IdMixin
+from hub.core.ids import TenantID
 
 
-class Event(Base):
+class Event(IdMixin, Base):
     __tablename__ = "events"
     __table_args__ = (
         # The sweeper's question: which events are still waiting, oldest first.
         Index("ix_events_undispatched", "dispatched_at", "occurred_at"),
     )
 
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid7)
     # Null for platform events (operator actions that belong to no tenant).
     tenant_id: Mapped[TenantID | None] = mapped_column(
         Uuid(), ForeignKey("tenants.id", ondelete="CASCADE"), index=True

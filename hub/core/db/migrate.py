@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
@@ -36,10 +37,16 @@ def revision(url: str, message: str, rev_id: str) -> None:
 
 
 def current_heads() -> tuple[str, ...]:
-    from alembic.script import ScriptDirectory
+    return tuple(_scripts().get_heads())
 
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return tuple(script.get_heads())
+
+def revisions() -> list[str]:
+    """Every revision id, newest first."""
+    return [script.revision for script in _scripts().walk_revisions()]
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

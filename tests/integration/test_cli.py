@@ -1,0 +1,202 @@
+"""The `hub` CLI on embedded defaults: clear one-line errors, exit codes, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hub.cli import main
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A clean HUB_* environment on a data dir of the test's own."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    clean["HUB_DATA_DIR"] = str(tmp_path / "var")
+    clean["HUB_LOG_LEVEL"] = "WARNING"
+    return clean
+
+
+def hub(env: dict[str, str], *args: str, input: str | None = None) -> Result:
+    names = [k for k in os.environ if k.startswith("HUB_")]
+    overrides: dict[str, str | None] = {k: None for k in names}
+    overrides.update(env)
+    return CliRunner().invoke(main, list(args), env=overrides, input=input, catch_exceptions=False)
+
+
+def last_line(result: Result) -> str:
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def migrated(env: dict[str, str]) -> dict[str, str]:
+    result = hub(env, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    return env
+
+
+class TestTenantsAndUsers:
+    def test_create_tenant_then_list_it(self, migrated: dict[str, str]) -> None:
+        created = hub(migrated, "tenants", "create", "--name", "Acme Health", "--slug", "acme")
+        assert created.exit_code == 0, created.output
+        assert "tenant acme created" in created.output
+        assert "acme\tactive\tAcme Health" in hub(migrated, "tenants", "list").output
+
+    def test_existing_slug_is_a_clear_error_and_writes_nothing(
+        self, migrated: dict[str, str]
+    ) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        again = hub(migrated, "tenants", "create", "--name", "Other name", "--slug", "acme")
+        assert again.exit_code == 1
+        assert again.stdout == ""
+        assert last_line(again) == "error: a tenant with slug 'acme' already exists"
+        listed = hub(migrated, "tenants", "list").output.strip().splitlines()
+        assert listed == ["acme\tactive\tAcme"]
+
+    def test_bad_slug_names_the_rule(self, migrated: dict[str, str]) -> None:
+        result = hub(migrated, "tenants", "create", "--name", "X", "--slug", "Not A Slug")
+        assert result.exit_code == 1
+        assert last_line(result).startswith("error: slug: use 1-63 lower-case letters")
+
+    def test_user_with_generated_password_shown_once(self, migrated: dict[str, str]) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        result = hub(
+            migrated, "users", "create", "--email", "Ann@Acme.example", "--tenant", "acme",
+            "--role", "caseworker",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "user ann@acme.example created" in result.output
+        assert "password (shown once): " in result.output
+
+    def test_user_password_from_stdin_is_not_echoed(self, migrated: dict[str, str]) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        result = hub(
+            migrated, "users", "create", "--email", "b@acme.example", "--tenant", "acme",
+            "--role", "viewer", "--password-stdin", input="a very long password indeed\n",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "a very long password indeed" not in result.output
+
+    def test_short_password_is_refused(self, migrated: dict[str, str]) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        result = hub(
+            migrated, "users", "create", "--email", "c@acme.example", "--tenant", "acme",
+            "--role", "viewer", "--password-stdin", input="short\n",
+        )  # fmt: skip
+        assert result.exit_code == 1
+        assert "password: must be at least 12 characters" in result.output
+
+    def test_unknown_tenant_is_named(self, migrated: dict[str, str]) -> None:
+        result = hub(
+            migrated, "users", "create", "--email", "d@x.example", "--tenant", "nope",
+            "--role", "viewer",
+        )  # fmt: skip
+        assert result.exit_code == 1
+        assert "tenant nope not found" in result.output
+        # Nothing half-written: the user was not created without its membership.
+        hub(migrated, "tenants", "create", "--name", "Nope", "--slug", "nope")
+        retry = hub(
+            migrated, "users", "create", "--email", "d@x.example", "--tenant", "nope",
+            "--role", "viewer",
+        )  # fmt: skip
+        assert "user d@x.example created" in retry.output
+
+
+class TestTokens:
+    def test_token_is_printed_and_works_for_its_scopes(self, migrated: dict[str, str]) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        hub(
+            migrated,
+            "users",
+            "create",
+            "--email",
+            "e@acme.example",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+        )
+        result = hub(
+            migrated, "tokens", "create", "--tenant", "acme", "--user", "e@acme.example",
+            "--scopes", "complaints:read,keys:read", "--expires-in", "30d",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().startswith("hub_")
+
+    @pytest.mark.parametrize(
+        ("scopes", "expires", "says"),
+        [
+            ("complaints:eat", "30d", "unknown scope 'complaints:eat'"),
+            ("keys:read", "soon", "expires_in: use a number and a unit"),
+        ],
+    )
+    def test_bad_token_options_are_named(
+        self, migrated: dict[str, str], scopes: str, expires: str, says: str
+    ) -> None:
+        hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        hub(
+            migrated,
+            "users",
+            "create",
+            "--email",
+            "f@acme.example",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+        )
+        result = hub(
+            migrated, "tokens", "create", "--tenant", "acme", "--user", "f@acme.example",
+            "--scopes", scopes, "--expires-in", expires,
+        )  # fmt: skip
+        assert result.exit_code == 1
+        assert says in result.output
+
+
+class TestStartupErrors:
+    """Run as real processes: the user sees one line and an exit code, no traceback."""
+
+    def run(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def test_malformed_database_url(self, env: dict[str, str]) -> None:
+        env["HUB_DATABASE_URL"] = "postgres//nope"
+        result = self.run(env, "serve")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            "error: HUB_DATABASE_URL: is not a database URL (expected postgresql://… or sqlite:///…)"
+        ]
+
+    def test_unreachable_database(self, env: dict[str, str]) -> None:
+        env["HUB_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+        result = self.run(env, "serve")
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: HUB_DATABASE_URL: cannot connect to the database")
+
+    def test_production_without_master_key(self, env: dict[str, str]) -> None:
+        env.update(
+            HUB_ENV="production",
+            HUB_DATABASE_URL="postgresql://u@127.0.0.1/db",
+            HUB_REDIS_URL="redis://127.0.0.1:6379/0",
+        )
+        result = self.run(env, "serve")
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            "error: HUB_MASTER_KEYS: required when HUB_ENV=production (or HUB_MASTER_KEY_FILE)"
+        )
+
+    def test_schema_behind_the_code(self, env: dict[str, str]) -> None:
+        result = self.run(env, "serve")
+        assert result.returncode == 1
+        assert "run `hub db upgrade`" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
