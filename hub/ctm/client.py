@@ -1,0 +1,542 @@
+"""The CTM API client: token exchange, complaint download (streamed into the parser) and
+casework upload, with the error mapping and retries of CTM-API.md section 4.
+
+One client serves one environment. It refuses a base URL that is the other environment's
+and credentials of the other environment, so a sandbox key can never reach production.
+A key's secret is revealed only while the token request is built, and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from hub.ctm import layouts, modeled
+from hub.ctm.errors import (
+    ContractAccessDenied,
+    CtmProtocolError,
+    CtmUnavailable,
+    EnvironmentMismatch,
+    FileTruncated,
+    KeyRejected,
+    RateLimited,
+    TruncatedDownload,
+)
+from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary
+from hub.ctm.upload import ResolutionRow, write_upload_file
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
+# CMS's published hosts (CTM-API.md section 1): a client of one environment refuses the
+# other's, whatever the configuration says.
+KNOWN_URLS = {"sandbox": "https://hpmssandbox.cms.gov", "production": "https://hpms.cms.gov"}
+
+
+class CtmEnvironment(enum.StrEnum):
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+    @property
+    def other(self) -> CtmEnvironment:
+        is_sandbox = self is CtmEnvironment.SANDBOX
+        return CtmEnvironment.PRODUCTION if is_sandbox else CtmEnvironment.SANDBOX
+
+
+class SecretSource(Protocol):
+    """Where a key's secret comes from; opened only inside the token call."""
+
+    def reveal(self) -> str: ...
+
+
+class StaticSecret:
+    """A secret already in memory (tests, the simulator, the demo). Its repr is '***'."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "StaticSecret('***')"
+
+
+@dataclass(frozen=True)
+class CtmCredentials:
+    """One version of one key. `version_id` changes when the key is rotated (tokens are
+    cached per version); `contracts` is what the key covers, when known."""
+
+    environment: CtmEnvironment
+    key_id: str
+    hpms_user_id: str
+    version_id: str
+    secret: SecretSource = field(repr=False)
+    contracts: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; Retry-After is honoured up to a limit."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int, draw: Callable[[], float]) -> float:
+        return float(min(self.max_delay, self.base_delay * 2**attempt) * draw())
+
+
+@dataclass(frozen=True)
+class Rejection:
+    complaint_id: str
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    accepted: list[str]
+    rejected: list[Rejection]
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    refresh_at: float
+    cookie: str | None = field(repr=False, default=None)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _session_cookie(response: httpx.Response) -> str | None:
+    """The cookies the token call set, as a Cookie header for the data calls of that token."""
+    jar: SimpleCookie = SimpleCookie()
+    for header in response.headers.get_list("set-cookie"):
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+    return "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items()) or None
+
+
+class _Retry(Exception):
+    def __init__(self, failure: Exception, delay: float | None = None) -> None:
+        self.failure = failure
+        self.delay = delay
+
+
+class CtmClient:
+    """Talks to one environment's CTM API. Use as an async context manager, or `aclose()`."""
+
+    def __init__(
+        self,
+        environment: CtmEnvironment,
+        *,
+        base_url: str,
+        other_environment_url: str | None = None,
+        scope: str = modeled.DEFAULT_SCOPE,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        proxy: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 20,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        forbidden = {_origin(KNOWN_URLS[environment.other.value])}
+        if other_environment_url:
+            forbidden.add(_origin(other_environment_url))
+        if _origin(base_url) in forbidden:
+            raise EnvironmentMismatch(
+                f"{environment.value} client refused: {base_url} is the "
+                f"{environment.other.value} CTM URL"
+            )
+        self.environment = environment
+        self.base_url = base_url.rstrip("/")
+        self.scope = scope
+        self._retry = retry or RetryPolicy()
+        self._sleep, self._clock, self._jitter = sleep, clock, jitter
+        self._tokens: dict[tuple[str, str], _Token] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # The shared jar stores nothing: cookies belong to one key's token (kept on _Token),
+        # and must never ride along with another tenant's request.
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            proxy=proxy,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections),
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def for_environment(
+        cls, settings: Any, environment: CtmEnvironment, **options: Any
+    ) -> CtmClient:
+        """The client for `environment` at its configured URL (`HUB_CTM_*_URL`)."""
+        urls = {
+            CtmEnvironment.SANDBOX: settings.ctm_sandbox_url,
+            CtmEnvironment.PRODUCTION: settings.ctm_production_url,
+        }
+        return cls(
+            environment,
+            base_url=urls[environment],
+            other_environment_url=urls[environment.other],
+            **options,
+        )
+
+    async def __aenter__(self) -> CtmClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # Public calls -----------------------------------------------------------------------
+
+    def download_complaints(
+        self,
+        credentials: CtmCredentials,
+        contract: str,
+        start: date,
+        end: date,
+        *,
+        batch_size: int = 500,
+    ) -> ComplaintDownload:
+        """The contract's complaints between start and end, streamed into the parser.
+
+        Iterate the result for batches of records; its `summary` is complete after the
+        last batch. On `TruncatedDownload` (or any error) discard what it yielded.
+        """
+        self._check(credentials)
+        if not layouts.is_contract_number(contract):
+            raise ValueError(f"contract {contract!r} is not a contract number (e.g. H1234)")
+        if start > end:
+            raise ValueError("start date is after end date")
+        allowed = credentials.contracts if credentials.contracts is not None else {contract}
+        parser = ComplaintParser(allowed_contracts=allowed, batch_size=batch_size)
+        return ComplaintDownload(self, credentials, contract, start, end, parser)
+
+    async def upload_resolutions(
+        self, credentials: CtmCredentials, rows: Sequence[ResolutionRow]
+    ) -> UploadResult:
+        """Send resolutions as one upload file; CMS answers which rows it accepted."""
+        self._check(credentials)
+        body = write_upload_file(rows)
+        contracts = {row.contract_id for row in rows}
+        contract = next(iter(contracts)) if len(contracts) == 1 else None
+        files = {"file": (modeled.UPLOAD_FILE_NAME, body, modeled.DOWNLOAD_CONTENT_TYPE)}
+
+        def build(headers: dict[str, str]) -> httpx.Request:
+            return self._http.build_request(
+                "POST", modeled.UPLOAD_PATH, files=files, headers=headers
+            )
+
+        response = await self._call("upload", credentials, contract, build, stream=False)
+        return _upload_result(response)
+
+    async def token(self, credentials: CtmCredentials) -> str:
+        """A valid access token for the key (cached; refreshed at 80 % of its lifetime)."""
+        self._check(credentials)
+        return (await self._token(credentials)).value
+
+    # Tokens -----------------------------------------------------------------------------
+
+    def _check(self, credentials: CtmCredentials) -> None:
+        if credentials.environment is not self.environment:
+            raise EnvironmentMismatch(
+                f"key {credentials.key_id} is a {credentials.environment.value} key; "
+                f"this client talks to {self.environment.value}"
+            )
+
+    async def _token(self, credentials: CtmCredentials, *, stale: str | None = None) -> _Token:
+        cache_key = (credentials.key_id, credentials.version_id)
+        cached = self._tokens.get(cache_key)
+        if cached and cached.value != stale and self._clock() < cached.refresh_at:
+            return cached
+        # One refresh per key version: whoever waits on the lock finds the fresh token.
+        async with self._locks.setdefault(cache_key, asyncio.Lock()):
+            cached = self._tokens.get(cache_key)
+            if cached and cached.value != stale and self._clock() < cached.refresh_at:
+                return cached
+            self._tokens.pop(cache_key, None)
+            token: _Token = await self._with_retries(lambda: self._exchange(credentials))
+            self._tokens[cache_key] = token
+            return token
+
+    async def _exchange(self, credentials: CtmCredentials) -> _Token:
+        started = self._clock()
+        request = self._http.build_request(
+            "POST",
+            modeled.TOKEN_PATH,
+            json={
+                modeled.TOKEN_USER_NAME: credentials.hpms_user_id,
+                modeled.TOKEN_KEY_ID: credentials.key_id,
+                modeled.TOKEN_KEY_SECRET: credentials.secret.reveal(),
+                modeled.TOKEN_SCOPES: self.scope,
+            },
+        )
+        response = await self._send(request, "token", credentials.key_id, None, stream=False)
+        status = response.status_code
+        if status in (401, 403):
+            raise KeyRejected(credentials.key_id, f"CMS refused the key ({status} on token call)")
+        self._raise_transient(response)
+        if status != 200:
+            raise CtmProtocolError(f"token call answered {status}")
+        try:
+            body = response.json()
+            value = body[modeled.TOKEN_ACCESS_TOKEN]
+            expires = float(body[modeled.TOKEN_EXPIRES])
+        except (ValueError, KeyError, TypeError):
+            raise CtmProtocolError("token call answered without accessToken/expires") from None
+        if not isinstance(value, str) or not value or expires <= 0:
+            raise CtmProtocolError("token call answered an empty token or no lifetime")
+        refresh_at = started + expires * modeled.TOKEN_REFRESH_FRACTION
+        return _Token(value=value, refresh_at=refresh_at, cookie=_session_cookie(response))
+
+    # Requests ---------------------------------------------------------------------------
+
+    async def _with_retries(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await operation()
+            except _Retry as retry:
+                attempt += 1
+                if attempt >= self._retry.attempts:
+                    raise retry.failure from None
+                delay = retry.delay
+                if delay is None:
+                    delay = self._retry.backoff(attempt - 1, self._jitter)
+                await self._sleep(delay)
+
+    def _raise_transient(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status == 429:
+            retry_after = _retry_after(response)
+            failure = RateLimited(retry_after)
+            if retry_after is not None and retry_after > self._retry.max_retry_after:
+                raise failure  # longer than we wait in a request: the job defers instead
+            raise _Retry(failure, retry_after)
+        if status >= 500:
+            raise _Retry(CtmUnavailable(f"CMS answered {status}"))
+
+    async def _send(
+        self, request: httpx.Request, call: str, key_id: str, contract: str | None, *, stream: bool
+    ) -> httpx.Response:
+        started = self._clock()
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.TransportError as error:  # timeouts, refused or cut connections
+            log.warning(
+                f"ctm {call} failed", key_id=key_id, contract=contract, status=None,
+                duration_ms=round((self._clock() - started) * 1000), error=type(error).__name__,
+            )  # fmt: skip
+            raise _Retry(CtmUnavailable(f"CMS unreachable ({type(error).__name__})")) from None
+        log.info(
+            f"ctm {call}", key_id=key_id, contract=contract, status=response.status_code,
+            duration_ms=round((self._clock() - started) * 1000),
+        )  # fmt: skip
+        return response
+
+    def _headers(self, credentials: CtmCredentials, token: _Token) -> dict[str, str]:
+        headers = {
+            modeled.CONSUMER_ID_HEADER: credentials.key_id,
+            "Authorization": f"Bearer {token.value}",
+        }
+        if token.cookie:
+            headers["Cookie"] = token.cookie
+        return headers
+
+    async def _call(
+        self,
+        call: str,
+        credentials: CtmCredentials,
+        contract: str | None,
+        build: Callable[[dict[str, str]], httpx.Request],
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        async def once() -> httpx.Response:
+            token = await self._token(credentials)
+            request = build(self._headers(credentials, token))
+            response = await self._send(request, call, credentials.key_id, contract, stream=stream)
+            if response.status_code == 401:  # token invalid or expired: re-authenticate once
+                await response.aclose()
+                token = await self._token(credentials, stale=token.value)
+                request = build(self._headers(credentials, token))
+                response = await self._send(
+                    request, call, credentials.key_id, contract, stream=stream
+                )
+                if response.status_code == 401:
+                    await response.aclose()
+                    raise ContractAccessDenied(contract, "token refused twice (401)")
+            return await self._accept(response, call, contract)
+
+        response: httpx.Response = await self._with_retries(once)
+        return response
+
+    async def _accept(
+        self, response: httpx.Response, call: str, contract: str | None
+    ) -> httpx.Response:
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        await response.aclose()
+        if status == 403:
+            raise ContractAccessDenied(contract)
+        self._raise_transient(response)
+        raise CtmProtocolError(f"{call} answered {status}")
+
+
+_CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/octet-stream", ""}
+
+
+class ComplaintDownload:
+    """One download, iterated once: `async for batch in download`. Discard every batch it
+    gave if iteration raises (`TruncatedDownload`, `CtmProtocolError`, `FileRejected`)."""
+
+    def __init__(
+        self,
+        client: CtmClient,
+        credentials: CtmCredentials,
+        contract: str,
+        start: date,
+        end: date,
+        parser: ComplaintParser,
+    ) -> None:
+        self.contract = contract
+        self.bytes_read = 0
+        self._client, self._credentials = client, credentials
+        self._start, self._end = start, end
+        self._parser = parser
+        self._started = False
+
+    @property
+    def summary(self) -> ParseSummary:
+        return self._parser.summary
+
+    def __aiter__(self) -> AsyncIterator[list[ComplaintRecord]]:
+        if self._started:
+            raise RuntimeError("a download can be iterated once")
+        self._started = True
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[ComplaintRecord]]:
+        params = {
+            modeled.DOWNLOAD_CONTRACT_PARAM: self.contract,
+            modeled.DOWNLOAD_START_PARAM: self._start.strftime(modeled.DOWNLOAD_DATE_FORMAT),
+            modeled.DOWNLOAD_END_PARAM: self._end.strftime(modeled.DOWNLOAD_DATE_FORMAT),
+        }
+        http = self._client._http
+
+        def build(headers: dict[str, str]) -> httpx.Request:
+            return http.build_request("GET", modeled.DOWNLOAD_PATH, params=params, headers=headers)
+
+        response = await self._client._call(
+            "download", self._credentials, self.contract, build, stream=True
+        )
+        try:
+            _check_csv_type(response)
+            async for batch in self._parser.aparse(self._body(response)):
+                yield batch
+        except FileTruncated as error:
+            raise TruncatedDownload(f"contract {self.contract}: {error}") from None
+        finally:
+            await response.aclose()
+
+    async def _body(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        first = True
+        try:
+            async for chunk in response.aiter_bytes():
+                if first and chunk:
+                    first = False
+                    _check_not_html(chunk)
+                self.bytes_read += len(chunk)
+                yield chunk
+        except httpx.TransportError as error:
+            raise TruncatedDownload(
+                f"contract {self.contract}: the download stopped after {self.bytes_read} bytes "
+                f"({type(error).__name__})"
+            ) from None
+        declared = response.headers.get("Content-Length", "")
+        arrived = response.num_bytes_downloaded
+        if declared.isdigit() and int(declared) != arrived:
+            raise TruncatedDownload(
+                f"contract {self.contract}: {arrived} of {declared} bytes arrived"
+            )
+
+
+def _check_csv_type(response: httpx.Response) -> None:
+    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if "html" in media:
+        raise CtmProtocolError(
+            f"CMS answered an HTML page (status {response.status_code}), not CSV"
+        )
+    if media not in _CSV_TYPES:
+        raise CtmProtocolError(f"CMS answered {media}, not CSV")
+
+
+def _check_not_html(chunk: bytes) -> None:
+    if chunk.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise CtmProtocolError("CMS answered an HTML page, not CSV")
+
+
+def _upload_result(response: httpx.Response) -> UploadResult:
+    try:
+        body = response.json()
+        accepted = [str(item) for item in body[modeled.UPLOAD_ACCEPTED]]
+        rejected = [
+            Rejection(
+                complaint_id=str(item[modeled.UPLOAD_REJECTED_ID]),
+                errors=[str(error) for error in item[modeled.UPLOAD_REJECTED_ERRORS]],
+            )
+            for item in body[modeled.UPLOAD_REJECTED]
+        ]
+    except (ValueError, KeyError, TypeError):
+        raise CtmProtocolError("upload answered without accepted/rejected lists") from None
+    return UploadResult(accepted=accepted, rejected=rejected)
+
+
+__all__ = [
+    "ComplaintDownload",
+    "CtmClient",
+    "CtmCredentials",
+    "CtmEnvironment",
+    "Rejection",
+    "RetryPolicy",
+    "SecretSource",
+    "StaticSecret",
+    "UploadResult",
+]

@@ -1,0 +1,62 @@
+"""Which (contract, complaint ID) pairs a file has shown already, and on which row.
+
+The first `memory_keys` pairs live in a dict; past that the index moves to a temporary
+SQLite file, so a parse's memory stays flat however large the file (CTM-API.md: memory flat
+in file size) and duplicates are still found exactly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+
+DEFAULT_MEMORY_KEYS = 100_000
+
+
+class SeenComplaints:
+    def __init__(self, memory_keys: int = DEFAULT_MEMORY_KEYS) -> None:
+        self._memory: dict[tuple[str, str], int] = {}
+        self._memory_keys = memory_keys
+        self._disk: sqlite3.Connection | None = None
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+
+    def remember(self, contract: str, complaint_id: str, row: int) -> int | None:
+        """Record that `row` holds the pair; return the row that held it before, if any."""
+        if self._disk is None:
+            pair = (contract, complaint_id)
+            previous = self._memory.get(pair)
+            self._memory[pair] = row
+            if len(self._memory) > self._memory_keys:
+                self._spill()
+            return previous
+        key = f"{contract}\x1f{complaint_id}"
+        found = self._disk.execute("SELECT row FROM seen WHERE key = ?", (key,)).fetchone()
+        self._disk.execute("INSERT OR REPLACE INTO seen (key, row) VALUES (?, ?)", (key, row))
+        return None if found is None else int(found[0])
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+        if self._directory is not None:
+            self._directory.cleanup()
+            self._directory = None
+        self._memory.clear()
+
+    def _spill(self) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="ctm-parse-")
+        disk = sqlite3.connect(f"{self._directory.name}/seen.db", isolation_level=None)
+        disk.execute("PRAGMA journal_mode = OFF")
+        disk.execute("PRAGMA synchronous = OFF")
+        disk.execute("PRAGMA cache_size = -2048")  # 2 MiB of page cache, whatever the file
+        disk.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID")
+        disk.execute("BEGIN")
+        disk.executemany(
+            "INSERT INTO seen (key, row) VALUES (?, ?)",
+            (
+                (f"{contract}\x1f{complaint}", row)
+                for (contract, complaint), row in self._memory.items()
+            ),
+        )
+        self._memory = {}
+        self._disk = disk

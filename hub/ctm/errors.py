@@ -1,0 +1,60 @@
+"""Typed errors of the CTM client and the file parser (CTM-API.md section 4's table).
+
+Messages name keys by key ID and contracts by number only: never a secret, token or PHI.
+"""
+
+from __future__ import annotations
+
+
+class CtmError(Exception):
+    """Base of everything the CTM client or parser raises."""
+
+
+class EnvironmentMismatch(CtmError):
+    """A sandbox key meeting production (or the reverse) — refused before any request."""
+
+
+class KeyRejected(CtmError):
+    """403 on the token call: the key was rotated, expired or deactivated; stop using it."""
+
+    def __init__(self, key_id: str, detail: str = "CMS refused the key (403 on token call)"):
+        super().__init__(f"key {key_id}: {detail}")
+        self.key_id = key_id
+
+
+class ContractAccessDenied(CtmError):
+    """403 on a data call: this key may not read the contract (or its user lost access)."""
+
+    def __init__(self, contract: str | None, detail: str = "access denied (403)") -> None:
+        where = f"contract {contract}" if contract else "upload"
+        super().__init__(f"{where}: {detail}; request a new key for this contract")
+        self.contract = contract
+
+
+class RateLimited(CtmError):
+    """429 that outlasted our retries; `retry_after` is CMS's Retry-After in seconds."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(f"CMS rate limit (429){hint}")
+        self.retry_after = retry_after
+
+
+class CtmUnavailable(CtmError):
+    """5xx, timeouts and connection failures that outlasted our retries."""
+
+
+class CtmProtocolError(CtmError):
+    """CMS answered with something that is not what the API promises (HTML, not CSV, bad JSON)."""
+
+
+class TruncatedDownload(CtmProtocolError):
+    """The download stopped before the end: discard everything read from it."""
+
+
+class FileRejected(CtmError):
+    """The whole file is refused (empty, missing or duplicate column, not UTF-8, truncated)."""
+
+
+class FileTruncated(FileRejected):
+    """The file ends inside a quoted field: part of it never arrived."""

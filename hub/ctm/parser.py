@@ -1,0 +1,479 @@
+"""Streaming parser of the plan download file (CTM-API.md section 6, "Precise rules").
+
+Feed it chunks of bytes (a sync or async iterator); typed `ComplaintRecord`s come out in
+batches, bad rows are quarantined with their row number and reason, and a `ParseSummary`
+is ready at the end. Only the unfinished record and one batch are held, never the file.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Any
+
+from hub.ctm import layouts
+from hub.ctm.csvstream import RecordSplitter
+from hub.ctm.dedupe import DEFAULT_MEMORY_KEYS, SeenComplaints
+from hub.ctm.errors import FileRejected
+from hub.ctm.layouts import ChangeRequest, IssueLevel, Kind, Layout
+
+Value = str | date | bool | ChangeRequest | None
+
+DEFAULT_BATCH_SIZE = 500
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATE_CACHE_LIMIT = 20_000
+_IMMEDIATE_NEED = IssueLevel.IMMEDIATE_NEED.value
+_ISSUE_LEVELS = {level.value.lower(): level.value for level in IssueLevel}
+_CHANGE_REQUESTS: dict[str, ChangeRequest | None] = {c.value.lower(): c for c in ChangeRequest}
+_CHANGE_REQUESTS.update(dict.fromkeys(layouts.BLANK_WORDS))
+_YES_NO: dict[str, bool | None] = {"": None} | dict.fromkeys(layouts.YES_WORDS, True)
+_YES_NO.update(dict.fromkeys(layouts.NO_WORDS, False))
+
+
+def parse_date(text: str) -> date | None:
+    """`MM/DD/YYYY`, `M/D/YYYY` (US order) or `YYYY-MM-DD`; None when it is not a date."""
+    us = _US_DATE.fullmatch(text)
+    try:
+        if us is not None:
+            return date(int(us[3]), int(us[1]), int(us[2]))
+        iso = _ISO_DATE.fullmatch(text)
+        if iso is not None:
+            return date(int(iso[1]), int(iso[2]), int(iso[3]))
+    except ValueError:
+        return None
+    return None
+
+
+_NO_UNKNOWN: Mapping[str, str] = MappingProxyType({})
+_MISSING = object()
+_CACHE_LIMIT = 20_000
+_IMMEDIATE_NEED = IssueLevel.IMMEDIATE_NEED.value
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A quarantined row (reason) or a warning (message) with its 1-based data row number."""
+
+    row: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Which known columns a file has (shared by all its records): all of them in file
+    order, then the enum and Y/N ones, then the dates."""
+
+    names: tuple[str, ...]
+    positions: tuple[int, ...]  # where each of `names` sits in a row's cells
+    choices: tuple[str, ...]
+    dates: tuple[str, ...]
+
+
+@dataclass(slots=True, eq=False)
+class ComplaintRecord:
+    """One good row of the download file.
+
+    `values` gives every known column the file had, under its current name, typed by its
+    kind (dates, enums, Y/N as bool); text exactly as written. `unknown` holds the unknown
+    columns (and data under empty headers as `column_<position>`). The row's cells are kept
+    as read and `values` is built on demand, so the parser does not pay for it twice.
+    """
+
+    row: int
+    complaint_id: str
+    contract_id: str
+    issue_level: str
+    is_immediate_need: bool
+    received_date: date
+    unknown: Mapping[str, str]
+    columns: Columns
+    cells: list[str]
+    choices: tuple[Value, ...]
+    dates: tuple[date | None, ...]
+
+    @property
+    def values(self) -> dict[str, Value]:
+        cells = self.cells
+        values: dict[str, Value] = {
+            name: cells[position]
+            for name, position in zip(self.columns.names, self.columns.positions, strict=True)
+        }
+        values.update(zip(self.columns.choices, self.choices, strict=True))
+        values.update(zip(self.columns.dates, self.dates, strict=True))
+        values["COMPLAINT_ID"] = self.complaint_id
+        values["CONTRACT_ID"] = self.contract_id
+        return values
+
+    def text(self, column: str) -> str:
+        """A text column exactly as written ('' when the file lacks the column)."""
+        value = self.values.get(column)
+        return value if isinstance(value, str) else ""
+
+    def date(self, column: str) -> date | None:
+        if column not in self.columns.dates:
+            return None
+        return self.dates[self.columns.dates.index(column)]
+
+    def phi(self) -> dict[str, str]:
+        """The protected health information columns: to be sealed, never logged."""
+        values = self.values
+        return {
+            name: str(values[name]) for name in self.columns.names if name in layouts.PHI_COLUMNS
+        }
+
+    def __repr__(self) -> str:  # a record is full of PHI: keep it out of tracebacks and logs
+        return f"ComplaintRecord(row={self.row}, contract_id={self.contract_id!r}, ...)"
+
+
+@dataclass
+class ParseSummary:
+    layout: Layout | None = None
+    rows_read: int = 0
+    rows_imported: int = 0
+    quarantined: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout.value if self.layout else None,
+            "rows_read": self.rows_read,
+            "rows_imported": self.rows_imported,
+            "quarantined": [{"row": i.row, "reason": i.message} for i in self.quarantined],
+            "warnings": [{"row": i.row, "message": i.message} for i in self.warnings],
+            "unknown_columns": list(self.unknown_columns),
+        }
+
+
+class _Quarantine(Exception):
+    """A row's fault; caught in the row loop, never leaves the parser."""
+
+
+Getter = Callable[[list[str]], tuple[str, ...]]
+
+
+def _getter(positions: list[int]) -> Getter:
+    """Like itemgetter, but a tuple even for one position."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda cells: (cells[only],)
+    return operator.itemgetter(*positions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    width: int
+    id_at: int  # positions in a row's cells
+    contract_at: int
+    choice_names: tuple[str, ...]  # enum and Y/N columns
+    pick_choices: Getter
+    level_at: int  # position inside `choice_names`
+    date_names: tuple[str, ...]
+    pick_dates: Getter
+    received_at: int  # position inside `date_names`
+    unknown: tuple[tuple[int, str], ...]
+    empty_headed: frozenset[int]
+    columns: Columns
+
+
+def _read_header(cells: list[str]) -> tuple[_Header, list[str]]:
+    known: dict[str, int] = {}
+    seen_folded: dict[str, str] = {}
+    unknown: list[tuple[int, str]] = []
+    empty: set[int] = set()
+    for position, cell in enumerate(cells):
+        if not cell.strip():
+            empty.add(position)
+            continue
+        name = layouts.canonical_name(cell)
+        key = name or layouts.fold(cell)
+        if key in seen_folded:
+            raise FileRejected(
+                f"duplicate column {key}: headers {seen_folded[key]!r} and {cell!r} "
+                "fold to the same name"
+            )
+        seen_folded[key] = cell
+        if name is None:
+            unknown.append((position, cell.strip()))
+        else:
+            known[name] = position
+    missing = [name for name in layouts.REQUIRED_COLUMNS if name not in known]
+    if missing:
+        raise FileRejected(f"missing required column {', '.join(missing)}")
+    names = tuple(known)
+    kinds = {name: layouts.COLUMNS[name].kind for name in names}
+    choices = tuple(n for n in names if kinds[n] in (Kind.ENUM, Kind.YES_NO))
+    dates = tuple(n for n in names if kinds[n] is Kind.DATE)
+    header = _Header(
+        width=len(cells),
+        id_at=known["COMPLAINT_ID"],
+        contract_at=known["CONTRACT_ID"],
+        choice_names=choices,
+        pick_choices=_getter([known[n] for n in choices]),
+        level_at=choices.index("ISSUE_LEVEL"),
+        date_names=dates,
+        pick_dates=_getter([known[n] for n in dates]),
+        received_at=dates.index("RECEIVED_DATE"),
+        unknown=tuple(unknown),
+        empty_headed=frozenset(empty),
+        columns=Columns(names, tuple(known.values()), choices, dates),
+    )
+    return header, [name for _, name in unknown]
+
+
+class ComplaintParser:
+    """Push chunks with `feed`, end with `close`; or drive it with `parse` / `aparse`.
+
+    `allowed_contracts` is the set the downloading key covers (None: any valid contract).
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed_contracts: Collection[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        memory_keys: int = DEFAULT_MEMORY_KEYS,
+    ) -> None:
+        self.summary = ParseSummary()
+        self._allowed = frozenset(allowed_contracts) if allowed_contracts is not None else None
+        self._batch_size = batch_size
+        self._splitter = RecordSplitter()
+        self._seen = SeenComplaints(memory_keys)
+        self._header: _Header | None = None
+        self._batch: list[ComplaintRecord] = []
+        self._duplicates = 0
+        self._dates: dict[tuple[str, ...], tuple[date | None, ...]] = {}
+        self._contracts: dict[str, str | None] = {}
+        self._choices: dict[tuple[str, ...], tuple[Value, ...]] = {}
+        self._closed = False
+
+    # Driving ----------------------------------------------------------------------------
+
+    def parse(self, chunks: Iterable[bytes]) -> Iterator[list[ComplaintRecord]]:
+        for chunk in chunks:
+            yield from self.feed(chunk)
+        yield from self.close()
+
+    async def aparse(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[list[ComplaintRecord]]:
+        async for chunk in chunks:
+            for batch in self.feed(chunk):
+                yield batch
+        for batch in self.close():
+            yield batch
+
+    def feed(self, chunk: bytes) -> list[list[ComplaintRecord]]:
+        """Take the next bytes; return the batches that filled up."""
+        if self._closed:
+            raise RuntimeError("parser already closed")
+        return self._take(self._splitter.feed(chunk))
+
+    def close(self) -> list[list[ComplaintRecord]]:
+        """End of input: the last batch, and the summary completed (or FileRejected)."""
+        self._closed = True
+        try:
+            batches = self._take(self._splitter.close())
+            if self._splitter.bytes_seen == 0:
+                raise FileRejected("empty file")
+            if self._header is None:
+                raise FileRejected("the file has no header row")
+        finally:
+            self._seen.close()
+        if self._batch:
+            batches.append(self._batch)
+            self._batch = []
+        self.summary.rows_imported = self.summary.rows_read - len(self.summary.quarantined)
+        self.summary.rows_imported -= self._duplicates
+        return batches
+
+    # Rows -------------------------------------------------------------------------------
+
+    def _take(self, records: list[list[str]]) -> list[list[ComplaintRecord]]:
+        full: list[list[ComplaintRecord]] = []
+        summary = self.summary
+        batch, batch_size, record_of = self._batch, self._batch_size, self._record
+        rows = iter(records)
+        if self._header is None:
+            for cells in rows:
+                if any(cells):
+                    self._start(cells)
+                    break
+        for cells in rows:
+            if not any(cells):
+                continue  # a blank line, or a line of bare commas: not a data record
+            summary.rows_read += 1
+            row = summary.rows_read
+            try:
+                record = record_of(cells, row)
+            except _Quarantine as fault:
+                summary.quarantined.append(Issue(row, str(fault)))
+                continue
+            previous = self._seen.remember(record.contract_id, record.complaint_id, row)
+            if previous is not None:
+                self._duplicate(record, previous)
+            batch.append(record)
+            if len(batch) >= batch_size:
+                full.append(batch)
+                batch = self._batch = []
+        return full
+
+    def _start(self, cells: list[str]) -> None:
+        self._header, unknown = _read_header(cells)
+        self.summary.layout = layouts.detect_layout(cells)
+        self.summary.unknown_columns.extend(unknown)
+
+    def _duplicate(self, record: ComplaintRecord, previous: int) -> None:
+        self._duplicates += 1
+        self.summary.warnings.append(
+            Issue(
+                record.row,
+                f"complaint {record.complaint_id} of {record.contract_id} is also in row "
+                f"{previous}; row {record.row} wins",
+            )
+        )
+
+    def _record(self, cells: list[str], row: int) -> ComplaintRecord:
+        header = self._header
+        assert header is not None
+        if len(cells) < header.width:
+            cells = cells + [""] * (header.width - len(cells))
+        complaint_id = cells[header.id_at].strip()
+        if not complaint_id:
+            raise _Quarantine("COMPLAINT_ID is empty")
+        contract = self._contract(cells[header.contract_at])
+        given = header.pick_choices(cells)
+        choices = self._choices.get(given)
+        if choices is None:
+            choices = self._convert_choices(given, header, row)
+        written = header.pick_dates(cells)
+        dates = self._dates.get(written)
+        if dates is None:
+            dates = self._convert_dates(written, header)
+        received = dates[header.received_at]
+        if received is None:
+            raise _Quarantine("RECEIVED_DATE is empty")
+        level = choices[header.level_at]
+        unknown = _NO_UNKNOWN
+        if header.unknown or header.empty_headed or len(cells) > header.width:
+            unknown = self._unknown(cells, header)
+        return ComplaintRecord(
+            row,
+            complaint_id,
+            contract,
+            level,  # type: ignore[arg-type]
+            level == _IMMEDIATE_NEED,
+            received,
+            unknown,
+            header.columns,
+            cells,
+            choices,
+            dates,
+        )
+
+    def _convert_dates(self, written: tuple[str, ...], header: _Header) -> tuple[date | None, ...]:
+        dates = []
+        for name, text in zip(header.date_names, written, strict=True):
+            stripped = text.strip()
+            parsed = parse_date(stripped) if stripped else None
+            if stripped and parsed is None:
+                raise _Quarantine(f"{name} is not a date (MM/DD/YYYY or YYYY-MM-DD)")
+            dates.append(parsed)
+        converted = tuple(dates)
+        if len(self._dates) < _CACHE_LIMIT:
+            self._dates[written] = converted
+        return converted
+
+    def _convert_choices(
+        self, given: tuple[str, ...], header: _Header, row: int
+    ) -> tuple[Value, ...]:
+        warned = len(self.summary.warnings)
+        values: list[Value] = []
+        for name, text in zip(header.choice_names, given, strict=True):
+            if name == "ISSUE_LEVEL":
+                values.append(self._issue_level(text, row))
+            elif layouts.COLUMNS[name].kind is Kind.ENUM:
+                values.append(self._choice(_CHANGE_REQUESTS, name, text, row))
+            else:
+                values.append(self._choice(_YES_NO, name, text, row))
+        converted = tuple(values)
+        # Only clean combinations are remembered: a warning must be raised for every row.
+        if len(self.summary.warnings) == warned and len(self._choices) < _CACHE_LIMIT:
+            self._choices[given] = converted
+        return converted
+
+    def _contract(self, text: str) -> str:
+        checked = self._contracts.get(text, "")
+        if checked == "":
+            checked = self._check_contract(text)
+            if len(self._contracts) < _CACHE_LIMIT:
+                self._contracts[text] = checked
+        if checked is None:
+            value = text.strip()
+            if not value:
+                raise _Quarantine("CONTRACT_ID is empty")
+            if not layouts.is_contract_number(value):
+                raise _Quarantine(
+                    f"CONTRACT_ID {value[:20]!r} is not a contract number (e.g. H1234)"
+                )
+            raise _Quarantine(f"contract {value} is not covered by the key")
+        return checked
+
+    def _check_contract(self, text: str) -> str | None:
+        value = text.strip()
+        if not layouts.is_contract_number(value):
+            return None
+        if self._allowed is not None and value not in self._allowed:
+            return None
+        return value
+
+    def _issue_level(self, text: str, row: int) -> str:
+        known = _ISSUE_LEVELS.get(text.strip().lower())
+        if known is not None:
+            return known
+        self.summary.warnings.append(
+            Issue(row, f"ISSUE_LEVEL {text.strip()[:40]!r} is not a known issue level; "
+                       "kept as given and treated as not immediate need")
+        )  # fmt: skip
+        return text
+
+    def _choice(self, table: Mapping[str, Any], name: str, text: str, row: int) -> Any:
+        key = text.strip().lower()
+        if key in table:
+            return table[key]
+        self.summary.warnings.append(
+            Issue(row, f"{name} {text.strip()[:40]!r} is not one of its values; left empty")
+        )
+        return None
+
+    def _unknown(self, cells: list[str], header: _Header) -> dict[str, str]:
+        extra = {name: cells[position] for position, name in header.unknown}
+        positions = [*header.empty_headed, *range(header.width, len(cells))]
+        for position in positions:
+            value = cells[position]
+            if value:
+                label = f"column_{position + 1}"
+                extra[label] = value
+                if label not in self.summary.unknown_columns:
+                    self.summary.unknown_columns.append(label)
+        return extra
+
+
+def parse_bytes(
+    data: bytes, *, allowed_contracts: Collection[str] | None = None
+) -> tuple[list[ComplaintRecord], ParseSummary]:
+    """Parse a whole small file held in memory (tests, tiny inputs)."""
+    parser = ComplaintParser(allowed_contracts=allowed_contracts)
+    records = [record for batch in parser.parse([data]) for record in batch]
+    return records, parser.summary
