@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -135,14 +138,24 @@ def worker() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--ctm-sim-port",
+    type=click.IntRange(0, 65535),
+    help="Port of the CTM simulator the demo's sandbox URL points at (default: port + 1).",
+)
 @fail_cleanly
-def demo(host: str, port: int) -> None:
-    """Everything in one terminal on embedded defaults: migrate, seed, serve, work."""
+def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
+    """Everything in one terminal on embedded defaults: migrate, seed, serve, work, and a
+    CTM simulator standing in for CMS's sandbox."""
     from hub import demo as demo_data
     from hub.core.db import migrate
+    from hub.ctm.simulator import build_server
     from hub.runtime import serve_together
 
-    overrides: dict[str, Any] = {}
+    sim_socket = _listen(host, port + 1 if ctm_sim_port is None else ctm_sim_port)
+    sim_host, sim_port = sim_socket.getsockname()[:2]
+    sim_url = f"http://{sim_host}:{sim_port}"
+    overrides: dict[str, Any] = {"ctm_sandbox_url": sim_url}
     if "HUB_LOG_FORMAT" not in __import__("os").environ:
         overrides["log_format"] = LogFormat.CONSOLE
     settings = _settings(**overrides)
@@ -156,12 +169,90 @@ def demo(host: str, port: int) -> None:
         url = f"http://{host}:{port}"
 
         async def announce() -> None:
-            click.echo(demo_data.banner(url, logins))
+            click.echo(demo_data.banner(url, logins, sim_url))
 
-        _run(serve_together(settings, host=host, port=port, on_ready=announce))
+        simulator = build_server(demo_data.simulator_state(), host=sim_host, port=sim_port)
+        together = serve_together(
+            settings, host=host, port=port, on_ready=announce,
+            ctm_simulator=(simulator, sim_socket),
+        )  # fmt: skip
+        _run(together)
     finally:
+        sim_socket.close()
         if embedded:
             embedded.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from hub.ctm.simulator import bind
+
+    try:
+        return bind(host, port)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise CliError(f"CTM simulator: cannot listen on {host}:{port} ({reason})") from None
+
+
+# CTM -------------------------------------------------------------------------------------
+
+
+@main.group()
+def ctm() -> None:
+    """The CMS CTM API: check download files."""
+
+
+@ctm.command("parse")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--contract",
+    "contracts",
+    multiple=True,
+    help="A contract the downloading key covers (repeat); rows of others are quarantined.",
+)
+def ctm_parse(file: Path, as_json: bool, contracts: tuple[str, ...]) -> None:
+    """Parse a plan download FILE and report what would import (exit 1 if rejected)."""
+    from hub.ctm.errors import FileRejected
+    from hub.ctm.report import parse_file, render_summary
+
+    try:
+        summary = parse_file(file, allowed_contracts=set(contracts) if contracts else None)
+    except FileRejected as error:
+        raise CliError(f"{file}: rejected: {error}") from None
+    except OSError as error:
+        raise CliError(f"{file}: {error.strerror}") from None
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        click.echo(render_summary(str(file), summary))
+
+
+@main.command("ctm-sim")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9100, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--seed-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON: keys, contracts, clock, faults (see README).",
+)
+@click.option("--seed", type=int, help="Seed of the generated complaints (overrides the file).")
+def ctm_sim(host: str, port: int, seed_file: Path | None, seed: int | None) -> None:
+    """Run the CTM simulator, a stand-in for CMS's CTM API, until Ctrl-C."""
+    from hub.ctm.simulator import SimState, SimulatorError, load_seed_file, serve_standalone
+
+    configure_logging("INFO", "console")
+    try:
+        state = load_seed_file(seed_file) if seed_file else SimState()
+    except SimulatorError as error:
+        raise CliError(str(error)) from None
+    if seed is not None:
+        state.reseed(seed)
+    listening = _listen(host, port)
+    bound_host, bound_port = listening.getsockname()[:2]
+    click.echo(f"CTM simulator ({state.environment}) on http://{bound_host}:{bound_port}")
+    for key in state.keys.values():
+        click.echo(f"  key {key.key_id} ({key.hpms_user}): {', '.join(sorted(key.contracts))}")
+    serve_standalone(state, listening)
 
 
 # Database --------------------------------------------------------------------------------

@@ -19,9 +19,13 @@ from hub.auth import service as auth
 from hub.auth.models import ROLE_SCOPES, Role
 from hub.auth.tokens import generate_password
 from hub.core.ids import TenantID
+from hub.ctm.simulator import ContractPlan, SimState
 from hub.tenants import service as tenants
 
 DEMO_SLUG = "demo"
+DEMO_CONTRACTS = ("H1234", "S5678")
+# A new simulated day (new and updated complaints) every five minutes of demo.
+DEMO_SIM_DAY_SECONDS = 300.0
 DEMO_PEOPLE: tuple[tuple[str, str, Role], ...] = (
     ("admin@demo.example", "Dana Admin", Role.ADMIN),
     ("rp@demo.example", "Riley Responsible", Role.ADMIN),
@@ -84,11 +88,27 @@ async def seed(session: AsyncSession, data_dir: Path) -> DemoLogins:
     return logins
 
 
-def banner(url: str, logins: DemoLogins) -> str:
+def simulator_state() -> SimState:
+    """The demo's CMS stand-in: the demo plan's contracts receive complaints every day.
+    Keys are registered through its admin API (`POST /_sim/keys`)."""
+    state = SimState(seed=2024, environment="sandbox", tick_seconds=DEMO_SIM_DAY_SECONDS)
+    for contract in DEMO_CONTRACTS:
+        state.contracts[contract] = ContractPlan(daily_min=1, daily_max=4)
+    return state
+
+
+def banner(url: str, logins: DemoLogins, simulator_url: str | None = None) -> str:
     lines = [
         "",
         f"  CTM Hub demo is running at {url}",
         f"  API docs: {url}/schema   readiness: {url}/readyz",
+    ]
+    if simulator_url:
+        lines += [
+            f"  CTM simulator (sandbox, HUB_CTM_SANDBOX_URL): {simulator_url}",
+            f"    contracts {', '.join(DEMO_CONTRACTS)}; admin API: {simulator_url}/_sim/health",
+        ]
+    lines += [
         "",
         "  Demo logins (tenant 'demo'):",
     ]

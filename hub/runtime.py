@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -74,8 +75,10 @@ async def serve_together(
     api: bool = True,
     worker: bool = True,
     on_ready: Callable[[], Awaitable[None]] | None = None,
+    ctm_simulator: tuple[uvicorn.Server, socket.socket] | None = None,
 ) -> None:
-    """Run the API server and/or a worker until a signal arrives or one of them fails."""
+    """Run the API server and/or a worker (and, in the demo, the CTM simulator) until a
+    signal arrives or one of them fails."""
     from hub.app import create_app
     from workers.settings import create_worker
 
@@ -94,6 +97,9 @@ async def serve_together(
     if worker:
         arq_worker = create_worker(settings, handle_signals=False)
         tasks["worker"] = asyncio.create_task(arq_worker.async_run(), name="worker")
+    if ctm_simulator is not None:
+        simulator, listening = ctm_simulator
+        tasks["ctm-sim"] = asyncio.create_task(simulator.serve([listening]), name="ctm-sim")
     announcer = asyncio.create_task(_when_started(server, on_ready)) if on_ready else None
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -107,6 +113,8 @@ async def serve_together(
         announcer.cancel()
     if server is not None:
         server.should_exit = True
+    if ctm_simulator is not None:
+        ctm_simulator[0].should_exit = True
     if arq_worker is not None:
         await arq_worker.close()
     stopper.cancel()

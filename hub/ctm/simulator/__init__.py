@@ -9,7 +9,13 @@ downloads in the current or legacy layout, casework uploads, and fault injection
 from hub.ctm.simulator.app import create_simulator_app
 from hub.ctm.simulator.config import load_seed_file, state_from_config
 from hub.ctm.simulator.data import ContractPlan
-from hub.ctm.simulator.server import RunningSimulator, build_server, running_simulator
+from hub.ctm.simulator.server import (
+    RunningSimulator,
+    bind,
+    build_server,
+    running_simulator,
+    serve_standalone,
+)
 from hub.ctm.simulator.state import Faults, SimKey, SimState, SimulatorError
 
 __all__ = [
@@ -19,9 +25,11 @@ __all__ = [
     "SimKey",
     "SimState",
     "SimulatorError",
+    "bind",
     "build_server",
     "create_simulator_app",
     "load_seed_file",
     "running_simulator",
+    "serve_standalone",
     "state_from_config",
 ]

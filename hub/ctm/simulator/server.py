@@ -30,12 +30,25 @@ class RunningSimulator:
     server: uvicorn.Server
 
 
-def build_server(state: SimState, *, host: str, port: int) -> uvicorn.Server:
+def build_server(
+    state: SimState, *, host: str, port: int, handle_signals: bool = False
+) -> uvicorn.Server:
+    """An uvicorn server for the simulator; without `handle_signals` its runner owns them."""
     config = uvicorn.Config(
         create_simulator_app(state), host=host, port=port, log_config=None,
         access_log=False, lifespan="off", timeout_graceful_shutdown=2,
     )  # fmt: skip
-    return _Server(config)
+    return uvicorn.Server(config) if handle_signals else _Server(config)
+
+
+def serve_standalone(state: SimState, listening: socket.socket) -> None:
+    """`hub ctm-sim`: serve on a socket from `bind()` (so a busy port is the caller's
+    OSError, not uvicorn's exit) until Ctrl-C or SIGTERM."""
+    host, port = listening.getsockname()[:2]
+    try:
+        build_server(state, host=host, port=port, handle_signals=True).run(sockets=[listening])
+    finally:
+        listening.close()
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

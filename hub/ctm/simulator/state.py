@@ -118,6 +118,11 @@ class SimState:
     def __post_init__(self) -> None:
         self._rng.seed(self.seed)
 
+    def reseed(self, seed: int) -> None:
+        """Another seed: other complaints, other fault draws."""
+        self.seed = seed
+        self._rng.seed(seed)
+
     # Clock ------------------------------------------------------------------------------
 
     def today(self) -> date:
