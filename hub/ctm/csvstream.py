@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Iterable
 
-from hub.ctm.errors import FileRejected
+from hub.ctm.errors import FileRejected, FileTruncated
 
 _END_OF_DATA = "unexpected end of data"
 
@@ -47,7 +47,9 @@ class RecordSplitter:
             return list(csv.reader(io.StringIO(text, newline=""), strict=True))
         except csv.Error as error:
             if _END_OF_DATA in str(error):
-                raise FileRejected("the file ends inside a quoted field: it is truncated") from None
+                raise FileTruncated(
+                    "the file ends inside a quoted field: it is truncated"
+                ) from None
         # Malformed but readable (a stray quote): csv's lenient reading is the better guess.
         return list(csv.reader(io.StringIO(text, newline="")))
 
