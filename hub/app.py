@@ -16,10 +16,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from hub import __version__
+from hub.audit.api import AuditController
 from hub.auth.api import AuthController
 from hub.auth.guards import BearerTokenMiddleware, missing_scope_declarations, require_scope
 from hub.core import jobs
 from hub.core import redis as hub_redis
+from hub.core.crypto import Crypto
 from hub.core.db import Database
 from hub.core.errors import exception_handlers
 from hub.core.web import (
@@ -33,7 +35,7 @@ from hub.events.api import EventController
 from hub.settings import Settings
 
 API_PREFIX = "/api/v1"
-API_CONTROLLERS: list[type[Any]] = [AuthController, EventController]
+API_CONTROLLERS: list[type[Any]] = [AuthController, EventController, AuditController]
 
 
 class MisconfiguredRoutes(RuntimeError):
@@ -91,6 +93,8 @@ def create_app(
             return
         client = redis or await hub_redis.connect(settings.effective_redis_url)
         db = database or Database.from_url(settings.effective_database_url)
+        if db.crypto is None:
+            db.crypto = Crypto.from_settings(settings)  # loads the master key ring
         _attach(app.state, db, client)
         try:
             yield

@@ -427,3 +427,152 @@ def tokens_create(
         return issued.plaintext
 
     click.echo(_run(_in_transaction(_settings(), work)))
+
+
+# Keys, offboarding, audit ----------------------------------------------------------------
+
+
+@tenants.command("rotate-key")
+@click.option("--slug", required=True)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@fail_cleanly
+def tenants_rotate_key(slug: str, batch_size: int) -> None:
+    """Give a tenant a new data key and re-seal all its sealed values under it."""
+    from hub.audit.service import Actor
+    from hub.tenants import keys
+    from hub.tenants import service as tenant_service
+
+    settings = _settings()
+
+    async def work() -> Any:
+        database = _database(settings)
+        try:
+            async with database.transaction() as session:
+                tenant = await tenant_service.get_tenant_by_slug(session, slug)
+            return await keys.rotate_data_key(
+                database, tenant_id=tenant.id, actor=Actor.cli(), batch_size=batch_size
+            )
+        finally:
+            await database.dispose()
+
+    report = _run(work())
+    columns = ", ".join(f"{name} {count}" for name, count in report.resealed.items() if count)
+    click.echo(
+        f"tenant {slug}: data key v{report.version} is active; re-sealed {report.total} values"
+        + (f" ({columns})" if columns else "")
+    )
+
+
+@tenants.command("offboard")
+@click.option("--slug", required=True)
+@click.option("--operator", "operator_email", required=True, help="Email of a platform operator.")
+@click.option("--yes", is_flag=True, help="Do not ask to type the slug to confirm.")
+@fail_cleanly
+def tenants_offboard(slug: str, operator_email: str, yes: bool) -> None:
+    """Offboard a tenant: destroy its data keys (crypto-shredding), so none of its sealed
+    values can be opened again, and revoke its API tokens. Cannot be undone."""
+    from hub.auth import service as auth
+    from hub.tenants import service as tenant_service
+
+    settings = _settings()
+    if not yes:
+        typed = click.prompt(
+            f"This destroys every secret of tenant {slug!r} for good. Type the slug to confirm",
+            default="",
+            show_default=False,
+        )
+        if typed.strip() != slug:
+            raise CliError("the typed slug does not match; nothing was changed")
+
+    async def work(session: Any) -> int:
+        operator = await auth.get_user_by_email(session, operator_email)
+        tenant = await tenant_service.get_tenant_by_slug(session, slug)
+        return await tenant_service.offboard_tenant(session, tenant=tenant, operator=operator)
+
+    destroyed = _run(_in_transaction(settings, work))
+    click.echo(f"tenant {slug} offboarded: {destroyed} keys destroyed; its sealed values are gone")
+
+
+@main.group("master-key")
+def master_key() -> None:
+    """The master key ring (HUB_MASTER_KEYS) that wraps every tenant's keys."""
+
+
+@master_key.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@fail_cleanly
+def master_key_rotate(batch_size: int) -> None:
+    """Re-wrap every tenant key under the ring's first (newest) master key. Opens no sealed
+    value; safe to run again if interrupted. Afterwards older keys can leave the ring."""
+    from hub.audit.service import Actor
+    from hub.tenants import keys
+
+    settings = _settings()
+
+    def progress(report: keys.MasterKeyRotation) -> None:
+        click.echo(f"  batch {report.batches}: {report.rewrapped} re-wrapped so far", err=True)
+
+    async def work() -> keys.MasterKeyRotation:
+        database = _database(settings)
+        try:
+            return await keys.rotate_master_key(
+                database, actor=Actor.cli(), batch_size=batch_size, on_batch=progress
+            )
+        finally:
+            await database.dispose()
+
+    report = _run(work())
+    before = ", ".join(f"{v}: {n}" for v, n in sorted(report.pending_before.items())) or "none"
+    click.echo(
+        f"re-wrapped {report.rewrapped} tenant keys under master key {report.active_version} "
+        f"in {report.batches} batches (were under: {before}); older master keys may now "
+        "be removed from HUB_MASTER_KEYS"
+    )
+
+
+@master_key.command("generate")
+@click.option("--version", "version", required=True, help="A new version name, e.g. v2.")
+@fail_cleanly
+def master_key_generate(version: str) -> None:
+    """Print a new ring entry `VERSION:<base64>` to put first in HUB_MASTER_KEYS."""
+    from hub.core.crypto import generate_master_key
+
+    click.echo(generate_master_key(version))
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@click.option("--tenant", "tenant_slug", help="Verify one tenant's chain (default: all).")
+@fail_cleanly
+def audit_verify(tenant_slug: str | None) -> None:
+    """Walk the hash chains; report the first broken link of each. Exit 1 on any break."""
+    from hub.audit import service as audit_service
+    from hub.core.ids import TenantID
+    from hub.tenants import service as tenant_service
+
+    async def work(session: Any) -> list[tuple[str, Any]]:
+        tenant_id = None
+        if tenant_slug is not None:
+            tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
+            tenant_id = TenantID(tenant.id)
+        slugs = {t.id: t.slug for t in await tenant_service.list_tenants(session)}
+        reports = await audit_service.verify(session, tenant_id=tenant_id)
+        return [(slugs.get(r.chain_id, r.label), r) for r in reports]
+
+    results = _run(_in_transaction(_settings(), work))
+    broken = 0
+    for name, report in results:
+        if report.broken is None:
+            click.echo(f"ok      {name}: {report.entries} entries")
+            continue
+        broken += 1
+        link = report.broken
+        where = f"entry {link.seq}" + (f" ({link.entry_id})" if link.entry_id else "")
+        click.echo(f"BROKEN  {name}: at {where}: {link.reason}")
+    if broken:
+        raise click.exceptions.Exit(1)
+    click.echo(f"{len(results)} chains verified")

@@ -1,5 +1,6 @@
 """Every domain's tables, imported in one place so that metadata (and Alembic) sees them all."""
 
+from hub.audit.models import AuditChainHead, AuditEntry
 from hub.auth.models import ApiToken, Membership, User
 from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
@@ -10,6 +11,8 @@ metadata = Base.metadata
 
 __all__ = [
     "ApiToken",
+    "AuditChainHead",
+    "AuditEntry",
     "Event",
     "Membership",
     "Tenant",

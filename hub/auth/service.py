@@ -11,12 +11,15 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit import service as audit
+from hub.audit.service import Actor
 from hub.auth import repository, tokens
 from hub.auth.models import ROLE_SCOPES, ApiToken, Membership, Role, Scope, User
 from hub.auth.principal import Principal, member_principal
 from hub.core.db import utcnow
 from hub.core.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.core.ids import TenantID
+from hub.core.logging import redact_value
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 12
@@ -104,13 +107,27 @@ async def create_user(
 
 
 async def add_member(
-    session: AsyncSession, *, tenant_id: TenantID, user: User, role: Role
+    session: AsyncSession,
+    *,
+    tenant_id: TenantID,
+    user: User,
+    role: Role,
+    actor: Actor | None = None,
 ) -> Membership:
     if await repository.find_member_by_user(session, tenant_id, user.id) is not None:
         raise Conflict(f"{user.email} is already a member of this tenant", field="email")
     membership = Membership(tenant_id=tenant_id, user_id=user.id, role=role)
     session.add(membership)
     await session.flush()
+    await audit.record(
+        session,
+        actor=actor or Actor.system(),
+        action=audit.MEMBERSHIP_ADDED,
+        tenant_id=tenant_id,
+        target_type="membership",
+        target_id=membership.id,
+        details={"user_id": str(user.id), "role": role.value},
+    )
     return membership
 
 
@@ -129,8 +146,11 @@ async def issue_token(
     name: str,
     expires_in: timedelta | None = None,
     now: datetime | None = None,
+    actor: Actor | None = None,
 ) -> IssuedToken:
-    """Mint a token for `user` in `tenant_id` (or a platform token for an operator)."""
+    """Mint a token for `user` in `tenant_id` (or a platform token for an operator).
+
+    Audited (without the token) as done by `actor`, by default the user it is for."""
     if tenant_id is None:
         if not user.is_operator:
             raise Forbidden("only platform operators hold tokens outside a tenant")
@@ -158,6 +178,21 @@ async def issue_token(
     )
     session.add(token)
     await session.flush()
+    await audit.record(
+        session,
+        actor=actor or Actor.of_user(user),
+        action=audit.TOKEN_ISSUED,
+        tenant_id=tenant_id,
+        target_type="api_token",
+        target_id=token.id,
+        details={
+            "user_id": str(user.id),
+            "name": redact_value(name),
+            "prefix": token.prefix,
+            "scopes": list(token.scopes),
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
+    )
     return IssuedToken(token=token, plaintext=plaintext)
 
 
@@ -219,6 +254,16 @@ async def revoke_token(
     token = await repository.get_token(session, actor.tenant, token_id)
     if token.user_id != actor.user_id and not actor.is_tenant_admin:
         raise Forbidden("only the token's owner or a tenant admin may revoke it")
+    already_revoked = token.revoked_at is not None
     if token.revoked_at is None:
         token.revoked_at = now or utcnow()
+    await audit.record(
+        session,
+        actor=Actor.of_principal(actor),
+        action=audit.TOKEN_REVOKED,
+        tenant_id=actor.tenant,
+        target_type="api_token",
+        target_id=token.id,
+        details={"prefix": token.prefix, "already_revoked": already_revoked},
+    )
     return token

@@ -1,17 +1,25 @@
-"""Tenant lifecycle: create (with its data key) and look up."""
+"""Tenant lifecycle: create (with its data key, audited), look up, and offboard (crypto-shred).
+
+Key rotations that span many transactions live in `hub.tenants.keys`.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit import service as audit
+from hub.audit.service import Actor
+from hub.auth.models import ApiToken, User
 from hub.core import crypto
-from hub.core.errors import Conflict, Invalid, NotFound
+from hub.core.crypto.service import destroy_tenant_keys
+from hub.core.db import utcnow
+from hub.core.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.core.ids import TenantID
-from hub.tenants.models import Tenant
+from hub.tenants.models import Tenant, TenantStatus
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -25,7 +33,10 @@ def check_slug(slug: str) -> str:
     return slug
 
 
-async def create_tenant(session: AsyncSession, *, name: str, slug: str) -> Tenant:
+async def create_tenant(
+    session: AsyncSession, *, name: str, slug: str, actor: Actor | None = None
+) -> Tenant:
+    """A new active tenant with its own data key (and blind-index key)."""
     slug = check_slug(slug)
     name = name.strip()
     if not name:
@@ -38,6 +49,15 @@ async def create_tenant(session: AsyncSession, *, name: str, slug: str) -> Tenan
     session.add(tenant)
     await session.flush()
     await crypto.ensure_tenant_key(session, tenant.id)
+    await audit.record(
+        session,
+        actor=actor or Actor.system(),
+        action=audit.TENANT_CREATED,
+        tenant_id=tenant.id,
+        target_type="tenant",
+        target_id=tenant.id,
+        details={"slug": slug},
+    )
     return tenant
 
 
@@ -61,3 +81,37 @@ async def get_tenant(session: AsyncSession, tenant_id: TenantID) -> Tenant:
 
 async def list_tenants(session: AsyncSession) -> Sequence[Tenant]:
     return (await session.scalars(select(Tenant).order_by(Tenant.slug))).all()
+
+
+async def offboard_tenant(session: AsyncSession, *, tenant: Tenant, operator: User) -> int:
+    """Crypto-shred the tenant: destroy its data and index keys, so every value sealed for
+    it is unreadable from now on, revoke its API tokens, and mark it offboarded. Returns
+    how many keys were destroyed. Platform operators only; not undoable."""
+    if not operator.is_operator or not operator.is_active:
+        raise Forbidden(f"{operator.email} is not a platform operator")
+    if tenant.status is TenantStatus.OFFBOARDED:
+        raise Conflict(f"tenant {tenant.slug} is already offboarded", field="slug")
+    destroyed = await destroy_tenant_keys(session, tenant.id)
+    now = utcnow()
+    revoked = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.tenant_id == tenant.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    tenant.status, tenant.offboarded_at = TenantStatus.OFFBOARDED, now
+    await audit.record(
+        session,
+        actor=Actor.operator(operator),
+        action=audit.TENANT_OFFBOARDED,
+        tenant_id=tenant.id,
+        target_type="tenant",
+        target_id=tenant.id,
+        details={
+            "slug": tenant.slug,
+            "keys_destroyed": destroyed,
+            "tokens_revoked": int(getattr(revoked, "rowcount", 0) or 0),
+        },
+    )
+    await session.flush()
+    return destroyed

@@ -110,9 +110,14 @@ async def ensure_tenant_key(session: AsyncSession, tenant_id: UUID) -> None:
 
 
 async def load_cipher(session: AsyncSession, tenant_id: UUID) -> TenantCipher:
-    """Unwrap the tenant's live keys from the database (bypassing the cache) and cache them."""
+    """Unwrap the tenant's live keys from the database (bypassing the cache) and cache them.
+
+    A tenant that has no keys at all (created before they existed) gets them here."""
     crypto = crypto_of(session)
     keys = await _tenant_keys(session, tenant_id)
+    if not keys:
+        await ensure_tenant_key(session, tenant_id)
+        keys = await _tenant_keys(session, tenant_id)
     _refuse_if_destroyed(keys, tenant_id)
     data_keys: dict[int, bytes] = {}
     active: int | None = None

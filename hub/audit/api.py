@@ -1,0 +1,36 @@
+"""/api/v1/audit: the caller's tenant's audit log, oldest first, paged by sequence number."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.audit import repository
+from hub.audit.schemas import AuditEntryView
+from hub.auth.guards import scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+
+
+class AuditController(Controller):
+    path = "/audit"
+    tags = ["audit"]
+
+    @get("/", opt=scope(Scope.AUDIT_READ))
+    async def list_audit_entries(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        action: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[AuditEntryView]:
+        """Entries oldest first; pass the last `seq` seen as `after` to page. `action`
+        filters by prefix (e.g. `token.`)."""
+        found = await repository.list_entries(
+            db_session, principal.tenant, after=after, limit=limit, action_prefix=action
+        )
+        return [AuditEntryView.of(e) for e in found]

@@ -1,0 +1,141 @@
+"""Tenant key operations that span many transactions, each batch audited as it commits:
+re-wrapping every tenant key under the newest master key, and rotating one tenant's data
+key (re-sealing its values in every sealed column)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from sqlalchemy import MetaData
+
+from hub.audit import service as audit
+from hub.audit.service import Actor
+from hub.core.crypto import service as keys
+from hub.core.crypto.errors import CryptoNotConfigured
+from hub.core.db import Database
+
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass
+class MasterKeyRotation:
+    active_version: str
+    pending_before: dict[str, int]  # live keys per older master key version, at the start
+    rewrapped: int = 0
+    batches: int = 0
+
+
+@dataclass
+class DataKeyRotation:
+    tenant_id: UUID
+    version: int
+    resealed: dict[str, int] = field(default_factory=dict)  # per "table.column"
+
+    @property
+    def total(self) -> int:
+        return sum(self.resealed.values())
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not 1 <= batch_size <= 10_000:
+        raise ValueError(f"batch size must be 1..10000, not {batch_size}")
+
+
+async def rotate_master_key(
+    database: Database,
+    *,
+    actor: Actor,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[MasterKeyRotation], None] | None = None,
+) -> MasterKeyRotation:
+    """Re-wrap every live tenant key not yet under the active master key, `batch_size` per
+    transaction. No sealed value is opened. Interrupted, it can simply be run again: what
+    committed stays re-wrapped, and the rest is found by its master key version. Refuses
+    before writing anything when a key is under a version the ring lacks."""
+    _check_batch_size(batch_size)
+    crypto = database.crypto
+    if crypto is None:
+        raise CryptoNotConfigured("rotate_master_key: the database was built without crypto")
+    async with database.transaction() as session:
+        pending = await keys.count_keys_to_rewrap(session)
+    report = MasterKeyRotation(crypto.provider.active_version, pending)
+    after: UUID | None = None
+    while True:
+        async with database.transaction() as session:
+            batch = await keys.rewrap_batch(session, after=after, limit=batch_size)
+            if batch.rewrapped:
+                await audit.record(
+                    session,
+                    actor=actor,
+                    action=audit.MASTER_KEY_ROTATED,
+                    tenant_id=None,
+                    target_type="master_key",
+                    target_id=report.active_version,
+                    details={"batch": report.batches + 1, "rewrapped": batch.rewrapped},
+                )
+        if batch.last_id is None:
+            return report
+        after = batch.last_id
+        report.rewrapped += batch.rewrapped
+        report.batches += 1
+        if on_batch is not None:
+            on_batch(report)
+
+
+async def rotate_data_key(
+    database: Database,
+    *,
+    tenant_id: UUID,
+    actor: Actor,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    metadata: MetaData | None = None,
+) -> DataKeyRotation:
+    """Give the tenant a new data key version, then re-seal each of its values in every
+    sealed column (found through the column type) under it, batch by batch. Values not yet
+    re-sealed keep opening under the retired key meanwhile; if interrupted, run it again (a
+    further version is made and everything still on an older one is re-sealed).
+    `metadata` defaults to every table of the hub."""
+    from hub import models  # every table, including those added after this module
+
+    _check_batch_size(batch_size)
+    async with database.transaction() as session:
+        version = await keys.new_data_key_version(session, tenant_id)
+        await audit.record(
+            session,
+            actor=actor,
+            action=audit.TENANT_DATA_KEY_ROTATED,
+            tenant_id=tenant_id,
+            target_type="data_key",
+            target_id=version,
+            details={"version": version, "stage": "new_key"},
+        )
+    report = DataKeyRotation(tenant_id, version)
+    for ref in keys.sealed_columns(metadata if metadata is not None else models.metadata):
+        report.resealed[ref.field] = await _reseal_column(database, tenant_id, ref, batch_size)
+    async with database.transaction() as session:
+        await audit.record(
+            session,
+            actor=actor,
+            action=audit.TENANT_DATA_KEY_ROTATED,
+            tenant_id=tenant_id,
+            target_type="data_key",
+            target_id=version,
+            details={"version": version, "stage": "resealed", "values": report.total},
+        )
+    return report
+
+
+async def _reseal_column(
+    database: Database, tenant_id: UUID, ref: keys.SealedColumnRef, batch_size: int
+) -> int:
+    resealed, after = 0, None
+    while True:
+        async with database.transaction() as session:
+            count, after = await keys.reseal_batch(
+                session, tenant_id, ref, after=after, limit=batch_size
+            )
+        resealed += count
+        if after is None:
+            return resealed
