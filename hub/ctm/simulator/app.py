@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.datastructures import UploadFile
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from hub.ctm import layouts, modeled
@@ -28,7 +29,6 @@ HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>HPMS</title></head>"
     b"<body><h1>Service temporarily unavailable</h1></body></html>"
 )
-HANG_SECONDS = 30.0
 
 
 class ConnectionCut(Exception):
@@ -81,7 +81,7 @@ class _Api:
         if kind == "json":
             return _json({"message": "maintenance"}, 200)
         if kind == "hang":
-            await asyncio.sleep(HANG_SECONDS)
+            await asyncio.sleep(faults.hang_seconds)
             return None
         return kind  # "cut": the download handler cuts its own stream
 
@@ -243,12 +243,12 @@ def _admin_routes(state: SimState) -> list[Any]:
         return key.public() | {"secret": key.secret}
 
     @post("/_sim/keys/{key_id:str}/rotate", status_code=200, sync_to_thread=False)
-    def rotate(key_id: str) -> dict[str, Any]:
+    def rotate(key_id: FromPath[str]) -> dict[str, Any]:
         key = state.rotate(key_id)
         return key.public() | {"secret": key.secret, "replaces": key_id}
 
     @post("/_sim/keys/{key_id:str}/deactivate", status_code=200, sync_to_thread=False)
-    def deactivate(key_id: str) -> dict[str, Any]:
+    def deactivate(key_id: FromPath[str]) -> dict[str, Any]:
         return state.deactivate(key_id).public()
 
     @post("/_sim/tokens/expire", status_code=200, sync_to_thread=False)
@@ -267,7 +267,9 @@ def _admin_routes(state: SimState) -> list[Any]:
         return {"file_version": state.file_version.value, "token_lifetime": state.token_lifetime}
 
     @put("/_sim/contracts/{contract:str}")
-    async def set_contract(contract: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def set_contract(
+        contract: FromPath[str], request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
         if not layouts.is_contract_number(contract):
             raise SimulatorError(f"contract: {contract!r} is not a contract number")
         state.contracts[contract] = config.contract_plan(await _body(request), "body")

@@ -138,15 +138,18 @@ def row(complaint: Complaint, layout: Layout) -> list[str]:
 
 
 def encode_file(
-    complaints: Iterator[Complaint], layout: Layout, *, rows_per_chunk: int = 200
+    complaints: Iterator[Complaint], layout: Layout, *, chunk_bytes: int = 32 * 1024
 ) -> Iterator[bytes]:
-    """The download file in chunks: header, then the complaints."""
+    """The download file in chunks of about `chunk_bytes`: header, then the complaints."""
     writer = RecordWriter()
     chunk = [writer.encode(header(layout))]
+    size = len(chunk[0])
     for complaint in complaints:
-        chunk.append(writer.encode(row(complaint, layout)))
-        if len(chunk) >= rows_per_chunk:
+        line = writer.encode(row(complaint, layout))
+        chunk.append(line)
+        size += len(line)
+        if size >= chunk_bytes:
             yield b"".join(chunk)
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield b"".join(chunk)
