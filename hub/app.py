@@ -33,9 +33,15 @@ from hub.core.web import (
 )
 from hub.events.api import EventController
 from hub.settings import Settings
+from hub.webhooks.api import WebhookController
 
 API_PREFIX = "/api/v1"
-API_CONTROLLERS: list[type[Any]] = [AuthController, EventController, AuditController]
+API_CONTROLLERS: list[type[Any]] = [
+    AuthController,
+    EventController,
+    AuditController,
+    WebhookController,
+]
 
 
 class MisconfiguredRoutes(RuntimeError):

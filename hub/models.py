@@ -6,6 +6,7 @@ from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
 from hub.events.models import Event
 from hub.tenants.models import Tenant
+from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 metadata = Base.metadata
 
@@ -18,5 +19,8 @@ __all__ = [
     "Tenant",
     "TenantKey",
     "User",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "metadata",
 ]

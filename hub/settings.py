@@ -68,6 +68,17 @@ def parse_master_keys(text: str) -> list[tuple[str, bytes]]:
     return ring
 
 
+def parse_retry_schedule(text: str) -> tuple[int, ...]:
+    """`0,5,300`: seconds before each delivery attempt (the first is usually 0)."""
+    try:
+        delays = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError("must be comma-separated whole seconds, e.g. 0,5,300") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError("must list at least one delay, none negative")
+    return delays
+
+
 def _normalise_database_url(raw: str) -> str:
     try:
         url: URL = make_url(raw)
@@ -106,6 +117,15 @@ class Settings(BaseSettings):
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
     outbox_sweep_after_seconds: int = Field(default=60, ge=1)
+    # Webhooks: hosts that may be sent plain http (comma-separated), loopback/private
+    # receivers (tests, `hub demo`), the retry schedule in seconds, when a continuously
+    # failing endpoint is disabled, the request timeout, and the rotation grace period.
+    webhook_allow_http_hosts: str = ""
+    webhook_allow_private_networks: bool = False
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -135,6 +155,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: str) -> str:
+        parse_retry_schedule(value)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -190,6 +216,15 @@ class Settings(BaseSettings):
     @property
     def default_master_key_file(self) -> Path:
         return self.resolved_data_dir / "master.key"
+
+    @property
+    def webhook_retry_delays(self) -> tuple[int, ...]:
+        return parse_retry_schedule(self.webhook_retry_schedule)
+
+    @property
+    def webhook_http_hosts(self) -> frozenset[str]:
+        hosts = self.webhook_allow_http_hosts.split(",")
+        return frozenset(h.strip().lower() for h in hosts if h.strip())
 
 
 def _describe(error: ValidationError) -> str:

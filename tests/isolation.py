@@ -47,6 +47,19 @@ async def _event(session: AsyncSession, owner: Member) -> UUID:
     return event.id
 
 
+async def _webhook_endpoint(session: AsyncSession, owner: Member) -> UUID:
+    from tests.integration.webhooks.support import make_endpoint
+
+    endpoint, _ = await make_endpoint(session, owner, url="https://receiver.example/hook")
+    return endpoint.id
+
+
+async def _webhook_message(session: AsyncSession, owner: Member) -> UUID:
+    from tests.integration.webhooks.support import make_delivered_message
+
+    return (await make_delivered_message(session, owner)).id
+
+
 def uuid7_hex() -> str:
     from hub.core.ids import uuid7
 
@@ -58,9 +71,22 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "membership_id": _membership,
     "token_id": _token,
     "event_id": _event,
+    "endpoint_id": _webhook_endpoint,
+    "message_id": _webhook_message,
 }
 
 # (method, path template) → a valid body, so a 404 is not masked by a 400.
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/webhooks/endpoints"): {
+        "url": "https://receiver.example/hook",
+        "event_types": ["complaint.*"],
+    },
+    ("PATCH", "/api/v1/webhooks/endpoints/{endpoint_id:uuid}"): {"description": "probe"},
+    ("POST", "/api/v1/webhooks/endpoints/{endpoint_id:uuid}/rotate-secret"): {},
+    ("POST", "/api/v1/webhooks/endpoints/{endpoint_id:uuid}/recover"): {
+        "since": "2020-01-01T00:00:00Z"
+    },
+    ("POST", "/api/v1/webhooks/endpoints/{endpoint_id:uuid}/test"): {},
+    ("POST", "/api/v1/webhooks/messages/{message_id:uuid}/resend"): {},
     ("POST", "/api/v1/tokens"): {"name": "probe", "scopes": ["complaints:read"]},
 }

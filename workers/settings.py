@@ -17,7 +17,8 @@ from hub.core.db import Database
 from hub.core.redis import arq_settings
 from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
-from workers import events
+from hub.webhooks import delivery as webhook_delivery
+from workers import events, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -25,7 +26,7 @@ EVERY_30_SECONDS = {0, 30}
 
 def event_subscriptions() -> list[Subscription]:
     """The handlers each event type goes to. Domains add theirs here."""
-    return []
+    return [Subscription("*", webhook_delivery.fan_out, "webhooks.fan_out")]
 
 
 def job(coroutine: Callable[..., Awaitable[Any]], name: str, **options: Any) -> Function:
@@ -42,6 +43,12 @@ def functions() -> list[Function]:
             keep_result=0,
             max_tries=events.MAX_TRIES + 1,
         ),
+        job(
+            webhooks.deliver_message,
+            webhook_delivery.DELIVER,
+            keep_result=0,
+            max_tries=webhooks.MAX_JOB_TRIES,
+        ),
     ]
 
 
@@ -51,6 +58,13 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
         cron(
             cast("Any", events.sweep_outbox),
             name="events.sweep",
+            second=EVERY_30_SECONDS,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+        cron(
+            cast("Any", webhooks.sweep_messages),
+            name="webhooks.sweep",
             second=EVERY_30_SECONDS,
             unique=True,
             run_at_startup=run_at_startup,
@@ -70,6 +84,7 @@ def _on_startup(
         ctx["db"] = db
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         ctx["bus"] = EventBus(subscriptions)
+        webhooks.start(ctx, settings)
         ctx["owns_db"] = database is None
 
     return startup
@@ -78,6 +93,7 @@ def _on_startup(
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
     if "http" in ctx:
         await ctx["http"].aclose()
+    await webhooks.stop(ctx)
     if ctx.get("owns_db"):
         await ctx["db"].dispose()
 
@@ -102,7 +118,14 @@ def create_worker(
                 second=EVERY_30_SECONDS,
                 unique=True,
                 run_at_startup=True,
-            )
+            ),
+            cron(
+                cast("Any", webhooks.sweep_messages),
+                name="webhooks.sweep",
+                second=EVERY_30_SECONDS,
+                unique=True,
+                run_at_startup=True,
+            ),
         ],
         "on_startup": _on_startup(
             settings,

@@ -1,0 +1,1 @@
+"""Webhooks: tenants' receiver endpoints, signed (Standard Webhooks) and retried delivery."""

@@ -1,0 +1,177 @@
+"""/api/v1/webhooks: endpoints, their secrets, messages, attempts, resend, recover, test."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.guards import scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+from hub.webhooks import delivery, repository, service
+from hub.webhooks.models import MessageStatus
+from hub.webhooks.schemas import (
+    AttemptView,
+    EndpointCreate,
+    EndpointUpdate,
+    EndpointView,
+    EndpointWithSecret,
+    MessageView,
+    Recover,
+    RecoverResult,
+    RotateSecret,
+    TestSend,
+)
+
+MANAGE = scope(Scope.WEBHOOKS_MANAGE)
+
+
+def _rules(state: State) -> service.UrlRules:
+    return service.UrlRules.from_settings(state.settings)
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["webhooks"]
+
+    @post("/endpoints", opt=MANAGE)
+    async def create_endpoint(
+        self, db_session: AsyncSession, principal: Principal, state: State, data: EndpointCreate
+    ) -> EndpointWithSecret:
+        """Register a receiver; the response carries its signing secret this one time."""
+        endpoint, secret = await service.create_endpoint(
+            db_session, principal, data=data, rules=_rules(state)
+        )
+        return EndpointWithSecret(endpoint=EndpointView.of(endpoint), secret=secret)
+
+    @get("/endpoints", opt=MANAGE)
+    async def list_endpoints(
+        self, db_session: AsyncSession, principal: Principal
+    ) -> list[EndpointView]:
+        found = await repository.list_endpoints(db_session, principal.tenant)
+        return [EndpointView.of(e) for e in found]
+
+    @get("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
+    async def get_endpoint(
+        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID
+    ) -> EndpointView:
+        return EndpointView.of(
+            await repository.get_endpoint(db_session, principal.tenant, endpoint_id)
+        )
+
+    @patch("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
+    async def update_endpoint(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        state: State,
+        endpoint_id: UUID,
+        data: EndpointUpdate,
+    ) -> EndpointView:
+        endpoint = await service.update_endpoint(
+            db_session, principal, endpoint_id=endpoint_id, changes=data, rules=_rules(state)
+        )
+        return EndpointView.of(endpoint)
+
+    @delete("/endpoints/{endpoint_id:uuid}", opt=MANAGE, status_code=204)
+    async def delete_endpoint(
+        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID
+    ) -> None:
+        await service.delete_endpoint(db_session, principal, endpoint_id=endpoint_id)
+
+    @post("/endpoints/{endpoint_id:uuid}/rotate-secret", opt=MANAGE, status_code=200)
+    async def rotate_secret(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        state: State,
+        endpoint_id: UUID,
+        data: RotateSecret | None = None,
+    ) -> EndpointWithSecret:
+        """A new secret, shown this once; the old one is signed with until the grace ends."""
+        grace_seconds = data.grace_seconds if data is not None else None
+        grace = (
+            timedelta(seconds=grace_seconds)
+            if grace_seconds is not None
+            else _rules(state).secret_grace
+        )
+        endpoint, secret = await service.rotate_secret(
+            db_session, principal, endpoint_id=endpoint_id, grace=grace
+        )
+        return EndpointWithSecret(endpoint=EndpointView.of(endpoint), secret=secret)
+
+    @get("/endpoints/{endpoint_id:uuid}/messages", opt=MANAGE)
+    async def list_messages(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        endpoint_id: UUID,
+        status: Annotated[MessageStatus | None, QueryParameter()] = None,
+        after: Annotated[UUID | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[MessageView]:
+        """Messages oldest first; pass the last id seen as `after` to page."""
+        await repository.get_endpoint(db_session, principal.tenant, endpoint_id)
+        found = await repository.list_messages(
+            db_session, principal.tenant, endpoint_id, status=status, after=after, limit=limit
+        )
+        return [MessageView.of(m) for m in found]
+
+    @post("/endpoints/{endpoint_id:uuid}/recover", opt=MANAGE, status_code=202)
+    async def recover(
+        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID, data: Recover
+    ) -> RecoverResult:
+        """Send again every failed message of the endpoint created since `since`."""
+        resent = await delivery.recover(
+            db_session,
+            principal.tenant,
+            endpoint_id=endpoint_id,
+            since=data.since,
+            until=data.until,
+        )
+        return RecoverResult(resent=resent)
+
+    @post("/endpoints/{endpoint_id:uuid}/test", opt=MANAGE, status_code=202)
+    async def send_test(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        endpoint_id: UUID,
+        data: TestSend | None = None,
+    ) -> MessageView:
+        """Send a `webhook.test` event to this endpoint only."""
+        note = data.note if data is not None else TestSend().note
+        message = await delivery.send_test(
+            db_session, principal.tenant, endpoint_id=endpoint_id, note=note
+        )
+        return MessageView.of(message)
+
+    @get("/messages/{message_id:uuid}", opt=MANAGE)
+    async def get_message(
+        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+    ) -> MessageView:
+        return MessageView.of(
+            await repository.get_message(db_session, principal.tenant, message_id)
+        )
+
+    @get("/messages/{message_id:uuid}/attempts", opt=MANAGE)
+    async def list_attempts(
+        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+    ) -> list[AttemptView]:
+        await repository.get_message(db_session, principal.tenant, message_id)
+        found = await repository.list_attempts(db_session, principal.tenant, message_id)
+        return [AttemptView.of(a) for a in found]
+
+    @post("/messages/{message_id:uuid}/resend", opt=MANAGE, status_code=202)
+    async def resend(
+        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+    ) -> MessageView:
+        """Send the message again, same `webhook-id`, with a fresh retry schedule."""
+        message = await delivery.resend(db_session, principal.tenant, message_id=message_id)
+        return MessageView.of(message)

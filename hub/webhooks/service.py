@@ -1,0 +1,226 @@
+"""Endpoint management: create, change, delete, rotate the signing secret; who may do what."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.audit import service as audit
+from hub.auth.principal import Principal
+from hub.core import crypto
+from hub.core.db import utcnow
+from hub.core.errors import Forbidden, Invalid
+from hub.settings import Settings
+from hub.webhooks import repository, signing
+from hub.webhooks.guard import AddressPolicy, url_problem
+from hub.webhooks.models import PREVIOUS_SECRET_FIELD, SECRET_FIELD, WebhookEndpoint
+from hub.webhooks.schemas import EndpointCreate, EndpointUpdate
+
+EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.([a-z][a-z0-9_]*|\*))*)$")
+CONTRACT = re.compile(r"^[A-Z][0-9]{4}$")
+
+
+@dataclass(frozen=True, slots=True)
+class UrlRules:
+    """What the operator allows as a receiver URL."""
+
+    http_hosts: frozenset[str]
+    policy: AddressPolicy
+    secret_grace: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UrlRules:
+        return cls(
+            http_hosts=settings.webhook_http_hosts,
+            policy=AddressPolicy(settings.webhook_allow_private_networks),
+            secret_grace=timedelta(hours=settings.webhook_secret_grace_hours),
+        )
+
+    def check(self, url: str) -> str:
+        problem = url_problem(url, http_hosts=self.http_hosts, policy=self.policy)
+        if problem is not None:
+            raise Invalid("url", problem)
+        return url
+
+
+def _event_types(patterns: Sequence[str]) -> list[str]:
+    for index, pattern in enumerate(patterns):
+        if not EVENT_PATTERN.fullmatch(pattern):
+            raise Invalid(
+                f"event_types[{index}]",
+                "must be an event type like complaint.created, a pattern like complaint.*, or *",
+            )
+    return sorted(set(patterns))
+
+
+def _contracts(numbers: Sequence[str]) -> list[str]:
+    upper = [n.strip().upper() for n in numbers]
+    for index, number in enumerate(upper):
+        if not CONTRACT.fullmatch(number):
+            raise Invalid(f"contracts[{index}]", "must be a contract number like H1234")
+    return sorted(set(upper))
+
+
+def _require_admin_for_phi(actor: Principal) -> None:
+    if not actor.is_tenant_admin:
+        raise Forbidden("include_phi: only a tenant admin may send PHI to an endpoint")
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    action: str,
+    endpoint: WebhookEndpoint,
+    **details: Any,
+) -> None:
+    await audit.record(
+        session,
+        actor=audit.Actor.of_principal(actor),
+        action=action,
+        tenant_id=endpoint.tenant_id,
+        target_type="webhook_endpoint",
+        target_id=endpoint.id,
+        details=details,
+    )
+
+
+async def _seal_secret(session: AsyncSession, endpoint: WebhookEndpoint, raw: str) -> None:
+    endpoint.secret = await crypto.seal(
+        session, raw, tenant=endpoint.tenant_id, field=SECRET_FIELD, row=endpoint.id
+    )
+
+
+async def create_endpoint(
+    session: AsyncSession, actor: Principal, *, data: EndpointCreate, rules: UrlRules
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (the only time the secret is returned)."""
+    if data.include_phi:
+        _require_admin_for_phi(actor)
+    endpoint = WebhookEndpoint(
+        tenant_id=actor.tenant,
+        url=rules.check(data.url),
+        description=data.description,
+        event_types=_event_types(data.event_types),
+        contracts=_contracts(data.contracts),
+        include_phi=data.include_phi,
+        is_ordered=data.is_ordered,
+        max_concurrency=data.max_concurrency,
+        rate_limit_per_second=data.rate_limit_per_second,
+    )
+    raw = signing.new_secret()
+    await _seal_secret(session, endpoint, raw)
+    session.add(endpoint)
+    await session.flush()
+    await _audit(session, actor, "webhook.endpoint_created", endpoint, host=_host(endpoint))
+    if endpoint.include_phi:
+        await _audit(session, actor, "webhook.include_phi_enabled", endpoint)
+    return endpoint, raw
+
+
+def _host(endpoint: WebhookEndpoint) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint.url).hostname or ""
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    endpoint_id: UUID,
+    changes: EndpointUpdate,
+    rules: UrlRules,
+) -> WebhookEndpoint:
+    endpoint = await repository.get_endpoint(session, actor.tenant, endpoint_id, for_update=True)
+    given = {
+        f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not msgspec.UNSET
+    }
+    if given.get("include_phi") is True and not endpoint.include_phi:
+        _require_admin_for_phi(actor)
+    if "url" in given:
+        endpoint.url = rules.check(given["url"])
+    if "event_types" in given:
+        endpoint.event_types = _event_types(given["event_types"])
+    if "contracts" in given:
+        endpoint.contracts = _contracts(given["contracts"])
+    for plain in ("description", "is_ordered", "max_concurrency", "rate_limit_per_second"):
+        if plain in given:
+            setattr(endpoint, plain, given[plain])
+    if "include_phi" in given and given["include_phi"] != endpoint.include_phi:
+        endpoint.include_phi = given["include_phi"]
+        action = "enabled" if endpoint.include_phi else "disabled"
+        await _audit(session, actor, f"webhook.include_phi_{action}", endpoint)
+    if "is_enabled" in given and given["is_enabled"] != endpoint.is_enabled:
+        _set_enabled(endpoint, given["is_enabled"])
+        action = "enabled" if endpoint.is_enabled else "disabled"
+        await _audit(session, actor, f"webhook.endpoint_{action}", endpoint)
+    await session.flush()
+    return endpoint
+
+
+def _set_enabled(endpoint: WebhookEndpoint, enabled: bool) -> None:
+    endpoint.is_enabled = enabled
+    if enabled:
+        endpoint.disabled_at = endpoint.disabled_reason = endpoint.failing_since = None
+    else:
+        endpoint.disabled_at, endpoint.disabled_reason = utcnow(), "disabled by a tenant member"
+
+
+async def delete_endpoint(session: AsyncSession, actor: Principal, *, endpoint_id: UUID) -> None:
+    """Delete the endpoint with its messages and attempts."""
+    endpoint = await repository.get_endpoint(session, actor.tenant, endpoint_id, for_update=True)
+    await _audit(session, actor, "webhook.endpoint_deleted", endpoint, host=_host(endpoint))
+    await session.delete(endpoint)
+    await session.flush()
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    endpoint_id: UUID,
+    grace: timedelta,
+    now: datetime | None = None,
+) -> tuple[WebhookEndpoint, str]:
+    """A new secret; the current one stays valid (and is signed with) for `grace`."""
+    now = now or utcnow()
+    endpoint = await repository.get_endpoint(session, actor.tenant, endpoint_id, for_update=True)
+    tenant = endpoint.tenant_id
+    current = await crypto.open(
+        session, endpoint.secret, tenant=tenant, field=SECRET_FIELD, row=endpoint.id
+    )
+    if grace > timedelta(0):
+        endpoint.previous_secret = await crypto.seal(
+            session, current, tenant=tenant, field=PREVIOUS_SECRET_FIELD, row=endpoint.id
+        )
+        endpoint.previous_secret_expires_at = now + grace
+    else:
+        endpoint.previous_secret = endpoint.previous_secret_expires_at = None
+    raw = signing.new_secret()
+    await _seal_secret(session, endpoint, raw)
+    await session.flush()
+    await _audit(
+        session, actor, "webhook.secret_rotated", endpoint, grace_seconds=int(grace.total_seconds())
+    )
+    return endpoint, raw
+
+
+async def signing_keys(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime
+) -> list[bytes]:
+    """The HMAC keys to sign with now: the current secret, and the previous one in its grace."""
+    cipher = await crypto.cipher_for(session, endpoint.tenant_id)
+    secrets = [cipher.open(endpoint.secret, field=SECRET_FIELD, row=endpoint.id)]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret is not None and expires is not None and now < expires:
+        secrets.append(
+            cipher.open(endpoint.previous_secret, field=PREVIOUS_SECRET_FIELD, row=endpoint.id)
+        )
+    return [signing.secret_key(s) for s in secrets]

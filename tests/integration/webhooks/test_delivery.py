@@ -1,0 +1,330 @@
+"""Delivery on a real local receiver, every request verified by `standardwebhooks`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy import select
+
+from hub.core.db import Database, utcnow
+from hub.events.models import Event
+from hub.webhooks import delivery, service
+from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
+from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
+from tests.support import Member
+
+
+async def endpoint_for(
+    db: Database, admin: Member, receiver: Receiver, **options: object
+) -> tuple[WebhookEndpoint, str]:
+    async with db.transaction() as session:
+        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
+    receiver.secrets = [secret]
+    return endpoint, secret
+
+
+class TestSignedDelivery:
+    async def test_every_message_verifies_with_the_reference_library(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
+        await harness.record(admin.tenant_id, "complaint.created", {"complaint_id": "C9"}, 3)
+        assert await harness.run_due() == 3
+        assert receiver.refused == []
+        assert len(receiver.received) == 3
+        first = receiver.received[0]
+        assert first.payload["type"] == "complaint.created"
+        assert first.payload["tenant"] == "plan-a"
+        assert first.payload["schema_version"] == 1
+        assert first.payload["data"]["complaint_id"] == "C9"
+        assert first.payload["timestamp"].endswith("Z")
+        assert first.headers["content-type"] == "application/json"
+        assert first.headers["user-agent"].startswith("CTM-Hub-Webhooks/")
+        assert first.headers["webhook-signature"].startswith("v1,")
+        messages = await harness.messages(endpoint.id)
+        assert {m.status for m in messages} == {MessageStatus.SUCCEEDED}
+        assert sorted(receiver.ids()) == sorted(str(m.id) for m in messages)
+
+    async def test_unsubscribed_types_and_other_contracts_make_no_message(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(
+            db, admin, receiver, event_types=["complaint.created"], contracts=["H1234"]
+        )
+        await harness.record(admin.tenant_id, "complaint.updated", {"contract": "H1234"})
+        await harness.record(admin.tenant_id, "complaint.created", {"contract": "H9999"})
+        await harness.record(admin.tenant_id, "complaint.created", {"contract": "H1234"})
+        await harness.run_due()
+        assert [r.payload["data"]["contract"] for r in receiver.received] == ["H1234"]
+        assert len(await harness.messages(endpoint.id)) == 1
+
+    async def test_fan_out_twice_makes_one_message(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        [event_id] = await harness.record(admin.tenant_id, "sync.completed", {})
+        async with db.transaction() as session:
+            event = await session.get(Event, event_id)
+            assert event is not None
+            await delivery.fan_out(session, event)
+        assert len(await harness.messages(endpoint.id)) == 1
+
+    async def test_rotation_signs_with_both_secrets_during_the_grace(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, old = await endpoint_for(db, admin, receiver)
+        async with db.transaction() as session:
+            _, new = await service.rotate_secret(
+                session,
+                principal_of(admin),
+                endpoint_id=endpoint.id,
+                grace=timedelta(hours=24),
+                now=harness.now,
+            )
+        assert new != old
+        assert new.startswith("whsec_")
+        receiver.secrets = [old, new]  # each alone must verify the request
+        await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K1"})
+        await harness.run_due()
+        assert receiver.refused == []
+        assert len(receiver.received) == 1
+        assert len(receiver.received[0].headers["webhook-signature"].split(" ")) == 2
+
+        harness.advance(hours=25)  # grace over: only the new secret signs
+        receiver.secrets = [new]
+        await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K2"})
+        await harness.run_due()
+        assert receiver.refused == []
+        assert len(receiver.received) == 2
+        assert len(receiver.received[1].headers["webhook-signature"].split(" ")) == 1
+        receiver.secrets = [old]
+        await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K3"})
+        await harness.run_due()
+        assert receiver.refused == ["WebhookVerificationError"]
+
+
+class TestReceiverDownThenBack:
+    async def test_each_message_arrives_once_in_order_when_ordered(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, is_ordered=True)
+        receiver.default_status = 503
+        await harness.record(admin.tenant_id, "complaint.created", {}, 5)
+        assert await harness.run_due() == 1  # the rest wait behind the first
+        harness.advance(seconds=5)
+        assert await harness.run_due() == 1
+        harness.advance(seconds=300)
+        receiver.default_status = 200
+        assert await harness.run_due() == 5
+        messages = await harness.messages(endpoint.id)
+        assert receiver.ids() == [str(m.id) for m in messages]  # event order, once each
+        assert [r.payload["data"]["n"] for r in receiver.received] == [0, 1, 2, 3, 4]
+        assert [m.attempts for m in messages] == [3, 1, 1, 1, 1]
+
+    async def test_each_message_arrives_exactly_once_when_unordered(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 500
+        await harness.record(admin.tenant_id, "complaint.created", {}, 4)
+        assert await harness.run_due() == 4
+        assert await harness.run_due() == 0  # nothing is due before the 5 s retry
+        receiver.default_status = 200
+        harness.advance(seconds=5)
+        assert await harness.run_due() == 4
+        harness.advance(hours=30)
+        assert await harness.run_due() == 0
+        messages = await harness.messages(endpoint.id)
+        assert sorted(receiver.ids()) == sorted(str(m.id) for m in messages)
+        assert len(set(receiver.ids())) == 4
+
+
+class TestRetries:
+    async def test_schedule_runs_out_then_the_message_fails(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 400  # a 4xx other than 410 is retried like a failure
+        [_] = await harness.record(admin.tenant_id, "sync.failed", {})
+        for delay in (0, 5, 300, 1800, 7200, 18000, 36000, 36000):
+            harness.advance(seconds=delay)
+            assert await harness.run_due() == 1
+        harness.advance(days=2)
+        assert await harness.run_due() == 0
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.FAILED
+        assert message.attempts == 8
+        assert message.last_error == "HTTP400"
+        async with db.transaction() as session:
+            attempts = (
+                await session.scalars(
+                    select(WebhookAttempt).where(WebhookAttempt.message_id == message.id)
+                )
+            ).all()
+        assert [a.status_code for a in attempts] == [400] * 8
+        assert all(a.response_body == "ok" and a.error_class == "HTTP400" for a in attempts)
+
+    async def test_retry_after_on_429_is_honoured(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.script = [429]
+        receiver.reply_headers = {"Retry-After": "120"}
+        await harness.record(admin.tenant_id, "sync.failed", {})
+        await harness.run_due()
+        [message] = await harness.messages(endpoint.id)
+        assert message.next_attempt_at == harness.now + timedelta(seconds=120)
+        harness.advance(seconds=119)
+        assert await harness.run_due() == 0
+        harness.advance(seconds=1)
+        assert await harness.run_due() == 1
+        assert len(receiver.received) == 1
+
+    async def test_response_body_is_kept_to_2_kb(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        await endpoint_for(db, admin, receiver)
+        receiver.reply_body = "x" * 10_000
+        await harness.record(admin.tenant_id, "sync.completed", {})
+        await harness.run_due()
+        async with db.transaction() as session:
+            attempt = await session.scalar(select(WebhookAttempt))
+        assert attempt is not None
+        assert attempt.is_success
+        assert attempt.response_body == "x" * 2048
+        assert attempt.duration_ms >= 0
+
+
+class TestDisabling:
+    async def test_410_gone_disables_the_endpoint(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 410
+        await harness.record(admin.tenant_id, "complaint.created", {}, 2)
+        assert await harness.run_due() == 1  # the second finds the endpoint disabled
+        found = await harness.endpoint(endpoint.id)
+        assert not found.is_enabled
+        assert "410" in (found.disabled_reason or "")
+        messages = await harness.messages(endpoint.id)
+        assert {m.status for m in messages} == {MessageStatus.FAILED}
+        [alert] = await harness.events_of_type(admin.tenant_id, "webhook.endpoint_disabled")
+        assert alert.payload["endpoint_id"] == str(found.id)
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        assert len(await harness.messages(found.id)) == 2  # no new messages once disabled
+
+    async def test_failing_for_n_days_disables_and_raises_the_alert(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 500
+        started = None
+        for day in range(5):
+            await harness.record(admin.tenant_id, "sync.failed", {"day": day})
+            started = started or harness.now
+            await harness.run_due()
+            harness.advance(days=1)
+            found = await harness.endpoint(endpoint.id)
+            assert found.is_enabled
+            assert found.failing_since == started
+        await harness.record(admin.tenant_id, "sync.failed", {"day": 5})
+        await harness.run_due()
+        found = await harness.endpoint(endpoint.id)
+        assert not found.is_enabled
+        assert (found.disabled_reason or "").startswith("failing since")
+        assert await harness.events_of_type(admin.tenant_id, "webhook.endpoint_disabled")
+        messages = await harness.messages(found.id)
+        assert all(m.status is MessageStatus.FAILED for m in messages)
+
+    async def test_a_success_resets_the_failing_clock(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.script = [500]
+        await harness.record(admin.tenant_id, "sync.failed", {})
+        await harness.run_due()
+        assert (await harness.endpoint(endpoint.id)).failing_since is not None
+        harness.advance(days=4)
+        await harness.run_due()
+        found = await harness.endpoint(endpoint.id)
+        assert found.failing_since is None
+        assert found.is_enabled
+
+
+class TestPhi:
+    payload = {
+        "complaint_id": "C1",
+        "contract": "H1234",
+        "phi": {"mbi": "1EG4TE5MK73", "beneficiary_name": "Pat Doe"},
+        "mbi": "1EG4TE5MK73",
+        "nested": [{"date_of_birth": "1950-01-01", "status": "open"}],
+    }
+
+    async def test_no_phi_unless_include_phi(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        await endpoint_for(db, admin, receiver)
+        await harness.record(admin.tenant_id, "complaint.created", self.payload)
+        await harness.run_due()
+        [got] = receiver.received
+        text = str(got.payload)
+        assert "1EG4TE5MK73" not in text
+        assert "Pat Doe" not in text
+        assert "1950" not in text
+        assert got.payload["data"]["complaint_id"] == "C1"
+        assert got.payload["data"]["nested"] == [{"status": "open"}]
+
+    async def test_include_phi_sends_it(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        await endpoint_for(db, admin, receiver, include_phi=True)
+        await harness.record(admin.tenant_id, "complaint.created", self.payload)
+        await harness.run_due()
+        [got] = receiver.received
+        assert got.payload["data"]["phi"]["mbi"] == "1EG4TE5MK73"
+
+
+class TestResendAndRecover:
+    async def test_resend_sends_that_one_message_again_with_the_same_id(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        _endpoint, _ = await endpoint_for(db, admin, receiver)
+        await harness.record(admin.tenant_id, "complaint.created", {}, 2)
+        await harness.run_due()
+        first = receiver.ids()[0]
+        async with db.transaction() as session:
+            await delivery.resend(session, admin.tenant_id, message_id=UUID(first), now=harness.now)
+        assert await harness.run_due() == 1
+        assert receiver.ids()[2] == first
+        assert len(receiver.ids()) == 3
+
+    async def test_recover_resends_only_failed_messages_since_the_time(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
+        receiver.default_status = 400
+        harness.policy = replace(harness.policy, retry_delays=(0,))  # one attempt, then failed
+        await harness.record(admin.tenant_id, "complaint.created", {"batch": "old"})
+        await harness.run_due()
+        since = utcnow()  # messages are stamped with the real time they were made
+        await harness.record(admin.tenant_id, "complaint.created", {"batch": "new"}, 2)
+        await harness.run_due()
+        receiver.default_status = 200
+        await harness.record(admin.tenant_id, "complaint.updated", {"batch": "ok"})
+        await harness.run_due()
+        assert [r.payload["data"]["batch"] for r in receiver.received] == ["ok"]
+        async with db.transaction() as session:
+            resent = await delivery.recover(
+                session,
+                admin.tenant_id,
+                endpoint_id=endpoint.id,
+                since=since,
+                now=harness.now,
+            )
+        assert resent == 2
+        assert await harness.run_due() == 2
+        assert [r.payload["data"]["batch"] for r in receiver.received] == ["ok", "new", "new"]
+        statuses = [m.status for m in await harness.messages(endpoint.id)]
+        assert statuses.count(MessageStatus.FAILED) == 1  # the old one stays failed
