@@ -90,6 +90,11 @@ async def _tenant_keys(session: AsyncSession, tenant_id: UUID) -> Sequence[Tenan
     return (await session.scalars(statement.order_by(TenantKey.version))).all()
 
 
+async def _tenant_exists(session: AsyncSession, tenant_id: UUID) -> bool:
+    tenants = TenantKey.metadata.tables["tenants"]
+    return await session.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is not None
+
+
 def _refuse_if_destroyed(keys: Sequence[TenantKey], tenant_id: UUID) -> None:
     if any(k.state is KeyState.DESTROYED for k in keys):
         raise TenantKeyDestroyed(tenant_id=tenant_id, version=None)
@@ -116,6 +121,8 @@ async def load_cipher(session: AsyncSession, tenant_id: UUID) -> TenantCipher:
     crypto = crypto_of(session)
     keys = await _tenant_keys(session, tenant_id)
     if not keys:
+        if not await _tenant_exists(session, tenant_id):
+            raise TenantKeyMissing(tenant_id=tenant_id, version=None)
         await ensure_tenant_key(session, tenant_id)
         keys = await _tenant_keys(session, tenant_id)
     _refuse_if_destroyed(keys, tenant_id)
@@ -241,11 +248,11 @@ async def new_data_key_version(session: AsyncSession, tenant_id: UUID) -> int:
     Retired keys stay (wrapped) so values not yet re-sealed, or sealed meanwhile by a
     process with a stale cache, still open."""
     crypto = crypto_of(session)
+    # Unwrap what is there first: a ring that cannot (a wrong key under the right version
+    # name) must fail here, not wrap a new key that the real ring could never open.
+    await load_cipher(session, tenant_id)
     keys = await _tenant_keys(session, tenant_id)
-    _refuse_if_destroyed(keys, tenant_id)
     data = [k for k in keys if k.purpose is KeyPurpose.DATA]
-    if not data:
-        raise TenantKeyMissing(tenant_id=tenant_id, version=None)
     for key in data:
         if key.state is KeyState.ACTIVE:
             key.state = KeyState.RETIRED

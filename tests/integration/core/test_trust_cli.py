@@ -1,0 +1,159 @@
+"""`hub master-key`, `hub tenants rotate-key|offboard` and `hub audit verify` on embedded
+defaults: what they print, their exit codes, and that a refusal changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hub.cli import main
+from hub.core.crypto import MasterKeyRing
+
+NEW_KEY = base64.b64encode(bytes(range(1, 33))).decode()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    clean["HUB_DATA_DIR"] = str(tmp_path / "var")
+    clean["HUB_LOG_LEVEL"] = "WARNING"
+    return clean
+
+
+def hub(env: dict[str, str], *args: str, input: str | None = None) -> Result:
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("HUB_")}
+    overrides.update(env)
+    return CliRunner().invoke(main, list(args), env=overrides, input=input, catch_exceptions=False)
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def hub_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """Migrated, with tenants acme and globex, an operator, and a member of acme."""
+    ok(hub(env, "db", "upgrade"))
+    ok(hub(env, "tenants", "create", "--name", "Acme", "--slug", "acme"))
+    ok(hub(env, "tenants", "create", "--name", "Globex", "--slug", "globex"))
+    ok(hub(env, "users", "create", "--email", "ops@vendor.example", "--operator"))
+    ok(hub(env, "users", "create", "--email", "ann@acme.example", "--tenant", "acme",
+           "--role", "admin"))  # fmt: skip
+    return env
+
+
+def local_key_entry(env: dict[str, str]) -> str:
+    return (Path(env["HUB_DATA_DIR"]) / "master.key").read_text().strip()
+
+
+def database(env: dict[str, str]) -> Path:
+    return Path(env["HUB_DATA_DIR"]) / "hub.db"
+
+
+class TestMasterKey:
+    def test_generated_local_key_is_private(self, hub_env: dict[str, str]) -> None:
+        path = Path(hub_env["HUB_DATA_DIR"]) / "master.key"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert local_key_entry(hub_env).startswith("local1:")
+
+    def test_rotate_then_drop_the_old_key(self, hub_env: dict[str, str]) -> None:
+        old = local_key_entry(hub_env)
+        both = {**hub_env, "HUB_MASTER_KEYS": f"v2:{NEW_KEY},{old}"}
+        output = ok(hub(both, "master-key", "rotate", "--batch-size", "3"))
+        assert "re-wrapped 4 tenant keys under master key v2 in 2 batches" in output
+        assert "(were under: local1: 4)" in output
+        assert "re-wrapped 0 tenant keys" in ok(hub(both, "master-key", "rotate"))
+
+        only_new = {**hub_env, "HUB_MASTER_KEYS": f"v2:{NEW_KEY}"}
+        # Rotating a data key unwraps the tenant's keys: it works with the old key gone.
+        assert "data key v2 is active" in ok(hub(only_new, "tenants", "rotate-key", "--slug",
+                                                 "acme"))  # fmt: skip
+        assert "chains verified" in ok(hub(only_new, "audit", "verify"))
+
+    def test_ring_without_the_old_key_refuses_and_changes_nothing(
+        self, hub_env: dict[str, str]
+    ) -> None:
+        only_new = {**hub_env, "HUB_MASTER_KEYS": f"v2:{NEW_KEY}"}
+        result = hub(only_new, "master-key", "rotate")
+        assert result.exit_code == 1
+        assert "master key 'local1' is not in the key ring" in result.output
+        with sqlite3.connect(database(hub_env)) as connection:
+            versions = connection.execute("SELECT DISTINCT master_key_version FROM tenant_keys")
+            assert versions.fetchall() == [("local1",)]
+
+    def test_generate_prints_a_ring_entry(self, env: dict[str, str]) -> None:
+        entry = ok(hub(env, "master-key", "generate", "--version", "v7")).strip()
+        assert MasterKeyRing.parse(entry).versions == ["v7"]
+
+    def test_wrong_key_under_the_right_name_is_a_clear_error(self, hub_env: dict[str, str]) -> None:
+        impostor = {**hub_env, "HUB_MASTER_KEYS": f"local1:{NEW_KEY}"}
+        result = hub(impostor, "tenants", "rotate-key", "--slug", "acme")
+        assert result.exit_code == 1
+        assert "master key 'local1' does not unwrap" in result.output
+
+
+class TestOffboard:
+    def test_typed_slug_must_match(self, hub_env: dict[str, str]) -> None:
+        result = hub(hub_env, "tenants", "offboard", "--slug", "acme",
+                     "--operator", "ops@vendor.example", input="acme-typo\n")  # fmt: skip
+        assert result.exit_code == 1
+        assert "does not match; nothing was changed" in result.output
+        assert "acme\tactive" in ok(hub(hub_env, "tenants", "list"))
+
+    def test_confirmed_offboarding_destroys_the_keys(self, hub_env: dict[str, str]) -> None:
+        output = ok(hub(hub_env, "tenants", "offboard", "--slug", "acme",
+                        "--operator", "ops@vendor.example", input="acme\n"))  # fmt: skip
+        assert "tenant acme offboarded: 2 keys destroyed" in output
+        listed = ok(hub(hub_env, "tenants", "list"))
+        assert "acme\toffboarded" in listed
+        assert "globex\tactive" in listed
+        with sqlite3.connect(database(hub_env)) as connection:
+            rows = connection.execute(
+                "SELECT t.slug, k.state, k.wrapped_key IS NULL FROM tenant_keys k "
+                "JOIN tenants t ON t.id = k.tenant_id ORDER BY t.slug"
+            ).fetchall()
+        assert rows == [("acme", "destroyed", 1)] * 2 + [("globex", "active", 0)] * 2
+        again = hub(hub_env, "tenants", "rotate-key", "--slug", "acme")
+        assert again.exit_code == 1
+        assert "destroyed" in again.output
+
+    def test_only_an_operator_may_offboard(self, hub_env: dict[str, str]) -> None:
+        result = hub(hub_env, "tenants", "offboard", "--slug", "acme",
+                     "--operator", "ann@acme.example", "--yes")  # fmt: skip
+        assert result.exit_code == 1
+        assert "ann@acme.example is not a platform operator" in result.output
+
+
+class TestAuditVerify:
+    def test_intact_log_exits_zero(self, hub_env: dict[str, str]) -> None:
+        output = ok(hub(hub_env, "audit", "verify"))
+        assert "ok      acme: 2 entries" in output  # tenant created, member added
+        assert "ok      globex: 1 entries" in output
+
+    def test_one_tenant(self, hub_env: dict[str, str]) -> None:
+        output = ok(hub(hub_env, "audit", "verify", "--tenant", "globex"))
+        assert output.splitlines() == ["ok      globex: 1 entries", "1 chains verified"]
+
+    def test_tampering_is_located_and_exits_one(self, hub_env: dict[str, str]) -> None:
+        with sqlite3.connect(database(hub_env)) as connection:
+            connection.execute(
+                "UPDATE audit_log SET actor_label = 'nobody' WHERE seq = 2 AND tenant_id = "
+                "(SELECT id FROM tenants WHERE slug = 'acme')"
+            )
+        result = hub(hub_env, "audit", "verify")
+        assert result.exit_code == 1
+        assert "BROKEN  acme: at entry 2 (" in result.output
+        assert "content does not match its hash (edited)" in result.output
+        assert "ok      globex" in result.output
+
+    def test_unknown_tenant_is_named(self, hub_env: dict[str, str]) -> None:
+        result = hub(hub_env, "audit", "verify", "--tenant", "nope")
+        assert result.exit_code == 1
+        assert "tenant nope not found" in result.output
