@@ -32,6 +32,9 @@ from hub.core.web import (
     readyz,
 )
 from hub.events.api import EventController
+from hub.keys.api import ContractController, KeyController
+from hub.keys.service import KeyVerifier
+from hub.keys.verify import CtmVerifier
 from hub.settings import Settings
 from hub.webhooks.api import WebhookController
 
@@ -40,6 +43,8 @@ API_CONTROLLERS: list[type[Any]] = [
     AuthController,
     EventController,
     AuditController,
+    KeyController,
+    ContractController,
     WebhookController,
 ]
 
@@ -83,11 +88,13 @@ def create_app(
     *,
     database: Database | None = None,
     redis: Any | None = None,
+    ctm_verifier: KeyVerifier | None = None,
 ) -> Litestar:
-    """The web application. Tests pass their own `database` and `redis`; otherwise the
-    lifespan builds them from `settings` and closes them at shutdown."""
+    """The web application. Tests pass their own `database`, `redis` (and a `ctm_verifier`
+    on the CTM simulator); otherwise the lifespan builds them from `settings` and closes
+    them at shutdown."""
 
-    state = State({"settings": settings})
+    state = State({"settings": settings, "ctm_verifier": ctm_verifier})
     if database is not None and redis is not None:
         # Handed in (tests): usable at once, even by a client that runs no lifespan.
         _attach(state, database, redis)
@@ -102,9 +109,14 @@ def create_app(
         if db.crypto is None:
             db.crypto = Crypto.from_settings(settings)  # loads the master key ring
         _attach(app.state, db, client)
+        verifier = CtmVerifier(settings) if ctm_verifier is None else None
+        if verifier is not None:
+            app.state.ctm_verifier = verifier
         try:
             yield
         finally:
+            if verifier is not None:
+                await verifier.aclose()
             if database is None:
                 await db.dispose()
             if redis is None:

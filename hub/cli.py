@@ -67,12 +67,32 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def _in_transaction(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; jobs it enqueues go to Redis when Redis is up."""
+    from hub.core.jobs import ArqQueue
+
     database = _database(settings)
+    redis = await _reachable_redis(settings)
+    if redis is not None:
+        database.queue = ArqQueue(redis)
     try:
         async with database.transaction() as session:
             return await work(session)
     finally:
         await database.dispose()
+        if redis is not None:
+            await redis.aclose()
+
+
+async def _reachable_redis(settings: Settings) -> Any:
+    """The hub's Redis if it answers, else None: events then wait for the outbox sweeper."""
+    from hub.core.redis import connect
+
+    if settings.uses_embedded_redis and not settings.embedded_redis_socket.exists():
+        return None
+    try:
+        return await connect(settings.effective_redis_url)
+    except RedisUnavailable:
+        return None
 
 
 def _database(settings: Settings) -> Database:
@@ -110,6 +130,7 @@ def serve(host: str, port: int) -> None:
     from hub.runtime import check_database, serve_together
 
     settings = _settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     _run(check_database(settings))
     embedded = _prepare_embedded(settings)
     try:
@@ -126,6 +147,7 @@ def worker() -> None:
     from hub.runtime import check_database, serve_together
 
     settings = _settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     _run(check_database(settings))
     embedded = _prepare_embedded(settings)
     try:
@@ -189,8 +211,9 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return bind(host, port)
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise CliError(f"CTM simulator: cannot listen on {host}:{port} ({reason})") from None
+        raise CliError(
+            f"CTM simulator: cannot listen on {host}:{port} ({error.strerror})"
+        ) from None
 
 
 # CTM -------------------------------------------------------------------------------------
@@ -367,7 +390,7 @@ def users_create(
         raise CliError("give --tenant and --role, or --operator")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
 
-    async def work(session: Any) -> bool:
+    async def work(session: Any) -> tuple[bool, str]:
         user = await auth.find_user_by_email(session, email)
         created = user is None
         if user is None:
@@ -380,15 +403,15 @@ def users_create(
             await auth.add_member(
                 session, tenant_id=TenantID(tenant.id), user=user, role=Role(role)
             )
-        return created
+        return created, user.email
 
-    created = _run(_in_transaction(_settings(), work))
+    created, normalised = _run(_in_transaction(_settings(), work))
     if created:
-        click.echo(f"user {email} created")
+        click.echo(f"user {normalised} created")
         if not password_stdin:
             click.echo(f"password (shown once): {password}")
     else:
-        click.echo(f"user {email} added to {tenant_slug} as {role}")
+        click.echo(f"user {normalised} added to {tenant_slug} as {role}")
 
 
 @main.group()
@@ -576,3 +599,136 @@ def audit_verify(tenant_slug: str | None) -> None:
     if broken:
         raise click.exceptions.Exit(1)
     click.echo(f"{len(results)} chains verified")
+
+
+# HPMS API keys and contracts -------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """HPMS API keys (secrets are read from standard input only, never from a flag)."""
+
+
+@keys.command("add")
+@click.option("--tenant", "tenant_slug", required=True)
+@click.option("--rp", "rp_email", required=True, help="The responsible party's hub email.")
+@click.option("--environment", type=click.Choice(["sandbox", "production"]), required=True)
+@click.option("--key-id", required=True, help="The key ID HPMS issued (not secret).")
+@click.option("--contracts", required=True, help="Comma-separated, e.g. H1234,S5678")
+@click.option("--hpms-user", required=True, help="The RP's HPMS user ID (userName).")
+@click.option("--poc-name", required=True, help="Technical point of contact's name.")
+@click.option("--poc-email", required=True, help="Technical point of contact's email.")
+@click.option("--label", default="")
+@click.option("--no-verify", is_flag=True, help="Skip the live token exchange with CMS.")
+@fail_cleanly
+def keys_add(
+    tenant_slug: str,
+    rp_email: str,
+    environment: str,
+    key_id: str,
+    contracts: str,
+    hpms_user: str,
+    poc_name: str,
+    poc_email: str,
+    label: str,
+    no_verify: bool,
+) -> None:
+    """Register a key for its responsible party; the secret is read from standard input."""
+    from hub.auth import repository as auth_repository
+    from hub.auth import service as auth
+    from hub.auth.models import ROLE_SCOPES
+    from hub.auth.principal import member_principal
+    from hub.core.ids import TenantID
+    from hub.keys import service as key_service
+    from hub.keys.schemas import KeyCreate, TechnicalPoc
+    from hub.keys.verify import CtmVerifier
+    from hub.tenants import service as tenant_service
+
+    if sys.stdin.isatty():
+        secret = str(click.prompt("secret", hide_input=True, err=True))
+    else:
+        secret = sys.stdin.readline().rstrip("\n")
+    settings = _settings()
+
+    async def work(session: Any) -> str:
+        tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
+        user = await auth.get_user_by_email(session, rp_email)
+        membership = await auth_repository.find_member_by_user(
+            session, TenantID(tenant.id), user.id
+        )
+        if membership is None:
+            raise CliError(f"{user.email} is not a member of tenant {tenant_slug}")
+        # The RP acts for themselves: the CLI is how an RP scripts onboarding.
+        rp = member_principal(
+            user_id=user.id, email=user.email, tenant_id=tenant.id,
+            role=membership.role, scopes=ROLE_SCOPES[membership.role],
+        )  # fmt: skip
+        data = KeyCreate(
+            environment=environment, key_id=key_id, secret=secret, hpms_user_id=hpms_user,
+            technical_poc=TechnicalPoc(poc_name, poc_email), label=label,
+            contracts=contracts.split(","), verify=not no_verify,
+        )  # fmt: skip
+        verifier = CtmVerifier(settings)
+        try:
+            key = await key_service.create_key(session, rp, data=data, verifier=verifier)
+        finally:
+            await verifier.aclose()
+        return f"key {key.id} registered ({environment}, key ID {key_id.strip()})"
+
+    click.echo(_run(_in_transaction(settings, work)))
+
+
+@keys.command("list")
+@click.option("--tenant", "tenant_slug", required=True)
+@fail_cleanly
+def keys_list(tenant_slug: str) -> None:
+    """The tenant's keys: id, environment, status, key ID, contracts (never a secret)."""
+    from hub.core.ids import TenantID
+    from hub.keys import repository as key_repository
+    from hub.keys.api import key_views
+    from hub.tenants import service as tenant_service
+
+    async def work(session: Any) -> list[str]:
+        tenant_id = TenantID((await tenant_service.get_tenant_by_slug(session, tenant_slug)).id)
+        found = await key_repository.list_keys(session, tenant_id)
+        return [
+            f"{v.id}\t{v.environment}\t{v.status}\t{v.key_id}\t"
+            f"{','.join(c.number for c in v.contracts)}\t{v.responsible_party.email}"
+            for v in await key_views(session, tenant_id, found)
+        ]
+
+    for line in _run(_in_transaction(_settings(), work)):
+        click.echo(line)
+
+
+@main.group()
+def contracts() -> None:
+    """A tenant's contract numbers."""
+
+
+@contracts.command("add")
+@click.option("--tenant", "tenant_slug", required=True)
+@click.argument("numbers", nargs=-1, required=True)
+@fail_cleanly
+def contracts_add(tenant_slug: str, numbers: tuple[str, ...]) -> None:
+    """Register contract numbers (e.g. H1234 S5678) for a tenant."""
+    from hub.audit.service import Actor
+    from hub.core.ids import TenantID
+    from hub.keys import service as key_service
+    from hub.tenants import service as tenant_service
+
+    async def work(session: Any) -> list[str]:
+        tenant_id = TenantID((await tenant_service.get_tenant_by_slug(session, tenant_slug)).id)
+        added = []
+        for number in numbers:
+            contract = await key_service.register_contract(
+                session, tenant_id=tenant_id, number=number, actor=Actor.cli()
+            )
+            added.append(contract.number)
+        return added
+
+    click.echo(f"contracts added: {', '.join(_run(_in_transaction(_settings(), work)))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,15 +5,21 @@ from hub.auth.models import ApiToken, Membership, User
 from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
 from hub.events.models import Event
+from hub.keys.models import ApiKey, ApiKeyContract, ApiKeyDesignee, ApiKeyVersion, Contract
 from hub.tenants.models import Tenant
 from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 metadata = Base.metadata
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyContract",
+    "ApiKeyDesignee",
+    "ApiKeyVersion",
     "ApiToken",
     "AuditChainHead",
     "AuditEntry",
+    "Contract",
     "Event",
     "Membership",
     "Tenant",

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
     outbox_sweep_after_seconds: int = Field(default=60, ge=1)
+    # After a key rotation, the previous secret is destroyed once this grace period passes.
+    key_version_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
     # Webhooks: hosts that may be sent plain http (comma-separated), loopback/private
     # receivers (tests, `hub demo`), the retry schedule in seconds, when a continuously
     # failing endpoint is disabled, the request timeout, and the rotation grace period.

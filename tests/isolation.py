@@ -47,6 +47,30 @@ async def _event(session: AsyncSession, owner: Member) -> UUID:
     return event.id
 
 
+async def _api_key(session: AsyncSession, owner: Member) -> UUID:
+    from hub.keys import repository as keys_repository
+    from hub.keys import service as keys_service
+    from hub.keys.schemas import KeyCreate, TechnicalPoc
+
+    if not await keys_repository.contracts_by_number(session, owner.tenant_id, ["H1234"]):
+        await keys_service.add_contract(session, owner.principal, number="H1234")
+    key = await keys_service.create_key(
+        session,
+        owner.principal,
+        data=KeyCreate(
+            environment="sandbox",
+            key_id=f"ISO-{uuid7_hex()}",
+            secret="isolation-secret",
+            hpms_user_id="ISOUSER",
+            technical_poc=TechnicalPoc("Pat Poc", "poc@a.example"),
+            contracts=["H1234"],
+            verify=False,
+        ),
+        verifier=None,
+    )
+    return key.id
+
+
 async def _webhook_endpoint(session: AsyncSession, owner: Member) -> UUID:
     from tests.integration.webhooks.support import make_endpoint
 
@@ -73,6 +97,7 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "event_id": _event,
     "endpoint_id": _webhook_endpoint,
     "message_id": _webhook_message,
+    "key_id": _api_key,
 }
 
 # (method, path template) → a valid body, so a 404 is not masked by a 400.
@@ -89,4 +114,25 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/webhooks/endpoints/{endpoint_id:uuid}/test"): {},
     ("POST", "/api/v1/webhooks/messages/{message_id:uuid}/resend"): {},
     ("POST", "/api/v1/tokens"): {"name": "probe", "scopes": ["complaints:read"]},
+    ("POST", "/api/v1/contracts"): {"number": "S9999"},
+    ("POST", "/api/v1/keys"): {
+        "environment": "sandbox",
+        "key_id": "ISO-PROBE",
+        "secret": "probe-secret",
+        "hpms_user_id": "ISOUSER",
+        "technical_poc": {"name": "Pat Poc", "email": "poc@a.example"},
+        "contracts": ["H1234"],
+        "verify": False,
+    },
+    ("POST", "/api/v1/keys/{key_id:uuid}/rotate"): {
+        "key_id": "ISO-ROTATED",
+        "secret": "rotated-secret",
+        "verify": False,
+    },
+    ("POST", "/api/v1/keys/{key_id:uuid}/compromise"): {"reason": "probe"},
+    ("POST", "/api/v1/keys/{key_id:uuid}/deactivate"): {},
+    ("POST", "/api/v1/keys/{key_id:uuid}/suspend"): {},
+    ("POST", "/api/v1/keys/{key_id:uuid}/resume"): {},
+    ("PUT", "/api/v1/keys/{key_id:uuid}/contracts"): {"contracts": ["H1234"]},
+    ("PUT", "/api/v1/keys/{key_id:uuid}/designees"): {"users": [], "tokens": []},
 }

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import service as auth
 from hub.auth.models import ROLE_SCOPES, Membership, Role, Scope, User
+from hub.auth.principal import Principal, member_principal
 from hub.core.ids import TenantID
 from hub.core.jobs import Job
 from hub.tenants import service as tenants
@@ -45,6 +47,17 @@ class Member:
         return TenantID(self.tenant.id)
 
     @property
+    def principal(self) -> Principal:
+        """The member as a verified caller with every scope of their role."""
+        return member_principal(
+            user_id=self.user.id,
+            email=self.user.email,
+            tenant_id=self.tenant.id,
+            role=self.membership.role,
+            scopes=ROLE_SCOPES[self.membership.role],
+        )
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -73,6 +86,12 @@ async def make_member(
         name="test",
     )
     return Member(tenant=tenant, user=user, membership=membership, token=issued.plaintext)
+
+
+def app_client(app: Any) -> httpx.AsyncClient:
+    """An HTTP client that calls `app` in the test's own event loop (the database
+    connection of the test's transaction is bound to that loop)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test")
 
 
 def bearer(token: str) -> dict[str, Any]:

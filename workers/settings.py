@@ -18,7 +18,7 @@ from hub.core.redis import arq_settings
 from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
 from hub.webhooks import delivery as webhook_delivery
-from workers import events, webhooks
+from workers import events, keys, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -66,6 +66,14 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
             cast("Any", webhooks.sweep_messages),
             name="webhooks.sweep",
             second=EVERY_30_SECONDS,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+        cron(
+            cast("Any", keys.retire_key_versions),
+            name="keys.retire_versions",
+            minute=set(range(0, 60, 10)),
+            second=15,
             unique=True,
             run_at_startup=run_at_startup,
         ),

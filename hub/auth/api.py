@@ -45,6 +45,16 @@ class AuthController(Controller):
             await repository.get_member(db_session, principal.tenant, membership_id)
         )
 
+    @delete("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN), status_code=200)
+    async def remove_member(
+        self, db_session: AsyncSession, principal: Principal, membership_id: UUID
+    ) -> MemberView:
+        """Remove a member; keys they hold as responsible party then need replacing."""
+        member = await repository.get_member(db_session, principal.tenant, membership_id)
+        view = MemberView.of(member)
+        await service.remove_member(db_session, principal, membership_id=membership_id)
+        return view
+
     @get("/tokens", opt=scope(ANY_SCOPE))
     async def list_tokens(self, db_session: AsyncSession, principal: Principal) -> list[TokenView]:
         # Tenant admins see every token of the tenant; others see their own.

@@ -92,3 +92,7 @@ class ApiToken(Entity, Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Set on hub tokens issued to a key's designee: revoked with the key on a compromise.
+    api_key_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )

@@ -131,6 +131,38 @@ async def add_member(
     return membership
 
 
+async def remove_member(
+    session: AsyncSession, actor: Principal, *, membership_id: UUID, now: datetime | None = None
+) -> Membership:
+    """A tenant admin removes a member: their tokens in the tenant are revoked, and keys they
+    are responsible party for need replacing (CMS keys never pass to someone else)."""
+    from hub.keys.service import handle_member_left  # keys build on auth, not the reverse
+
+    membership = await repository.get_member(session, actor.tenant, membership_id)
+    if membership.user_id == actor.user_id:
+        raise Conflict("a tenant admin cannot remove themselves; ask another admin")
+    now = now or utcnow()
+    for token in await repository.list_tokens(session, actor.tenant, user_id=membership.user_id):
+        if token.revoked_at is None:
+            token.revoked_at = now
+    who = Actor.of_principal(actor)
+    await audit.record(
+        session,
+        actor=who,
+        action="membership.removed",
+        tenant_id=actor.tenant,
+        target_type="membership",
+        target_id=membership.id,
+        details={"user_id": str(membership.user_id), "role": membership.role.value},
+    )
+    await handle_member_left(
+        session, tenant_id=actor.tenant, user_id=membership.user_id, actor=who
+    )
+    await session.delete(membership)
+    await session.flush()
+    return membership
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: ApiToken

@@ -25,6 +25,8 @@ class Tenant(Entity, Base):
         enum_column(TenantStatus), default=TenantStatus.ACTIVE
     )
     offboarded_at: Mapped[datetime | None]
+    # The default for a new key's expected rotation date, when its RP sets none.
+    key_rotation_days: Mapped[int] = mapped_column(default=90, server_default="90")
 
     @property
     def is_active(self) -> bool:

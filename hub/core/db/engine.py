@@ -125,8 +125,8 @@ class Database:
         await jobs.send_committed(session, self.queue)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with self.sessions() as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
