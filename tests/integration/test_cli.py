@@ -200,3 +200,62 @@ class TestStartupErrors:
         assert result.returncode == 1
         assert "run `hub db upgrade`" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+class TestKeys:
+    def onboard(self, env: dict[str, str]) -> None:
+        hub(env, "tenants", "create", "--name", "Acme", "--slug", "acme")
+        hub(
+            env,
+            "users",
+            "create",
+            "--email",
+            "rp@acme.example",
+            "--tenant",
+            "acme",
+            "--role",
+            "caseworker",
+        )
+        assert hub(env, "contracts", "add", "--tenant", "acme", "H1234", "s5678").exit_code == 0
+
+    def add(self, env: dict[str, str], *extra: str, secret: str = "cli-canary-secret\n") -> Result:
+        return hub(
+            env, "keys", "add", "--tenant", "acme", "--rp", "rp@acme.example",
+            "--environment", "sandbox", "--key-id", "KEY-CLI-1", "--contracts", "H1234,S5678",
+            "--hpms-user", "RPUSER", "--poc-name", "Pat", "--poc-email", "pat@acme.example",
+            *extra, input=secret,
+        )  # fmt: skip
+
+    def test_secret_from_stdin_registers_a_key_listed_without_it(
+        self, migrated: dict[str, str]
+    ) -> None:
+        self.onboard(migrated)
+        added = self.add(migrated, "--no-verify")
+        assert added.exit_code == 0, added.output
+        assert "registered (sandbox, key ID KEY-CLI-1)" in added.output
+        listed = hub(migrated, "keys", "list", "--tenant", "acme")
+        assert "KEY-CLI-1\tH1234,S5678\trp@acme.example" in listed.output
+        assert "\tactive\t" in listed.output
+        assert "cli-canary-secret" not in added.output + listed.output
+
+    def test_there_is_no_secret_flag(self, migrated: dict[str, str]) -> None:
+        self.onboard(migrated)
+        result = self.add(migrated, "--no-verify", "--secret", "in-shell-history")
+        assert result.exit_code == 2
+        assert "No such option '--secret'" in result.output
+
+    def test_empty_secret_is_refused(self, migrated: dict[str, str]) -> None:
+        self.onboard(migrated)
+        result = self.add(migrated, "--no-verify", secret="   \n")
+        assert result.exit_code == 1
+        assert "secret: must not be empty or only whitespace" in result.output
+
+    def test_verification_against_an_unreachable_cms_fails_cleanly(
+        self, migrated: dict[str, str]
+    ) -> None:
+        self.onboard(migrated)
+        migrated["HUB_CTM_SANDBOX_URL"] = "http://127.0.0.1:9"
+        result = self.add(migrated)
+        assert result.exit_code == 1
+        assert "did not answer" in last_line(result)
+        assert hub(migrated, "keys", "list", "--tenant", "acme").output.strip() == ""
