@@ -52,8 +52,9 @@ def address_class(address: IPAddress) -> str | None:
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
         ("cgnat", isinstance(address, ipaddress.IPv4Address) and address in CGNAT),
+        ("reserved", address.is_reserved),
         ("private", address.is_private),
-        ("reserved", address.is_reserved or not address.is_global),
+        ("reserved", not address.is_global),
     )
     return next((name for name, hit in checks if hit), None)
 
