@@ -45,12 +45,12 @@ class Crypto:
 
     def cached(self, tenant_id: UUID) -> TenantCipher | None:
         entry = self._ciphers.get(tenant_id)
-        if entry is None:
-            return None
-        if self._clock() >= entry[1]:
+        if entry is not None:
+            cipher, expires_at = entry
+            if self._clock() < expires_at:
+                return cipher
             self._ciphers.pop(tenant_id, None)
-            return None
-        return entry[0]
+        return None
 
     def remember(self, cipher: TenantCipher) -> None:
         self._ciphers.pop(cipher.tenant_id, None)

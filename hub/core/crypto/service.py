@@ -34,12 +34,11 @@ from hub.core.db.engine import CRYPTO_INFO_KEY
 
 def crypto_of(session: AsyncSession) -> Crypto:
     """The `Crypto` the session's `Database` carries."""
-    crypto = session.info.get(CRYPTO_INFO_KEY)
+    crypto: Crypto | None = session.info.get(CRYPTO_INFO_KEY)
     if crypto is None:
         raise CryptoNotConfigured(
             "this session has no crypto: build its Database with crypto=Crypto.from_settings(…)"
         )
-    assert isinstance(crypto, Crypto)
     return crypto
 
 
@@ -155,7 +154,8 @@ async def seal(
     session: AsyncSession, plaintext: str, *, tenant: UUID, field: str, row: UUID
 ) -> Sealed:
     """Seal `plaintext` under the tenant's active data key, bound to (tenant, field, row)."""
-    cipher = crypto_of(session).cached(tenant) or await load_cipher(session, tenant)
+    crypto: Crypto | None = session.info.get(CRYPTO_INFO_KEY)  # crypto_of(), inlined: hot path
+    cipher = (crypto or crypto_of(session)).cached(tenant) or await load_cipher(session, tenant)
     return cipher.seal(plaintext, field=field, row=row)
 
 
@@ -163,11 +163,14 @@ async def open(
     session: AsyncSession, sealed: Sealed, *, tenant: UUID, field: str, row: UUID
 ) -> str:
     """The plaintext of `sealed`, which must have been sealed for this (tenant, field, row)."""
-    cipher = crypto_of(session).cached(tenant) or await load_cipher(session, tenant)
-    if sealed.key_version not in cipher.versions:
+    crypto: Crypto | None = session.info.get(CRYPTO_INFO_KEY)  # crypto_of(), inlined: hot path
+    cipher = (crypto or crypto_of(session)).cached(tenant) or await load_cipher(session, tenant)
+    try:
+        return cipher.open(sealed, field=field, row=row)
+    except TenantKeyMissing:
         # Another process may have rotated the tenant's data key since this one cached it.
         cipher = await load_cipher(session, tenant)
-    return cipher.open(sealed, field=field, row=row)
+        return cipher.open(sealed, field=field, row=row)
 
 
 async def blind_index(
