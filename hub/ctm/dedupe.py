@@ -15,7 +15,10 @@ DEFAULT_MEMORY_KEYS = 100_000
 
 class SeenComplaints:
     def __init__(self, memory_keys: int = DEFAULT_MEMORY_KEYS) -> None:
-        self._memory: dict[tuple[str, str], int] = {}
+        # contract -> complaint ID -> row: the contract string is shared, so a key costs
+        # one small string and one int.
+        self._memory: dict[str, dict[str, int]] = {}
+        self._count = 0
         self._memory_keys = memory_keys
         self._disk: sqlite3.Connection | None = None
         self._directory: tempfile.TemporaryDirectory[str] | None = None
@@ -23,11 +26,15 @@ class SeenComplaints:
     def remember(self, contract: str, complaint_id: str, row: int) -> int | None:
         """Record that `row` holds the pair; return the row that held it before, if any."""
         if self._disk is None:
-            pair = (contract, complaint_id)
-            previous = self._memory.get(pair)
-            self._memory[pair] = row
-            if len(self._memory) > self._memory_keys:
-                self._spill()
+            rows = self._memory.get(contract)
+            if rows is None:
+                rows = self._memory.setdefault(contract, {})
+            previous = rows.get(complaint_id)
+            rows[complaint_id] = row
+            if previous is None:
+                self._count += 1
+                if self._count > self._memory_keys:
+                    self._spill()
             return previous
         key = f"{contract}\x1f{complaint_id}"
         found = self._disk.execute("SELECT row FROM seen WHERE key = ?", (key,)).fetchone()
@@ -55,7 +62,8 @@ class SeenComplaints:
             "INSERT INTO seen (key, row) VALUES (?, ?)",
             (
                 (f"{contract}\x1f{complaint}", row)
-                for (contract, complaint), row in self._memory.items()
+                for contract, rows in self._memory.items()
+                for complaint, row in rows.items()
             ),
         )
         self._memory = {}

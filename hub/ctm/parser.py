@@ -65,10 +65,12 @@ _IMMEDIATE_NEED = IssueLevel.IMMEDIATE_NEED.value
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """A quarantined row (reason) or a warning (message) with its 1-based data row number."""
+    """A quarantined row (reason) or a warning (message) with its 1-based data row number.
+    A quarantined row keeps its cells as read (`cells`: PHI, to be sealed, never logged)."""
 
     row: int
     message: str
+    cells: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +258,7 @@ class ComplaintParser:
         self._batch: list[ComplaintRecord] = []
         self._duplicates = 0
         self._dates: dict[tuple[str, ...], tuple[date | None, ...]] = {}
-        self._contracts: dict[str, str | None] = {}
+        self._contracts: dict[str, str] = {}
         self._choices: dict[tuple[str, ...], tuple[Value, ...]] = {}
         self._closed = False
 
@@ -304,29 +306,33 @@ class ComplaintParser:
         full: list[list[ComplaintRecord]] = []
         summary = self.summary
         batch, batch_size, record_of = self._batch, self._batch_size, self._record
+        remember = self._seen.remember
         rows = iter(records)
         if self._header is None:
             for cells in rows:
                 if any(cells):
                     self._start(cells)
                     break
-        for cells in rows:
-            if not any(cells):
-                continue  # a blank line, or a line of bare commas: not a data record
-            summary.rows_read += 1
-            row = summary.rows_read
-            try:
-                record = record_of(cells, row)
-            except _Quarantine as fault:
-                summary.quarantined.append(Issue(row, str(fault)))
-                continue
-            previous = self._seen.remember(record.contract_id, record.complaint_id, row)
-            if previous is not None:
-                self._duplicate(record, previous)
-            batch.append(record)
-            if len(batch) >= batch_size:
-                full.append(batch)
-                batch = self._batch = []
+        row = summary.rows_read
+        try:
+            for cells in rows:
+                if not any(cells):
+                    continue  # a blank line, or a line of bare commas: not a data record
+                row += 1
+                try:
+                    record = record_of(cells, row)
+                except _Quarantine as fault:
+                    summary.quarantined.append(Issue(row, str(fault), tuple(cells)))
+                    continue
+                previous = remember(record.contract_id, record.complaint_id, row)
+                if previous is not None:
+                    self._duplicate(record, previous)
+                batch.append(record)
+                if len(batch) >= batch_size:
+                    full.append(batch)
+                    batch = self._batch = []
+        finally:
+            summary.rows_read = row
         return full
 
     def _start(self, cells: list[str]) -> None:
@@ -352,7 +358,9 @@ class ComplaintParser:
         complaint_id = cells[header.id_at].strip()
         if not complaint_id:
             raise _Quarantine("COMPLAINT_ID is empty")
-        contract = self._contract(cells[header.contract_at])
+        contract = self._contracts.get(cells[header.contract_at])
+        if contract is None:
+            contract = self._contract(cells[header.contract_at])
         given = header.pick_choices(cells)
         choices = self._choices.get(given)
         if choices is None:
@@ -414,11 +422,10 @@ class ComplaintParser:
         return converted
 
     def _contract(self, text: str) -> str:
-        checked = self._contracts.get(text, "")
-        if checked == "":
-            checked = self._check_contract(text)
-            if len(self._contracts) < _CACHE_LIMIT:
-                self._contracts[text] = checked
+        """The contract of a cell not seen as valid before; only valid ones are cached."""
+        checked = self._check_contract(text)
+        if checked is not None and len(self._contracts) < _CACHE_LIMIT:
+            self._contracts[text] = checked
         if checked is None:
             value = text.strip()
             if not value:
