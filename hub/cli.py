@@ -174,7 +174,7 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
     from hub.ctm.simulator import build_server
     from hub.runtime import serve_together
 
-    sim_socket = _listen(host, port + 1 if ctm_sim_port is None else ctm_sim_port)
+    sim_socket = _demo_simulator_socket(host, port, ctm_sim_port)
     sim_host, sim_port = sim_socket.getsockname()[:2]
     sim_url = f"http://{sim_host}:{sim_port}"
     overrides: dict[str, Any] = {"ctm_sandbox_url": sim_url}
@@ -203,6 +203,16 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
         sim_socket.close()
         if embedded:
             embedded.stop()
+
+
+def _demo_simulator_socket(host: str, port: int, asked: int | None) -> socket.socket:
+    """The port asked for, else port + 1, else (that one busy) any free port."""
+    if asked is not None:
+        return _listen(host, asked)
+    try:
+        return _listen(host, port + 1)
+    except CliError:
+        return _listen(host, 0)
 
 
 def _listen(host: str, port: int) -> socket.socket:
