@@ -82,6 +82,16 @@ class Columns:
     positions: tuple[int, ...]  # where each of `names` sits in a row's cells
     choices: tuple[str, ...]
     dates: tuple[str, ...]
+    text_at: Mapping[str, int] = field(init=False)  # text column -> cell position
+
+    def __post_init__(self) -> None:
+        typed = set(self.choices) | set(self.dates)
+        text_at = {
+            name: position
+            for name, position in zip(self.names, self.positions, strict=True)
+            if name not in typed
+        }
+        object.__setattr__(self, "text_at", MappingProxyType(text_at))
 
 
 @dataclass(slots=True, eq=False)
@@ -121,8 +131,12 @@ class ComplaintRecord:
 
     def text(self, column: str) -> str:
         """A text column exactly as written ('' when the file lacks the column)."""
-        value = self.values.get(column)
-        return value if isinstance(value, str) else ""
+        if column == "COMPLAINT_ID":
+            return self.complaint_id
+        if column == "CONTRACT_ID":
+            return self.contract_id
+        position = self.columns.text_at.get(column)
+        return "" if position is None else self.cells[position]
 
     def date(self, column: str) -> date | None:
         if column not in self.columns.dates:
@@ -131,9 +145,8 @@ class ComplaintRecord:
 
     def phi(self) -> dict[str, str]:
         """The protected health information columns: to be sealed, never logged."""
-        values = self.values
         return {
-            name: str(values[name]) for name in self.columns.names if name in layouts.PHI_COLUMNS
+            name: self.text(name) for name in self.columns.text_at if name in layouts.PHI_COLUMNS
         }
 
     def __repr__(self) -> str:  # a record is full of PHI: keep it out of tracebacks and logs

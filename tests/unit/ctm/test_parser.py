@@ -304,6 +304,19 @@ class TestValues:
             None,
         )
 
+    def test_text_agrees_with_values(self) -> None:
+        data = full_file(Layout.CURRENT, [good_row(" 77 ", CMS_COMMENTS=" x ", CASE_WORKER="Sam")])
+        record = parse_bytes(data)[0][0]
+        for name, value in record.values.items():
+            if isinstance(value, str):
+                assert record.text(name) == value
+        assert record.text("COMPLAINT_ID") == "77"  # identifiers are trimmed
+        assert record.text("RECEIVED_DATE") == ""  # typed: read it with date() or values
+        assert record.date("RECEIVED_DATE") == date(2025, 1, 2)
+        minimal = parse_bytes(lines(MINIMAL, "1,H1234,Urgent,1/2/2025"))[0][0]
+        assert minimal.text("CMS_COMMENTS") == ""
+        assert minimal.date("RESOLUTION_DATE") is None
+
     def test_phi_is_kept_out_of_repr_and_offered_for_sealing(self) -> None:
         data = full_file(
             Layout.CURRENT, [good_row(CONTACT_LAST_NAME="McFakeface", CASE_WORKER="Sam")]
