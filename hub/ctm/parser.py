@@ -135,6 +135,8 @@ class ComplaintRecord:
             return self.complaint_id
         if column == "CONTRACT_ID":
             return self.contract_id
+        if column == "ISSUE_LEVEL":
+            return self.issue_level
         position = self.columns.text_at.get(column)
         return "" if position is None else self.cells[position]
 
