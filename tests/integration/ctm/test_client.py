@@ -209,6 +209,17 @@ class TestUnavailable:
                 await impatient.token(creds)
         assert len(sleeps.delays) == 1
 
+    async def test_egress_proxy_is_used(
+        self, sim: RunningSimulator, creds: CtmCredentials, sleeps: Sleeps
+    ) -> None:
+        # The simulator is reachable directly; a dead proxy in between must still fail.
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=sim.url, proxy="http://127.0.0.1:9", sleep=sleeps
+        ) as proxied:
+            with pytest.raises(CtmUnavailable):
+                await proxied.token(creds)
+        assert sim.state.requests == []
+
     async def test_nothing_listening_is_unavailable(
         self, creds: CtmCredentials, sleeps: Sleeps
     ) -> None:
@@ -239,6 +250,20 @@ class TestProtocolErrors:
             async for batch in download:
                 got.extend(batch)
         assert got == []
+
+    async def test_token_answer_without_a_token_is_a_protocol_error(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials
+    ) -> None:
+        sim.state.faults = Faults(script=[("token", "json")])
+        with pytest.raises(CtmProtocolError, match="without accessToken/expires"):
+            await client.token(creds)
+
+    async def test_upload_answered_with_html_is_a_protocol_error(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials
+    ) -> None:
+        sim.state.faults = Faults(script=[("upload", "html")])
+        with pytest.raises(CtmProtocolError, match="upload answered without accepted/rejected"):
+            await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
 
     async def test_connection_cut_mid_download_is_truncated(
         self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials
