@@ -12,7 +12,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -36,6 +36,7 @@ from hub.ctm.errors import (
 )
 from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary
 from hub.ctm.upload import ResolutionRow, write_upload_file
+from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -200,7 +201,7 @@ class CtmClient:
 
     @classmethod
     def for_environment(
-        cls, settings: Any, environment: CtmEnvironment, **options: Any
+        cls, settings: Settings, environment: CtmEnvironment, **options: Any
     ) -> CtmClient:
         """The client for `environment` at its configured URL (`HUB_CTM_*_URL`)."""
         urls = {
@@ -441,19 +442,24 @@ class ComplaintDownload:
         self._client, self._credentials = client, credentials
         self._start, self._end = start, end
         self._parser = parser
-        self._started = False
+        self._iterator: AsyncGenerator[list[ComplaintRecord], None] | None = None
 
     @property
     def summary(self) -> ParseSummary:
         return self._parser.summary
 
     def __aiter__(self) -> AsyncIterator[list[ComplaintRecord]]:
-        if self._started:
+        if self._iterator is not None:
             raise RuntimeError("a download can be iterated once")
-        self._started = True
-        return self._batches()
+        self._iterator = self._batches()
+        return self._iterator
 
-    async def _batches(self) -> AsyncIterator[list[ComplaintRecord]]:
+    async def aclose(self) -> None:
+        """Stop early: close the response now rather than when the iterator is collected."""
+        if self._iterator is not None:
+            await self._iterator.aclose()
+
+    async def _batches(self) -> AsyncGenerator[list[ComplaintRecord], None]:
         params = {
             modeled.DOWNLOAD_CONTRACT_PARAM: self.contract,
             modeled.DOWNLOAD_START_PARAM: self._start.strftime(modeled.DOWNLOAD_DATE_FORMAT),

@@ -30,6 +30,7 @@ from hub.settings import load_settings
 from tests.integration.ctm.conftest import (
     PRODUCTION_URL,
     TODAY,
+    WINDOW,
     Clock,
     Sleeps,
     credentials_for,
@@ -369,6 +370,19 @@ class TestDownload:
         assert new
         assert updated
         assert any(r.values != known[r.complaint_id].values for r in updated)
+
+    async def test_a_download_can_be_stopped_early_and_not_iterated_twice(
+        self, client: CtmClient, creds: CtmCredentials
+    ) -> None:
+        download = client.download_complaints(creds, "H1234", *WINDOW, batch_size=1)
+        async for batch in download:
+            assert len(batch) == 1
+            break
+        await download.aclose()
+        with pytest.raises(RuntimeError, match="iterated once"):
+            download.__aiter__()
+        records, _ = await download_all(client, creds)  # the connection went back to the pool
+        assert records
 
     async def test_bad_arguments_are_refused_before_any_request(
         self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials
