@@ -11,7 +11,7 @@ import aiohttp
 from arq import Retry
 
 from hub.settings import Settings
-from hub.webhooks import delivery
+from hub.webhooks import delivery, replay
 from hub.webhooks.limits import Limiter, RedisLimiter
 from workers.context import WorkerContext
 
@@ -69,4 +69,4 @@ async def deliver_message(ctx: WorkerContext, message_id: str) -> str:
 
 async def sweep_messages(ctx: WorkerContext) -> int:
     async with ctx["db"].transaction() as session:
-        return await delivery.sweep(session, older_than=SWEEP_AFTER)
+        return await replay.sweep(session, older_than=SWEEP_AFTER)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
-from hub.webhooks import delivery, repository, service
+from hub.webhooks import replay, repository, service
 from hub.webhooks.models import MessageStatus
 from hub.webhooks.schemas import (
     AttemptView,
@@ -128,7 +128,7 @@ class WebhookController(Controller):
         self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID, data: Recover
     ) -> RecoverResult:
         """Send again every failed message of the endpoint created since `since`."""
-        resent = await delivery.recover(
+        resent = await replay.recover(
             db_session,
             principal.tenant,
             endpoint_id=endpoint_id,
@@ -147,7 +147,7 @@ class WebhookController(Controller):
     ) -> MessageView:
         """Send a `webhook.test` event to this endpoint only."""
         note = data.note if data is not None else TestSend().note
-        message = await delivery.send_test(
+        message = await replay.send_test(
             db_session, principal.tenant, endpoint_id=endpoint_id, note=note
         )
         return MessageView.of(message)
@@ -173,5 +173,5 @@ class WebhookController(Controller):
         self, db_session: AsyncSession, principal: Principal, message_id: UUID
     ) -> MessageView:
         """Send the message again, same `webhook-id`, with a fresh retry schedule."""
-        message = await delivery.resend(db_session, principal.tenant, message_id=message_id)
+        message = await replay.resend(db_session, principal.tenant, message_id=message_id)
         return MessageView.of(message)

@@ -1,4 +1,4 @@
-"""Delivery: fan events out to endpoints as messages, attempt them, retry, disable, resend.
+"""Delivery: fan events out to endpoints as messages, attempt them, retry, disable.
 
 An attempt runs in three steps so that no transaction stays open across the network:
 `prepare` (claim the message with a lease, sign the body), `send` (one POST), `record`
@@ -18,20 +18,19 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import aiohttp
-import msgspec
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit import service as audit
 from hub.core import jobs
 from hub.core.db import utcnow
-from hub.core.errors import Conflict
 from hub.core.ids import TenantID
 from hub.events.models import Event
-from hub.events.service import envelope, record_event
+from hub.events.service import record_event
 from hub.settings import Settings
 from hub.tenants.models import Tenant
-from hub.webhooks import repository, sender, service, signing
+from hub.webhooks import payloads, repository, sender, service, signing
 from hub.webhooks.guard import AddressPolicy
 from hub.webhooks.limits import Limiter
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -40,19 +39,6 @@ log = structlog.get_logger(__name__)
 
 DELIVER = "webhooks.deliver"
 ENDPOINT_DISABLED = "webhook.endpoint_disabled"
-TEST_EVENT = "webhook.test"
-SWEEP_BATCH = 500
-RECOVER_LIMIT = 10_000
-# Fields that carry PHI. Events put PHI under `data.phi`; the named fields are removed
-# wherever they appear as a second guard.
-PHI_KEY = "phi"
-PHI_FIELDS = frozenset(
-    {
-        "mbi", "hicn", "ssn", "beneficiary_name", "beneficiary_first_name",
-        "beneficiary_last_name", "date_of_birth", "dob", "narrative", "complaint_narrative",
-        "beneficiary_address", "beneficiary_phone", "beneficiary_email",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +119,11 @@ async def fan_out(session: AsyncSession, event: Event) -> None:
     )
     for endpoint in targets:
         if endpoint.id not in existing:
-            _add_message(session, endpoint, event)
+            add_message(session, endpoint, event)
     await session.flush()
 
 
-def _add_message(session: AsyncSession, endpoint: WebhookEndpoint, event: Event) -> WebhookMessage:
+def add_message(session: AsyncSession, endpoint: WebhookEndpoint, event: Event) -> WebhookMessage:
     message = WebhookMessage(
         tenant_id=endpoint.tenant_id,
         endpoint_id=endpoint.id,
@@ -149,30 +135,6 @@ def _add_message(session: AsyncSession, endpoint: WebhookEndpoint, event: Event)
     session.add(message)
     jobs.enqueue(session, deliver_job(message.id))
     return message
-
-
-# Payloads -------------------------------------------------------------------------------
-
-
-def public_data(data: Any, *, include_phi: bool) -> Any:
-    """The event data an endpoint may see: without PHI unless it has `include_phi`."""
-    if include_phi:
-        return data
-    if isinstance(data, dict):
-        return {
-            key: public_data(value, include_phi=False)
-            for key, value in data.items()
-            if key != PHI_KEY and key.lower() not in PHI_FIELDS
-        }
-    if isinstance(data, list):
-        return [public_data(item, include_phi=False) for item in data]
-    return data
-
-
-def body_of(event: Event, tenant_slug: str, *, include_phi: bool) -> bytes:
-    document = envelope(event, tenant_slug)
-    document["data"] = public_data(event.payload, include_phi=include_phi)
-    return msgspec.json.encode(document)
 
 
 # One attempt ----------------------------------------------------------------------------
@@ -277,7 +239,7 @@ async def _sign(
     policy: DeliveryPolicy,
     now: datetime,
 ) -> Prepared:
-    body = body_of(event, slug, include_phi=endpoint.include_phi)
+    body = payloads.body_of(event, slug, include_phi=endpoint.include_phi)
     keys = await service.signing_keys(session, endpoint, now=now)
     # The receiver checks the timestamp against its own clock: always the real time.
     timestamp = int(time.time())
@@ -433,6 +395,15 @@ async def disable_endpoint(
         .values(status=MessageStatus.FAILED, last_error="EndpointDisabled", next_attempt_at=None)
         .execution_options(synchronize_session="fetch")
     )
+    await audit.record(
+        session,
+        actor=audit.Actor.system("webhooks"),
+        action="webhook.endpoint_disabled",
+        tenant_id=endpoint.tenant_id,
+        target_type="webhook_endpoint",
+        target_id=endpoint.id,
+        details={"reason": reason[:200]},
+    )
     await raise_endpoint_disabled_alert(session, endpoint, reason=reason, now=now)
 
 
@@ -456,106 +427,3 @@ async def raise_endpoint_disabled_alert(
         },
         occurred_at=now,
     )
-
-
-# Resend, recover, test ------------------------------------------------------------------
-
-
-def _resend(session: AsyncSession, message: WebhookMessage, *, now: datetime) -> None:
-    message.status, message.last_error = MessageStatus.PENDING, None
-    message.next_attempt_at, message.delivered_at = now, None
-    message.schedule_start = message.attempts
-    jobs.enqueue(session, deliver_job(message.id, cause=f"resend:{message.attempts}"))
-
-
-async def _enabled_endpoint(
-    session: AsyncSession, tenant_id: TenantID, endpoint_id: UUID
-) -> WebhookEndpoint:
-    endpoint = await repository.get_endpoint(session, tenant_id, endpoint_id)
-    if not endpoint.is_enabled:
-        raise Conflict("the endpoint is disabled; enable it first", field="is_enabled")
-    return endpoint
-
-
-async def resend(
-    session: AsyncSession, tenant_id: TenantID, *, message_id: UUID, now: datetime | None = None
-) -> WebhookMessage:
-    """Send one message again (same `webhook-id`), with a fresh retry schedule."""
-    message = await repository.get_message(session, tenant_id, message_id)
-    await _enabled_endpoint(session, tenant_id, message.endpoint_id)
-    if message.status is MessageStatus.PENDING:
-        raise Conflict("the message is still pending delivery", field="status")
-    _resend(session, message, now=now or utcnow())
-    await session.flush()
-    return message
-
-
-async def recover(
-    session: AsyncSession,
-    tenant_id: TenantID,
-    *,
-    endpoint_id: UUID,
-    since: datetime,
-    until: datetime | None = None,
-    now: datetime | None = None,
-) -> int:
-    """Send again every failed message of the endpoint created since `since` (and before
-    `until`); returns how many."""
-    await _enabled_endpoint(session, tenant_id, endpoint_id)
-    statement = repository.messages(tenant_id).where(
-        WebhookMessage.endpoint_id == endpoint_id,
-        WebhookMessage.status == MessageStatus.FAILED,
-        WebhookMessage.created_at >= since,
-    )
-    if until is not None:
-        statement = statement.where(WebhookMessage.created_at < until)
-    failed = (
-        await session.scalars(statement.order_by(WebhookMessage.event_id).limit(RECOVER_LIMIT))
-    ).all()
-    for message in failed:
-        _resend(session, message, now=now or utcnow())
-    await session.flush()
-    return len(failed)
-
-
-async def send_test(
-    session: AsyncSession, tenant_id: TenantID, *, endpoint_id: UUID, note: str
-) -> WebhookMessage:
-    """A `webhook.test` event for this one endpoint (kept in the outbox as already
-    dispatched, so it goes to no other endpoint)."""
-    endpoint = await _enabled_endpoint(session, tenant_id, endpoint_id)
-    now = utcnow()
-    event = Event(
-        tenant_id=tenant_id,
-        type=TEST_EVENT,
-        payload={"endpoint_id": str(endpoint.id), "note": note},
-        occurred_at=now,
-        dispatched_at=now,
-    )
-    session.add(event)
-    await session.flush()
-    message = _add_message(session, endpoint, event)
-    await session.flush()
-    return message
-
-
-async def sweep(
-    session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
-) -> int:
-    """Enqueue pending messages whose attempt is overdue (a lost job, an expired lease, a
-    parked message of an ordered endpoint); a job still queued is not doubled."""
-    cutoff = (now or utcnow()) - older_than
-    ids = (
-        await session.scalars(
-            select(WebhookMessage.id)
-            .where(
-                WebhookMessage.status == MessageStatus.PENDING,
-                WebhookMessage.next_attempt_at < cutoff,
-            )
-            .order_by(WebhookMessage.next_attempt_at)
-            .limit(SWEEP_BATCH)
-        )
-    ).all()
-    for message_id in ids:
-        jobs.enqueue(session, deliver_job(message_id))
-    return len(ids)

@@ -24,7 +24,7 @@ from hub.webhooks.models import PREVIOUS_SECRET_FIELD, SECRET_FIELD, WebhookEndp
 from hub.webhooks.schemas import EndpointCreate, EndpointUpdate
 
 EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.([a-z][a-z0-9_]*|\*))*)$")
-CONTRACT = re.compile(r"^[A-Z][0-9]{4}$")
+CONTRACT = re.compile(r"^[HRSEFX9][0-9]{4}$")
 
 
 @dataclass(frozen=True, slots=True)

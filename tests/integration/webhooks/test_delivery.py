@@ -8,9 +8,10 @@ from uuid import UUID
 
 from sqlalchemy import select
 
+from hub.audit.models import AuditEntry
 from hub.core.db import Database, utcnow
 from hub.events.models import Event
-from hub.webhooks import delivery, service
+from hub.webhooks import delivery, replay, service
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
 from tests.support import Member
@@ -212,6 +213,15 @@ class TestDisabling:
         assert {m.status for m in messages} == {MessageStatus.FAILED}
         [alert] = await harness.events_of_type(admin.tenant_id, "webhook.endpoint_disabled")
         assert alert.payload["endpoint_id"] == str(found.id)
+        async with db.transaction() as session:
+            audited = await session.scalar(
+                select(AuditEntry).where(
+                    AuditEntry.action == "webhook.endpoint_disabled",
+                    AuditEntry.target_id == str(found.id),
+                )
+            )
+        assert audited is not None
+        assert audited.actor_label == "webhooks"
         await harness.record(admin.tenant_id, "complaint.created", {})
         assert len(await harness.messages(found.id)) == 2  # no new messages once disabled
 
@@ -295,7 +305,7 @@ class TestResendAndRecover:
         await harness.run_due()
         first = receiver.ids()[0]
         async with db.transaction() as session:
-            await delivery.resend(session, admin.tenant_id, message_id=UUID(first), now=harness.now)
+            await replay.resend(session, admin.tenant_id, message_id=UUID(first), now=harness.now)
         assert await harness.run_due() == 1
         assert receiver.ids()[2] == first
         assert len(receiver.ids()) == 3
@@ -316,7 +326,7 @@ class TestResendAndRecover:
         await harness.run_due()
         assert [r.payload["data"]["batch"] for r in receiver.received] == ["ok"]
         async with db.transaction() as session:
-            resent = await delivery.recover(
+            resent = await replay.recover(
                 session,
                 admin.tenant_id,
                 endpoint_id=endpoint.id,

@@ -19,7 +19,7 @@ from hub.core.jobs import ArqQueue
 from hub.core.redis import connect
 from hub.events.service import record_event
 from hub.settings import Settings
-from hub.webhooks import delivery
+from hub.webhooks import replay
 from hub.webhooks.models import MessageStatus, WebhookMessage
 from tests.conftest import delete_all_rows
 from tests.integration.webhooks.support import Receiver, make_endpoint
@@ -77,12 +77,12 @@ class TestWorker:
             endpoint, secret = await make_endpoint(session, admin, url=receiver.url)
             receiver.secrets = [secret]
             for n in range(3):
-                await delivery.send_test(
+                await replay.send_test(
                     session, TenantID(tenant.id), endpoint_id=endpoint.id, note=f"n{n}"
                 )
         await redis.flushdb()  # Redis lost the delivery jobs
         async with live.transaction() as session:
-            swept = await delivery.sweep(
+            swept = await replay.sweep(
                 session, older_than=timedelta(0), now=utcnow() + timedelta(seconds=1)
             )
         assert swept == 3

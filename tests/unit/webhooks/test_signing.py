@@ -10,7 +10,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hub.settings import SettingsError, load_settings
 from hub.webhooks import signing
-from hub.webhooks.delivery import public_data
+from hub.webhooks.payloads import public_data
 from hub.webhooks.sender import parse_retry_after
 
 

@@ -1,0 +1,122 @@
+"""Sending again: resend one message, recover an endpoint's failures, a test send, and the
+sweeper that re-enqueues overdue messages (a lost job, an expired lease, a parked message)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core import jobs
+from hub.core.db import utcnow
+from hub.core.errors import Conflict
+from hub.core.ids import TenantID
+from hub.events.models import Event
+from hub.webhooks import delivery, repository
+from hub.webhooks.models import MessageStatus, WebhookEndpoint, WebhookMessage
+
+TEST_EVENT = "webhook.test"
+SWEEP_BATCH = 500
+RECOVER_LIMIT = 10_000
+
+
+def _resend(session: AsyncSession, message: WebhookMessage, *, now: datetime) -> None:
+    message.status, message.last_error = MessageStatus.PENDING, None
+    message.next_attempt_at, message.delivered_at = now, None
+    message.schedule_start = message.attempts
+    jobs.enqueue(session, delivery.deliver_job(message.id, cause=f"resend:{message.attempts}"))
+
+
+async def _enabled_endpoint(
+    session: AsyncSession, tenant_id: TenantID, endpoint_id: UUID
+) -> WebhookEndpoint:
+    endpoint = await repository.get_endpoint(session, tenant_id, endpoint_id)
+    if not endpoint.is_enabled:
+        raise Conflict("the endpoint is disabled; enable it first", field="is_enabled")
+    return endpoint
+
+
+async def resend(
+    session: AsyncSession, tenant_id: TenantID, *, message_id: UUID, now: datetime | None = None
+) -> WebhookMessage:
+    """Send one message again (same `webhook-id`), with a fresh retry schedule."""
+    message = await repository.get_message(session, tenant_id, message_id)
+    await _enabled_endpoint(session, tenant_id, message.endpoint_id)
+    if message.status is MessageStatus.PENDING:
+        raise Conflict("the message is still pending delivery", field="status")
+    _resend(session, message, now=now or utcnow())
+    await session.flush()
+    return message
+
+
+async def recover(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    *,
+    endpoint_id: UUID,
+    since: datetime,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Send again every failed message of the endpoint created since `since` (and before
+    `until`); returns how many."""
+    await _enabled_endpoint(session, tenant_id, endpoint_id)
+    statement = repository.messages(tenant_id).where(
+        WebhookMessage.endpoint_id == endpoint_id,
+        WebhookMessage.status == MessageStatus.FAILED,
+        WebhookMessage.created_at >= since,
+    )
+    if until is not None:
+        statement = statement.where(WebhookMessage.created_at < until)
+    failed = (
+        await session.scalars(statement.order_by(WebhookMessage.event_id).limit(RECOVER_LIMIT))
+    ).all()
+    for message in failed:
+        _resend(session, message, now=now or utcnow())
+    await session.flush()
+    return len(failed)
+
+
+async def send_test(
+    session: AsyncSession, tenant_id: TenantID, *, endpoint_id: UUID, note: str
+) -> WebhookMessage:
+    """A `webhook.test` event for this one endpoint (kept in the outbox as already
+    dispatched, so it goes to no other endpoint)."""
+    endpoint = await _enabled_endpoint(session, tenant_id, endpoint_id)
+    now = utcnow()
+    event = Event(
+        tenant_id=tenant_id,
+        type=TEST_EVENT,
+        payload={"endpoint_id": str(endpoint.id), "note": note},
+        occurred_at=now,
+        dispatched_at=now,
+    )
+    session.add(event)
+    await session.flush()
+    message = delivery.add_message(session, endpoint, event)
+    await session.flush()
+    return message
+
+
+async def sweep(
+    session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
+) -> int:
+    """Enqueue pending messages whose attempt is overdue (a lost job, an expired lease, a
+    parked message of an ordered endpoint); a job still queued is not doubled."""
+    cutoff = (now or utcnow()) - older_than
+    ids = (
+        await session.scalars(
+            select(WebhookMessage.id)
+            .where(
+                WebhookMessage.status == MessageStatus.PENDING,
+                WebhookMessage.next_attempt_at < cutoff,
+            )
+            .order_by(WebhookMessage.next_attempt_at)
+            .limit(SWEEP_BATCH)
+        )
+    ).all()
+    for message_id in ids:
+        jobs.enqueue(session, delivery.deliver_job(message_id))
+    return len(ids)
