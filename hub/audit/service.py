@@ -240,7 +240,11 @@ async def record(
     """Append an entry to the tenant's chain (the platform chain when `tenant_id` is None),
     in the caller's transaction. `details` must be small and hold no secret: keys named like
     secrets and values shaped like tokens are refused. Request id and client IP default to
-    those bound to the log context by the request middleware."""
+    those bound to the log context by the request middleware.
+
+    A refused attempt (outcome DENIED, e.g. a secret reveal by someone not allowed) must
+    reach a commit to be kept: record it, then answer the refusal without raising, since an
+    exception rolls the request's transaction back and the entry with it."""
     if not ACTION_PATTERN.fullmatch(action):
         raise AuditDetailRefused(f"action {action!r} must look like 'domain.verb'")
     document = dict(details or {})
