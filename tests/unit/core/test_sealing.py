@@ -152,6 +152,27 @@ class TestNonces:
         nonces = {cipher.seal("x", field=FIELD, row=row).token[5:17] for _ in range(100_000)}
         assert len(nonces) == 100_000
 
+    def test_a_forked_child_never_reuses_the_parents_nonces(self, cipher: TenantCipher) -> None:
+        row = uuid7()
+        cipher.seal("x", field=FIELD, row=row)  # the parent now holds a block of nonces
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: seal, send its nonces, leave without cleanup
+            os.close(read_end)
+            sent = b"".join(cipher.seal("x", field=FIELD, row=row).token[5:17] for _ in range(500))
+            os.write(write_end, sent)
+            os._exit(0)
+        os.close(write_end)
+        received = b""
+        while chunk := os.read(read_end, 65536):
+            received += chunk
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        child = {received[i : i + 12] for i in range(0, len(received), 12)}
+        parent = {cipher.seal("x", field=FIELD, row=row).token[5:17] for _ in range(500)}
+        assert len(child) == 500
+        assert not child & parent
+
     def test_same_plaintext_seals_differently(self, cipher: TenantCipher) -> None:
         row = uuid7()
         assert cipher.seal(SECRET, field=FIELD, row=row) != cipher.seal(
