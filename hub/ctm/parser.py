@@ -270,6 +270,7 @@ class ComplaintParser:
         self._splitter = RecordSplitter()
         self._seen = SeenComplaints(memory_keys)
         self._header: _Header | None = None
+        self._read_row: Callable[[list[str], int], ComplaintRecord] | None = None
         self._batch: list[ComplaintRecord] = []
         self._duplicates = 0
         self._dates: dict[tuple[str, ...], tuple[date | None, ...]] = {}
@@ -320,7 +321,7 @@ class ComplaintParser:
     def _take(self, records: list[list[str]]) -> list[list[ComplaintRecord]]:
         full: list[list[ComplaintRecord]] = []
         summary = self.summary
-        batch, batch_size, record_of = self._batch, self._batch_size, self._record
+        batch, batch_size = self._batch, self._batch_size
         remember = self._seen.remember
         rows = iter(records)
         if self._header is None:
@@ -328,6 +329,9 @@ class ComplaintParser:
                 if any(cells):
                     self._start(cells)
                     break
+        record_of = self._read_row
+        if record_of is None:
+            return full  # no header yet
         row = summary.rows_read
         try:
             for cells in rows:
@@ -352,6 +356,7 @@ class ComplaintParser:
 
     def _start(self, cells: list[str]) -> None:
         self._header, unknown = _read_header(cells)
+        self._read_row = self._row_reader(self._header)
         self.summary.layout = layouts.detect_layout(cells)
         self.summary.unknown_columns.extend(unknown)
 
@@ -365,45 +370,51 @@ class ComplaintParser:
             )
         )
 
-    def _record(self, cells: list[str], row: int) -> ComplaintRecord:
-        header = self._header
-        assert header is not None
-        if len(cells) < header.width:
-            cells = cells + [""] * (header.width - len(cells))
-        complaint_id = cells[header.id_at].strip()
-        if not complaint_id:
-            raise _Quarantine("COMPLAINT_ID is empty")
-        contract = self._contracts.get(cells[header.contract_at])
-        if contract is None:
-            contract = self._contract(cells[header.contract_at])
-        given = header.pick_choices(cells)
-        choices = self._choices.get(given)
-        if choices is None:
-            choices = self._convert_choices(given, header, row)
-        written = header.pick_dates(cells)
-        dates = self._dates.get(written)
-        if dates is None:
-            dates = self._convert_dates(written, header)
-        received = dates[header.received_at]
-        if received is None:
-            raise _Quarantine("RECEIVED_DATE is empty")
-        level = choices[header.level_at]
-        unknown = _NO_UNKNOWN
-        if header.unknown or header.empty_headed or len(cells) > header.width:
-            unknown = self._unknown(cells, header)
-        return ComplaintRecord(
-            row,
-            complaint_id,
-            contract,
-            level,  # type: ignore[arg-type]
-            level == _IMMEDIATE_NEED,
-            received,
-            unknown,
-            header.columns,
-            cells,
-            choices,
-            dates,
+    def _row_reader(self, header: _Header) -> Callable[[list[str], int], ComplaintRecord]:
+        """The hot path, as a closure over the header's positions and the caches: it runs
+        once per row, so every attribute lookup saved counts."""
+        width, id_at, contract_at = header.width, header.id_at, header.contract_at
+        pick_choices, pick_dates = header.pick_choices, header.pick_dates
+        level_at, received_at, columns = header.level_at, header.received_at, header.columns
+        has_unknown = bool(header.unknown or header.empty_headed)
+        known_contracts, known_choices, known_dates = self._contracts, self._choices, self._dates
+        new_contract, new_choices, new_dates = (
+            self._contract,
+            self._convert_choices,
+            self._convert_dates,
         )
+        unknown_of = self._unknown
+
+        def read(cells: list[str], row: int) -> ComplaintRecord:
+            if len(cells) < width:
+                cells = cells + [""] * (width - len(cells))
+            complaint_id = cells[id_at].strip()
+            if not complaint_id:
+                raise _Quarantine("COMPLAINT_ID is empty")
+            contract = known_contracts.get(cells[contract_at])
+            if contract is None:
+                contract = new_contract(cells[contract_at])
+            given = pick_choices(cells)
+            choices = known_choices.get(given)
+            if choices is None:
+                choices = new_choices(given, header, row)
+            written = pick_dates(cells)
+            dates = known_dates.get(written)
+            if dates is None:
+                dates = new_dates(written, header)
+            received = dates[received_at]
+            if received is None:
+                raise _Quarantine("RECEIVED_DATE is empty")
+            level = choices[level_at]
+            unknown = _NO_UNKNOWN
+            if has_unknown or len(cells) > width:
+                unknown = unknown_of(cells, header)
+            return ComplaintRecord(
+                row, complaint_id, contract, level, level == _IMMEDIATE_NEED,  # type: ignore[arg-type]
+                received, unknown, columns, cells, choices, dates,
+            )  # fmt: skip
+
+        return read
 
     def _convert_dates(self, written: tuple[str, ...], header: _Header) -> tuple[date | None, ...]:
         dates = []
