@@ -2,10 +2,12 @@
 
 from hub.audit.models import AuditChainHead, AuditEntry
 from hub.auth.models import ApiToken, Membership, User
+from hub.complaints.models import Complaint, ComplaintChange, Resolution
 from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
 from hub.events.models import Event
 from hub.keys.models import ApiKey, ApiKeyContract, ApiKeyDesignee, ApiKeyVersion, Contract
+from hub.syncs.models import QuarantinedRow, SyncCursor, SyncRun, SyncSchedule
 from hub.tenants.models import Tenant
 from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
@@ -19,9 +21,16 @@ __all__ = [
     "ApiToken",
     "AuditChainHead",
     "AuditEntry",
+    "Complaint",
+    "ComplaintChange",
     "Contract",
     "Event",
     "Membership",
+    "QuarantinedRow",
+    "Resolution",
+    "SyncCursor",
+    "SyncRun",
+    "SyncSchedule",
     "Tenant",
     "TenantKey",
     "User",

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     outbox_sweep_after_seconds: int = Field(default=60, ge=1)
     # After a key rotation, the previous secret is destroyed once this grace period passes.
     key_version_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
+    # Syncs and resolution deadlines (42 CFR 422.125 / 423.129: 2 and 7 calendar days).
+    sync_interval_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    sync_overlap_days: int = Field(default=2, ge=0, le=30)
+    sync_first_window_days: int = Field(default=90, ge=1, le=3650)
+    deadline_immediate_days: int = Field(default=2, ge=1, le=30)
+    deadline_standard_days: int = Field(default=7, ge=1, le=60)
+    due_soon_hours: int = Field(default=24, ge=1, le=24 * 14)
     # Webhooks: hosts that may be sent plain http (comma-separated), loopback/private
     # receivers (tests, `hub demo`), the retry schedule in seconds, when a continuously
     # failing endpoint is disabled, the request timeout, and the rotation grace period.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import httpx
 
 from hub.core.db import Database
+from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.service import EventBus
 from hub.settings import Settings
+from hub.syncs.service import SyncPolicy
 
 
 class WorkerContext(TypedDict):
@@ -21,3 +24,5 @@ class WorkerContext(TypedDict):
     db: Database
     http: httpx.AsyncClient
     bus: EventBus
+    ctm: Mapping[CtmEnvironment, CtmClient]
+    sync_policy: SyncPolicy

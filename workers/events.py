@@ -45,3 +45,23 @@ async def sweep_outbox(ctx: WorkerContext) -> int:
     older_than = timedelta(seconds=ctx["settings"].outbox_sweep_after_seconds)
     async with ctx["db"].transaction() as session:
         return await service.sweep(session, older_than=older_than)
+
+
+async def dispatch_events(ctx: WorkerContext, event_ids: str) -> int:
+    """Dispatch a batch of events (comma-separated ids), each in its own transaction. A
+    failure is recorded on its event and left to the sweeper; the others go on."""
+    dispatched = 0
+    for raw in event_ids.split(","):
+        ident = UUID(raw)
+        try:
+            async with ctx["db"].transaction() as session:
+                dispatched += await service.dispatch(session, ident, ctx["bus"])
+        except Exception as error:
+            async with ctx["db"].transaction() as session:
+                await service.record_failure(session, ident, error)
+            log.warning(
+                "event dispatch failed; the sweeper retries it",
+                event_id=raw,
+                error_class=type(error).__name__,
+            )
+    return dispatched

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import httpx
@@ -15,10 +15,12 @@ from hub.core import jobs
 from hub.core.crypto import Crypto
 from hub.core.db import Database
 from hub.core.redis import arq_settings
+from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
+from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
-from workers import events, keys, webhooks
+from workers import events, keys, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -37,6 +39,8 @@ def job(coroutine: Callable[..., Awaitable[Any]], name: str, **options: Any) -> 
 def functions() -> list[Function]:
     return [
         # No kept result: the sweeper must be able to enqueue the same job id again.
+        job(events.dispatch_events, "events.dispatch_many", keep_result=0, max_tries=3),
+        job(syncs.sync_contract, "syncs.sync_contract", keep_result=60, max_tries=syncs.MAX_TRIES),
         job(
             events.dispatch_event,
             "events.dispatch",
@@ -70,6 +74,13 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
             run_at_startup=run_at_startup,
         ),
         cron(
+            cast("Any", syncs.schedule_syncs),
+            name="syncs.schedule",
+            second=5,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+        cron(
             cast("Any", keys.retire_key_versions),
             name="keys.retire_versions",
             minute=set(range(0, 60, 10)),
@@ -81,7 +92,11 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
 
 
 def _on_startup(
-    settings: Settings, subscriptions: Sequence[Subscription], database: Database | None
+    settings: Settings,
+    subscriptions: Sequence[Subscription],
+    database: Database | None,
+    ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
+    sync_policy: SyncPolicy | None = None,
 ) -> StartupShutdown:
     async def startup(ctx: dict[str, Any]) -> None:
         db = database or Database.from_url(settings.effective_database_url)
@@ -93,6 +108,12 @@ def _on_startup(
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         ctx["bus"] = EventBus(subscriptions)
         webhooks.start(ctx, settings)
+        ctx["ctm"] = ctm_clients or {
+            environment: CtmClient.for_environment(settings, environment)
+            for environment in CtmEnvironment
+        }
+        ctx["owns_ctm"] = ctm_clients is None
+        ctx["sync_policy"] = sync_policy or SyncPolicy.from_settings(settings)
         ctx["owns_db"] = database is None
 
     return startup
@@ -102,6 +123,9 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
     if "http" in ctx:
         await ctx["http"].aclose()
     await webhooks.stop(ctx)
+    if ctx.get("owns_ctm"):
+        for client in ctx["ctm"].values():
+            await client.aclose()
     if ctx.get("owns_db"):
         await ctx["db"].dispose()
 
@@ -112,34 +136,18 @@ def create_worker(
     subscriptions: Sequence[Subscription] | None = None,
     database: Database | None = None,
     redis_pool: Any = None,
+    ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
+    sync_policy: SyncPolicy | None = None,
     burst: bool = False,
     **overrides: Any,
 ) -> Worker:
     """An arq Worker for the hub's jobs and crons (tests pass `burst=True`)."""
-    sweep_outbox = cast("Any", events.sweep_outbox)
+    if subscriptions is None:
+        subscriptions = event_subscriptions()
     options: dict[str, Any] = {
         "functions": functions(),
-        "cron_jobs": [
-            cron(
-                sweep_outbox,
-                name="events.sweep",
-                second=EVERY_30_SECONDS,
-                unique=True,
-                run_at_startup=True,
-            ),
-            cron(
-                cast("Any", webhooks.sweep_messages),
-                name="webhooks.sweep",
-                second=EVERY_30_SECONDS,
-                unique=True,
-                run_at_startup=True,
-            ),
-        ],
-        "on_startup": _on_startup(
-            settings,
-            subscriptions if subscriptions is not None else event_subscriptions(),
-            database,
-        ),
+        "cron_jobs": crons(run_at_startup=not burst),
+        "on_startup": _on_startup(settings, subscriptions, database, ctm_clients, sync_policy),
         "on_shutdown": _on_shutdown,
         "redis_settings": arq_settings(settings.effective_redis_url),
         "redis_pool": redis_pool,

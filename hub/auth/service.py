@@ -155,9 +155,7 @@ async def remove_member(
         target_id=membership.id,
         details={"user_id": str(membership.user_id), "role": membership.role.value},
     )
-    await handle_member_left(
-        session, tenant_id=actor.tenant, user_id=membership.user_id, actor=who
-    )
+    await handle_member_left(session, tenant_id=actor.tenant, user_id=membership.user_id, actor=who)
     await session.delete(membership)
     await session.flush()
     return membership

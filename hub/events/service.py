@@ -70,6 +70,28 @@ def record_event(
     return event
 
 
+def dispatch_many_job(event_ids: Sequence[UUID]) -> jobs.Job:
+    ids = ",".join(str(i) for i in event_ids)
+    return jobs.Job("events.dispatch_many", (ids,), job_id=f"events.dispatch_many:{event_ids[0]}")
+
+
+def record_events(
+    session: AsyncSession,
+    tenant_id: TenantID | None,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    occurred_at: datetime | None = None,
+) -> list[Event]:
+    """Many events in the caller's transaction, dispatched by one job after the commit (a
+    sync's thousands of `complaint.*` events must not cost thousands of Redis round trips)."""
+    when = occurred_at or utcnow()
+    events = [Event(tenant_id=tenant_id, type=t, payload=p, occurred_at=when) for t, p in items]
+    if events:
+        session.add_all(events)
+        jobs.enqueue(session, dispatch_many_job([e.id for e in events]))
+    return events
+
+
 def envelope(event: Event, tenant_slug: str | None) -> dict[str, Any]:
     """The public shape of an event: `{"type", "timestamp", "tenant", "data", ...}`."""
     return {

@@ -1,0 +1,112 @@
+"""Complaints downloaded from CMS, their change history, and the resolutions we upload."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.core.crypto import Sealed, SealedColumn
+from hub.core.db import Base, Entity, TenantOwned, enum_column
+
+
+class DueBasis(enum.StrEnum):
+    ASSIGNMENT = "assignment"  # the rule: the assignment date
+    RECEIVED = "received"  # no assignment date in the file: fell back to the received date
+
+
+class ResolutionState(enum.StrEnum):
+    NONE = "none"
+    QUEUED = "queued"  # written, waiting for the upload job
+    UPLOADING = "uploading"  # in an upload file on its way to CMS
+    ACCEPTED = "accepted"  # CMS accepted it: the complaint is resolved
+    REJECTED = "rejected"  # CMS refused it; fix and resubmit
+
+
+class Complaint(Entity, TenantOwned, Base):
+    """One complaint of one contract, as last downloaded. PHI lives only in `phi` (one
+    sealed JSON document); the rest is what a caseworker filters and sorts on."""
+
+    __tablename__ = "complaints"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "contract", "complaint_id"),
+        Index("ix_complaints_due", "tenant_id", "resolution_state", "due_date"),
+    )
+
+    contract: Mapped[str] = mapped_column(String(5))
+    complaint_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    issue_level: Mapped[str] = mapped_column(String(100))
+    is_immediate_need: Mapped[bool]
+    received_date: Mapped[date]
+    assignment_date: Mapped[date | None]
+    due_date: Mapped[date]
+    due_basis: Mapped[DueBasis] = mapped_column(enum_column(DueBasis))
+    cms_resolution_date: Mapped[date | None]
+    category: Mapped[str] = mapped_column(String(200), default="")
+    subcategory: Mapped[str] = mapped_column(String(200), default="")
+    # Every other non-PHI column of the file, typed values as strings (dates ISO).
+    fields: Mapped[dict[str, Any]]
+    layout: Mapped[str] = mapped_column(String(20))
+    phi: Mapped[Sealed] = mapped_column(SealedColumn())
+    bene_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Keyed hashes (HMAC under the tenant's index key): whether a re-download changed
+    # anything, without storing or comparing plaintext.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    phi_hash: Mapped[str] = mapped_column(String(64))
+    resolution_state: Mapped[ResolutionState] = mapped_column(
+        enum_column(ResolutionState), default=ResolutionState.NONE
+    )
+    first_seen_at: Mapped[datetime]
+    last_changed_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    last_sync_run_id: Mapped[UUID | None]
+
+
+class ComplaintChange(Entity, TenantOwned, Base):
+    """What changed in a complaint, and which sync saw it: column names, never values."""
+
+    __tablename__ = "complaint_changes"
+
+    complaint_pk: Mapped[UUID] = mapped_column(
+        ForeignKey("complaints.id", ondelete="CASCADE"), index=True
+    )
+    sync_run_id: Mapped[UUID | None]
+    kind: Mapped[str] = mapped_column(String(20))  # created | updated
+    changed: Mapped[list[Any]]
+
+
+class Resolution(Entity, TenantOwned, Base):
+    """A casework resolution for CMS. Summary and notes are PHI: sealed."""
+
+    __tablename__ = "resolutions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_resolutions_queue", "state", "contract"),
+    )
+
+    complaint_pk: Mapped[UUID] = mapped_column(
+        ForeignKey("complaints.id", ondelete="CASCADE"), index=True
+    )
+    contract: Mapped[str] = mapped_column(String(5))
+    complaint_id: Mapped[str] = mapped_column(String(64))
+    resolution_date: Mapped[date]
+    summary: Mapped[Sealed] = mapped_column(SealedColumn())
+    casework_notes: Mapped[Sealed | None] = mapped_column(SealedColumn())
+    complainant_satisfied: Mapped[str | None] = mapped_column(String(1))
+    resolution_notification: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[ResolutionState] = mapped_column(
+        enum_column(ResolutionState), default=ResolutionState.QUEUED
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    submitted_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    upload_batch: Mapped[UUID | None] = mapped_column(index=True)
+    uploaded_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    cms_errors: Mapped[list[Any] | None]
+    api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,429 @@
+"""Which (key, contract) pairs are due, and one sync of one pair from CMS into complaints.
+
+A sync runs in three transactions: the run row is written first (so a dead worker leaves a
+trace), the whole download is upserted in one transaction with its events (a truncated or
+failed download imports nothing, and a rerun after a crash finds every complaint exactly
+once), and the outcome is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from uuid import UUID
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.complaints.service import Deadlines, ingest_batch
+from hub.core import crypto, jobs
+from hub.core.db import Database, utcnow
+from hub.core.errors import NotFound
+from hub.core.ids import TenantID
+from hub.ctm.client import CtmClient, CtmEnvironment
+from hub.ctm.errors import (
+    ContractAccessDenied,
+    CtmError,
+    CtmProtocolError,
+    CtmUnavailable,
+    FileRejected,
+    KeyRejected,
+    RateLimited,
+)
+from hub.events.service import record_event
+from hub.keys import service as keys
+from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment, KeyStatus
+from hub.settings import Settings
+from hub.syncs.models import QuarantinedRow, RunOutcome, SyncCursor, SyncRun, SyncSchedule
+
+log = structlog.get_logger(__name__)
+
+RAW_FIELD = "quarantined_rows.raw"
+KEY_REFUSED = "CMS refused the token exchange (403): the key was rotated, expired or deactivated"
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    default_interval: timedelta = timedelta(minutes=15)
+    overlap: timedelta = timedelta(days=2)  # re-ask this much before the cursor
+    first_window: timedelta = timedelta(days=90)  # how far back a first sync reaches
+    per_tenant_per_tick: int = 50  # fairness: no tenant takes a whole tick
+    batch_size: int = 500
+    deadlines: Deadlines = field(default_factory=Deadlines)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SyncPolicy:
+        return cls(
+            default_interval=timedelta(minutes=settings.sync_interval_minutes),
+            overlap=timedelta(days=settings.sync_overlap_days),
+            first_window=timedelta(days=settings.sync_first_window_days),
+            deadlines=Deadlines(
+                immediate_days=settings.deadline_immediate_days,
+                standard_days=settings.deadline_standard_days,
+                due_soon=timedelta(hours=settings.due_soon_hours),
+            ),
+        )
+
+
+def sync_job(tenant_id: UUID, key_id: UUID, contract: str, trigger: str = "schedule") -> jobs.Job:
+    """One pair's sync; the job id makes a second enqueue a no-op while one is queued."""
+    return jobs.Job(
+        "syncs.sync_contract",
+        (str(tenant_id), str(key_id), contract, trigger),
+        job_id=f"sync:{key_id}:{contract}",
+    )
+
+
+# Scheduling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    tenant_id: TenantID
+    environment: Environment
+    key_id: UUID
+    contract: str
+
+
+async def serving_pairs(session: AsyncSession, tenant_id: TenantID | None = None) -> list[Pair]:
+    """Per (tenant, environment, contract) the key that serves it: the oldest active key
+    whose mapping still has access (the documented deterministic choice)."""
+    statement = (
+        select(ApiKey.tenant_id, ApiKey.environment, ApiKey.id, Contract.number)
+        .join(ApiKeyContract, ApiKeyContract.api_key_id == ApiKey.id)
+        .join(Contract, Contract.id == ApiKeyContract.contract_id)
+        .where(ApiKey.status == KeyStatus.ACTIVE, ApiKeyContract.access_lost_at.is_(None))
+        .order_by(
+            ApiKey.tenant_id, ApiKey.environment, Contract.number, ApiKey.created_at, ApiKey.id
+        )
+    )
+    if tenant_id is not None:
+        statement = statement.where(ApiKey.tenant_id == tenant_id)
+    pairs: dict[tuple[UUID, Environment, str], Pair] = {}
+    for tenant, environment, key_id, number in await session.execute(statement):
+        pairs.setdefault(
+            (tenant, environment, number), Pair(TenantID(tenant), environment, key_id, number)
+        )
+    return list(pairs.values())
+
+
+async def due_pairs(session: AsyncSession, *, now: datetime, policy: SyncPolicy) -> list[Pair]:
+    """Pairs due now, interleaved across tenants and capped per tenant, so one tenant with
+    500 contracts does not starve the others."""
+    schedules = {
+        (s.tenant_id, s.environment): s for s in await session.scalars(select(SyncSchedule))
+    }
+    cursors = {(c.api_key_id, c.contract): c for c in await session.scalars(select(SyncCursor))}
+    per_tenant: dict[UUID, list[Pair]] = defaultdict(list)
+    for pair in await serving_pairs(session):
+        schedule = schedules.get((pair.tenant_id, pair.environment))
+        if schedule is not None and schedule.is_paused:
+            continue
+        cursor = cursors.get((pair.key_id, pair.contract))
+        if cursor is None or cursor.next_due_at is None or cursor.next_due_at <= now:
+            per_tenant[pair.tenant_id].append(pair)
+    due: list[Pair] = []
+    queues = [q[: policy.per_tenant_per_tick] for q in per_tenant.values()]
+    for round_ in range(max((len(q) for q in queues), default=0)):
+        due.extend(q[round_] for q in queues if round_ < len(q))
+    return due
+
+
+async def schedule_due(
+    session: AsyncSession, *, now: datetime | None = None, policy: SyncPolicy
+) -> int:
+    """Enqueue (after commit) a sync for every due pair; returns how many."""
+    pairs = await due_pairs(session, now=now or utcnow(), policy=policy)
+    for pair in pairs:
+        jobs.enqueue(session, sync_job(pair.tenant_id, pair.key_id, pair.contract))
+    return len(pairs)
+
+
+async def request_sync(
+    session: AsyncSession, *, tenant_id: TenantID, contract: str | None = None
+) -> list[Pair]:
+    """ "Sync now": every serving pair of the tenant (or one contract), paused or not."""
+    pairs = [p for p in await serving_pairs(session, tenant_id) if contract in (None, p.contract)]
+    if contract is not None and not pairs:
+        raise NotFound("contract with an active key", contract)
+    for pair in pairs:
+        jobs.enqueue(session, sync_job(pair.tenant_id, pair.key_id, pair.contract, "manual"))
+    return pairs
+
+
+async def interval_for(
+    session: AsyncSession, tenant_id: UUID, environment: Environment, policy: SyncPolicy
+) -> timedelta:
+    schedule = await session.scalar(
+        select(SyncSchedule).where(
+            SyncSchedule.tenant_id == tenant_id, SyncSchedule.environment == environment
+        )
+    )
+    return timedelta(minutes=schedule.interval_minutes) if schedule else policy.default_interval
+
+
+# One sync --------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    outcome: RunOutcome
+    run_id: UUID | None = None
+    retry_in: float | None = None  # set when the job should be retried by arq
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    tenant_id: TenantID
+    key: ApiKey
+    contract: str
+    run_id: UUID
+    start: date
+    end: date
+
+
+async def _cursor(
+    session: AsyncSession, tenant_id: TenantID, key_id: UUID, contract: str
+) -> SyncCursor:
+    cursor = await session.scalar(
+        select(SyncCursor).where(SyncCursor.api_key_id == key_id, SyncCursor.contract == contract)
+    )
+    if cursor is None:
+        cursor = SyncCursor(tenant_id=tenant_id, api_key_id=key_id, contract=contract)
+        session.add(cursor)
+        await session.flush()
+    return cursor
+
+
+async def _begin(
+    db: Database, *, tenant_id: TenantID, key_id: UUID, contract: str, trigger: str,
+    now: datetime, policy: SyncPolicy,
+) -> _Plan | None:  # fmt: skip
+    async with db.transaction() as session:
+        key = await session.scalar(
+            select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
+        )
+        if key is None or not key.is_usable:
+            log.info("sync skipped: key not usable", key=str(key_id), contract=contract)
+            return None
+        cursor = await _cursor(session, tenant_id, key_id, contract)
+        end = now.date()
+        start = (
+            cursor.synced_through - policy.overlap
+            if cursor.synced_through is not None
+            else end - policy.first_window
+        )
+        cursor.last_attempt_at = now
+        run = SyncRun(
+            tenant_id=tenant_id, api_key_id=key_id, contract=contract, trigger=trigger,
+            window_start=start, window_end=end, started_at=now,
+        )  # fmt: skip
+        session.add(run)
+        await session.flush()
+        return _Plan(tenant_id, key, contract, run.id, start, end)
+
+
+async def _import(
+    db: Database, client: CtmClient, plan: _Plan, policy: SyncPolicy, started: float
+) -> SyncResult:
+    result = SyncResult(RunOutcome.SUCCEEDED, plan.run_id)
+    async with db.transaction() as session:
+        key = await session.get(ApiKey, plan.key.id)
+        assert key is not None
+        credentials = await keys.credentials_for(session, key)
+        cipher = await crypto.cipher_for(session, plan.tenant_id)
+        download = client.download_complaints(
+            credentials, plan.contract, plan.start, plan.end, batch_size=policy.batch_size
+        )
+        now = utcnow()
+        async for batch in download:
+            layout = download.summary.layout
+            counts = await ingest_batch(
+                session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
+                layout=layout.value if layout else "current", records=batch,
+                sync_run_id=plan.run_id, now=now, deadlines=policy.deadlines,
+            )  # fmt: skip
+            result.new += counts.new
+            result.changed += counts.changed
+            result.unchanged += counts.unchanged
+        summary = download.summary
+        file_name = f"{plan.contract}_{plan.start:%Y%m%d}_{plan.end:%Y%m%d}.csv"
+        for issue in summary.quarantined:
+            row = QuarantinedRow(
+                tenant_id=plan.tenant_id, sync_run_id=plan.run_id, contract=plan.contract,
+                file_name=file_name, row_number=issue.row, reason=issue.message[:500],
+            )  # fmt: skip
+            if issue.cells is not None:
+                row.raw = cipher.seal(json.dumps(list(issue.cells)), field=RAW_FIELD, row=row.id)
+            session.add(row)
+        result.quarantined = len(summary.quarantined)
+        run = await session.get(SyncRun, plan.run_id)
+        assert run is not None
+        _finish(run, result, started, layout=summary.layout.value if summary.layout else None)
+        run.rows_read, run.warnings, run.bytes_read = (
+            summary.rows_read,
+            len(summary.warnings),
+            download.bytes_read,
+        )
+        cursor = await _cursor(session, plan.tenant_id, key.id, plan.contract)
+        interval = await interval_for(session, plan.tenant_id, key.environment, policy)
+        cursor.synced_through, cursor.last_success_at = plan.end, now
+        cursor.next_due_at = now + interval
+        cursor.consecutive_failures, cursor.last_error, cursor.is_blocked = 0, None, False
+        await keys.record_use(session, key, now=now)
+        record_event(
+            session, plan.tenant_id, "sync.completed",
+            {
+                "contract": plan.contract, "key": str(key.id), "run": str(plan.run_id),
+                "window": [plan.start.isoformat(), plan.end.isoformat()],
+                "new": result.new, "changed": result.changed, "unchanged": result.unchanged,
+                "quarantined": result.quarantined,
+            },
+        )  # fmt: skip
+    return result
+
+
+def _finish(run: SyncRun, result: SyncResult, started: float, *, layout: str | None = None) -> None:
+    run.outcome = result.outcome
+    run.finished_at = utcnow()
+    run.duration_ms = int((time.monotonic() - started) * 1000)
+    run.layout = layout or run.layout
+    run.rows_new, run.rows_changed = result.new, result.changed
+    run.rows_unchanged, run.rows_quarantined = result.unchanged, result.quarantined
+    run.error = result.error
+
+
+def _classify(error: Exception, attempt: int) -> SyncResult:
+    """What a failure means for the run and for the job."""
+    if isinstance(error, RateLimited):
+        return SyncResult(
+            RunOutcome.FAILED, retry_in=max(1.0, error.retry_after or 30.0), error=str(error)
+        )
+    if isinstance(error, KeyRejected | ContractAccessDenied):
+        return SyncResult(RunOutcome.BLOCKED, error=str(error))
+    if isinstance(error, CtmUnavailable | CtmProtocolError):
+        return SyncResult(
+            RunOutcome.FAILED, retry_in=min(300.0, 5.0 * 2**attempt), error=str(error)
+        )
+    if isinstance(error, CtmError | FileRejected):
+        return SyncResult(RunOutcome.FAILED, error=str(error))
+    return SyncResult(RunOutcome.FAILED, error=f"{type(error).__name__}: internal error")
+
+
+async def _fail(
+    db: Database,
+    plan: _Plan,
+    error: Exception,
+    result: SyncResult,
+    started: float,
+    policy: SyncPolicy,
+) -> None:
+    async with db.transaction() as session:
+        now = utcnow()
+        if isinstance(error, KeyRejected):
+            await keys.mark_invalid(
+                session, tenant_id=plan.tenant_id, key_id=plan.key.id, reason=KEY_REFUSED
+            )
+        elif isinstance(error, ContractAccessDenied):
+            await keys.mark_access_lost(
+                session, tenant_id=plan.tenant_id, key_id=plan.key.id, contract=plan.contract,
+                reason="CMS answered 403 for this contract",
+            )  # fmt: skip
+        run = await session.get(SyncRun, plan.run_id)
+        assert run is not None
+        _finish(run, result, started)
+        cursor = await _cursor(session, plan.tenant_id, plan.key.id, plan.contract)
+        cursor.consecutive_failures += 1
+        cursor.last_error = (result.error or "")[:500]
+        cursor.is_blocked = result.outcome is RunOutcome.BLOCKED
+        cursor.next_due_at = now + await interval_for(
+            session, plan.tenant_id, plan.key.environment, policy
+        )
+        key = await session.get(ApiKey, plan.key.id)
+        if key is not None:
+            await keys.record_use(session, key, failure=result.error, now=now)
+        record_event(
+            session, plan.tenant_id, "sync.failed",
+            {
+                "contract": plan.contract, "key": str(plan.key.id), "run": str(plan.run_id),
+                "error": result.error, "outcome": result.outcome.value,
+                "consecutive_failures": cursor.consecutive_failures,
+                "will_retry": result.retry_in is not None,
+            },
+        )  # fmt: skip
+
+
+async def run_sync(
+    db: Database,
+    clients: Mapping[CtmEnvironment, CtmClient],
+    *,
+    tenant_id: TenantID,
+    key_id: UUID,
+    contract: str,
+    trigger: str = "schedule",
+    attempt: int = 1,
+    policy: SyncPolicy | None = None,
+) -> SyncResult:
+    """Sync one (key, contract) pair. Never raises for CMS's answers: the result says
+    whether the job should be retried (and when)."""
+    policy = policy or SyncPolicy()
+    started = time.monotonic()
+    plan = await _begin(
+        db, tenant_id=tenant_id, key_id=key_id, contract=contract, trigger=trigger,
+        now=utcnow(), policy=policy,
+    )  # fmt: skip
+    if plan is None:
+        return SyncResult(RunOutcome.BLOCKED, error="key not usable")
+    client = clients[CtmEnvironment(plan.key.environment.value)]
+    try:
+        return await _import(db, client, plan, policy, started)
+    except Exception as error:
+        result = _classify(error, attempt)
+        result.run_id = plan.run_id
+        log.warning(
+            "sync failed", contract=contract, key=str(key_id), outcome=result.outcome.value,
+            error_class=type(error).__name__, retry_in=result.retry_in,
+        )  # fmt: skip
+        await _fail(db, plan, error, result, started, policy)
+        return result
+
+
+async def list_runs(
+    session: AsyncSession, tenant_id: TenantID, *, contract: str | None = None, limit: int = 50
+) -> Sequence[SyncRun]:
+    statement = select(SyncRun).where(SyncRun.tenant_id == tenant_id)
+    if contract:
+        statement = statement.where(SyncRun.contract == contract.upper())
+    return (await session.scalars(statement.order_by(SyncRun.started_at.desc()).limit(limit))).all()
+
+
+async def get_run(session: AsyncSession, tenant_id: TenantID, run_id: UUID) -> SyncRun:
+    run = await session.scalar(
+        select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.id == run_id)
+    )
+    if run is None:
+        raise NotFound("sync_run", run_id)
+    return run
+
+
+async def quarantine_of(
+    session: AsyncSession, tenant_id: TenantID, run_id: UUID
+) -> Sequence[QuarantinedRow]:
+    await get_run(session, tenant_id, run_id)
+    return (
+        await session.scalars(
+            select(QuarantinedRow)
+            .where(QuarantinedRow.tenant_id == tenant_id, QuarantinedRow.sync_run_id == run_id)
+            .order_by(QuarantinedRow.row_number)
+        )
+    ).all()

@@ -1,0 +1,280 @@
+"""Syncs from the CTM simulator into complaints: full cycle through a real arq worker,
+idempotent re-syncs, updates, fault storms, a rotated key, and fairness of the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.complaints.models import Complaint, ComplaintChange
+from hub.core.crypto import Crypto
+from hub.core.db import Database, utcnow
+from hub.core.ids import TenantID
+from hub.core.jobs import ArqQueue
+from hub.core.redis import connect
+from hub.ctm.client import CtmClient, CtmEnvironment, RetryPolicy
+from hub.ctm.simulator.data import ContractPlan
+from hub.ctm.simulator.server import RunningSimulator, running_simulator
+from hub.ctm.simulator.state import SimKey, SimState
+from hub.events.models import Event
+from hub.keys import service as keys
+from hub.keys.models import ApiKey, KeyStatus
+from hub.keys.schemas import KeyCreate, TechnicalPoc
+from hub.settings import Settings
+from hub.syncs import service as syncs
+from hub.syncs.models import RunOutcome, SyncCursor, SyncRun
+from tests.conftest import delete_all_rows
+from tests.support import Member, make_member, make_tenant
+from workers.settings import create_worker
+
+FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
+
+
+@dataclass
+class Plan:
+    db: Database
+    sim: RunningSimulator
+    clients: dict[CtmEnvironment, CtmClient]
+    member: Member
+    key: ApiKey
+    sim_key: SimKey
+
+    @property
+    def tenant_id(self) -> TenantID:
+        return self.member.tenant_id
+
+    async def sync(self, contract: str = "H1234", attempt: int = 1) -> syncs.SyncResult:
+        return await syncs.run_sync(
+            self.db, self.clients, tenant_id=self.tenant_id, key_id=self.key.id,
+            contract=contract, attempt=attempt,
+        )  # fmt: skip
+
+    async def count(self, model: Any, *where: Any) -> int:
+        async with self.db.transaction() as session:
+            return int(
+                await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+            )
+
+
+async def onboard(
+    db: Database, sim: RunningSimulator, slug: str, contracts: tuple[str, ...] = ("H1234", "S5678")
+) -> tuple[Member, ApiKey, SimKey]:
+    sim_key = sim.state.add_key(hpms_user=f"{slug.upper()}01", contracts=set(contracts))
+    async with db.transaction() as session:
+        member = await make_member(
+            session, await make_tenant(session, slug), email=f"rp@{slug}.example"
+        )
+        for number in contracts:
+            await keys.add_contract(session, member.principal, number=number)
+        key = await keys.create_key(
+            session, member.principal,
+            data=KeyCreate(
+                environment="sandbox", key_id=sim_key.key_id, secret=sim_key.secret,
+                hpms_user_id=sim_key.hpms_user, technical_poc=TechnicalPoc("Pat", "pat@x.example"),
+                contracts=list(contracts), verify=False,
+            ),
+            verifier=None,
+        )  # fmt: skip
+    return member, key, sim_key
+
+
+@pytest.fixture
+async def plan(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator[Plan]:
+    db = Database(engine, ArqQueue(redis), crypto=crypto)
+    state = SimState(environment="sandbox", seed=7, history_days=20)
+    state.contracts["H1234"] = ContractPlan(daily_min=2, daily_max=4)
+    state.contracts["S5678"] = ContractPlan(daily_min=1, daily_max=2)
+    async with running_simulator(state) as sim:
+        client = CtmClient(CtmEnvironment.SANDBOX, base_url=sim.url, retry=FAST)
+        try:
+            member, key, sim_key = await onboard(db, sim, "acme")
+            yield Plan(db, sim, {CtmEnvironment.SANDBOX: client}, member, key, sim_key)
+        finally:
+            await client.aclose()
+            await delete_all_rows(engine)
+
+
+async def events(db: Database, type_: str) -> list[Event]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(Event).where(Event.type == type_))).all())
+
+
+class TestSyncContract:
+    async def test_first_sync_imports_every_complaint_sealed(self, plan: Plan) -> None:
+        result = await plan.sync()
+        assert result.outcome is RunOutcome.SUCCEEDED
+        expected = len(
+            list(
+                plan.sim.state.complaints(
+                    "H1234", utcnow().date() - timedelta(days=90), utcnow().date()
+                )
+            )
+        )
+        assert expected > 10
+        assert result.new == expected
+        assert await plan.count(Complaint) == expected
+        assert len(await events(plan.db, "complaint.created")) == expected
+        async with plan.db.transaction() as session:
+            complaint = await session.scalar(select(Complaint).limit(1))
+            assert complaint is not None
+            assert b"SIM" not in complaint.phi.token, "PHI is stored sealed"
+            run = await session.get(SyncRun, result.run_id)
+            assert run is not None
+            assert (run.rows_read, run.rows_new, run.layout) == (expected, expected, "current")
+
+    async def test_identical_second_sync_writes_nothing(self, plan: Plan) -> None:
+        await plan.sync()
+        async with plan.db.transaction() as session:
+            before = {c.id: c.updated_at for c in await session.scalars(select(Complaint))}
+        changes_before = await plan.count(ComplaintChange)
+        again = await plan.sync()
+        assert (again.new, again.changed) == (0, 0)
+        assert again.unchanged > 0, "the overlapping window re-read complaints it already had"
+        async with plan.db.transaction() as session:
+            after = {c.id: c.updated_at for c in await session.scalars(select(Complaint))}
+        assert after == before
+        assert await plan.count(ComplaintChange) == changes_before
+        assert len(await events(plan.db, "complaint.updated")) == 0
+
+    async def test_one_changed_complaint_is_one_update_event(self, plan: Plan) -> None:
+        await plan.sync()
+        async with plan.db.transaction() as session:
+            # A recent one: the next window re-reads the last two days (the overlap).
+            target = await session.scalar(
+                select(Complaint)
+                .where(Complaint.contract == "H1234")
+                .order_by(Complaint.received_date.desc())
+                .limit(1)
+            )
+            assert target is not None
+        plan.sim.state.resolutions[("H1234", target.complaint_id)] = {
+            "CMS_COMMENTS": "Please call back."
+        }
+        result = await plan.sync()
+        assert (result.new, result.changed) == (0, 1)
+        [event] = await events(plan.db, "complaint.updated")
+        assert event.payload["complaint_id"] == target.complaint_id
+        assert event.payload["changed"] == ["phi"]
+        assert "Please call back." not in str(event.payload)
+
+    async def test_storms_of_429_and_500_still_end_complete(self, plan: Plan) -> None:
+        plan.sim.state.faults.rate_429 = 0.3
+        plan.sim.state.faults.rate_500 = 0.3
+        plan.sim.state.faults.retry_after = 0
+        outcome, attempt = None, 1
+        while attempt <= 12:
+            outcome = await plan.sync(attempt=attempt)
+            if outcome.retry_in is None:
+                break
+            attempt += 1
+        assert outcome is not None
+        assert outcome.outcome is RunOutcome.SUCCEEDED
+        plan.sim.state.faults.rate_429 = plan.sim.state.faults.rate_500 = 0.0
+        expected = len(
+            list(
+                plan.sim.state.complaints(
+                    "H1234", utcnow().date() - timedelta(days=90), utcnow().date()
+                )
+            )
+        )
+        assert await plan.count(Complaint, Complaint.contract == "H1234") == expected
+
+    async def test_cut_download_imports_nothing_then_recovers(self, plan: Plan) -> None:
+        plan.sim.state.faults.script.append(("download", "cut"))
+        first = await plan.sync()
+        assert first.outcome is RunOutcome.FAILED
+        assert first.retry_in is not None
+        assert await plan.count(Complaint) == 0, "nothing is imported from a truncated download"
+        second = await plan.sync(attempt=2)
+        assert second.outcome is RunOutcome.SUCCEEDED
+        assert await plan.count(Complaint) == second.new > 0
+
+    async def test_rotated_key_needs_replacement_and_others_carry_on(self, plan: Plan) -> None:
+        other_member, other_key, _ = await onboard(plan.db, plan.sim, "beta", ("R0001",))
+        plan.sim.state.contracts["R0001"] = ContractPlan(daily_min=1, daily_max=2)
+        plan.sim.state.rotate(plan.sim_key.key_id)
+        plan.sim.state.expire_tokens()
+        result = await plan.sync()
+        assert result.outcome is RunOutcome.BLOCKED
+        assert result.retry_in is None
+        async with plan.db.transaction() as session:
+            key = await session.get(ApiKey, plan.key.id)
+            assert key is not None
+            assert key.status is KeyStatus.NEEDS_REPLACEMENT
+        assert len(await events(plan.db, "key.invalid")) == 1
+        assert len(await events(plan.db, "sync.failed")) == 1
+        fine = await syncs.run_sync(
+            plan.db,
+            plan.clients,
+            tenant_id=other_member.tenant_id,
+            key_id=other_key.id,
+            contract="R0001",
+        )
+        assert fine.outcome is RunOutcome.SUCCEEDED
+
+    async def test_contract_refused_marks_access_lost_only_for_it(self, plan: Plan) -> None:
+        plan.sim.state.get_key(plan.sim_key.key_id).contracts.discard("S5678")
+        refused = await plan.sync("S5678")
+        assert refused.outcome is RunOutcome.BLOCKED
+        assert len(await events(plan.db, "key.access_lost")) == 1
+        assert (await plan.sync("H1234")).outcome is RunOutcome.SUCCEEDED
+
+    async def test_cursor_moves_and_the_next_window_overlaps(self, plan: Plan) -> None:
+        await plan.sync()
+        async with plan.db.transaction() as session:
+            cursor = await session.scalar(select(SyncCursor))
+            assert cursor is not None
+            assert cursor.synced_through == utcnow().date()
+            assert cursor.next_due_at is not None
+        second = await plan.sync()
+        async with plan.db.transaction() as session:
+            run = await session.get(SyncRun, second.run_id)
+            assert run is not None
+            assert run.window_start == utcnow().date() - timedelta(days=2)
+
+
+class TestScheduler:
+    async def test_due_pairs_are_fair_across_tenants(self, plan: Plan) -> None:
+        many = tuple(f"H{n:04d}" for n in range(2000, 2012))
+        await onboard(plan.db, plan.sim, "busy", many)
+        policy = syncs.SyncPolicy(per_tenant_per_tick=5)
+        async with plan.db.transaction() as session:
+            due = await syncs.due_pairs(session, now=utcnow(), policy=policy)
+        tenants = [p.tenant_id for p in due]
+        assert tenants.count(plan.tenant_id) == 2  # acme's two contracts
+        assert len(due) == 2 + 5, "the busy tenant is capped per tick"
+        assert due[0].tenant_id != due[1].tenant_id, "tenants take turns"
+
+    async def test_paused_schedule_and_synced_pairs_are_not_due(self, plan: Plan) -> None:
+        await plan.sync("H1234")
+        async with plan.db.transaction() as session:
+            due = await syncs.due_pairs(session, now=utcnow(), policy=syncs.SyncPolicy())
+        assert [p.contract for p in due] == ["S5678"]
+
+    async def test_full_cycle_through_a_real_worker(
+        self, plan: Plan, settings: Settings, redis_url: str
+    ) -> None:
+        async with plan.db.transaction() as session:
+            assert await syncs.schedule_due(session, policy=syncs.SyncPolicy()) == 2
+        pool = await connect(redis_url)
+        worker = create_worker(
+            settings, subscriptions=[], database=plan.db, redis_pool=pool, burst=True,
+            ctm_clients=plan.clients, poll_delay=0.05, max_burst_jobs=50,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(worker.async_run(), timeout=60)
+        finally:
+            await worker.close()
+        assert await plan.count(SyncRun, SyncRun.outcome == RunOutcome.SUCCEEDED) == 2
+        assert await plan.count(Complaint, Complaint.contract == "S5678") > 0
+        assert await plan.count(Event, Event.type == "sync.completed") == 2
+        assert await plan.count(Event, Event.dispatched_at.is_(None)) == 0, (
+            "the events were dispatched"
+        )
