@@ -9,32 +9,31 @@ A key's secret is revealed only while the token request is built, and never logg
 from __future__ import annotations
 
 import asyncio
-import enum
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from hub.ctm import layouts, modeled
+from hub.ctm.credentials import CtmCredentials, CtmEnvironment, SecretSource, StaticSecret
+from hub.ctm.download import ComplaintDownload
 from hub.ctm.errors import (
     ContractAccessDenied,
     CtmProtocolError,
     CtmUnavailable,
     EnvironmentMismatch,
-    FileTruncated,
     KeyRejected,
     RateLimited,
-    TruncatedDownload,
 )
-from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary
+from hub.ctm.parser import ComplaintParser
 from hub.ctm.upload import ResolutionRow, write_upload_file
 from hub.settings import Settings
 
@@ -44,50 +43,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 # CMS's published hosts (CTM-API.md section 1): a client of one environment refuses the
 # other's, whatever the configuration says.
 KNOWN_URLS = {"sandbox": "https://hpmssandbox.cms.gov", "production": "https://hpms.cms.gov"}
-
-
-class CtmEnvironment(enum.StrEnum):
-    SANDBOX = "sandbox"
-    PRODUCTION = "production"
-
-    @property
-    def other(self) -> CtmEnvironment:
-        is_sandbox = self is CtmEnvironment.SANDBOX
-        return CtmEnvironment.PRODUCTION if is_sandbox else CtmEnvironment.SANDBOX
-
-
-class SecretSource(Protocol):
-    """Where a key's secret comes from; opened only inside the token call."""
-
-    def reveal(self) -> str: ...
-
-
-class StaticSecret:
-    """A secret already in memory (tests, the simulator, the demo). Its repr is '***'."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "StaticSecret('***')"
-
-
-@dataclass(frozen=True)
-class CtmCredentials:
-    """One version of one key. `version_id` changes when the key is rotated (tokens are
-    cached per version); `contracts` is what the key covers, when known."""
-
-    environment: CtmEnvironment
-    key_id: str
-    hpms_user_id: str
-    version_id: str
-    secret: SecretSource = field(repr=False)
-    contracts: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -419,104 +374,6 @@ class CtmClient:
             raise ContractAccessDenied(contract)
         self._raise_transient(response)
         raise CtmProtocolError(f"{call} answered {status}")
-
-
-_CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/octet-stream", ""}
-
-
-class ComplaintDownload:
-    """One download, iterated once: `async for batch in download`. Discard every batch it
-    gave if iteration raises (`TruncatedDownload`, `CtmProtocolError`, `FileRejected`)."""
-
-    def __init__(
-        self,
-        client: CtmClient,
-        credentials: CtmCredentials,
-        contract: str,
-        start: date,
-        end: date,
-        parser: ComplaintParser,
-    ) -> None:
-        self.contract = contract
-        self.bytes_read = 0
-        self._client, self._credentials = client, credentials
-        self._start, self._end = start, end
-        self._parser = parser
-        self._iterator: AsyncGenerator[list[ComplaintRecord], None] | None = None
-
-    @property
-    def summary(self) -> ParseSummary:
-        return self._parser.summary
-
-    def __aiter__(self) -> AsyncIterator[list[ComplaintRecord]]:
-        if self._iterator is not None:
-            raise RuntimeError("a download can be iterated once")
-        self._iterator = self._batches()
-        return self._iterator
-
-    async def aclose(self) -> None:
-        """Stop early: close the response now rather than when the iterator is collected."""
-        if self._iterator is not None:
-            await self._iterator.aclose()
-
-    async def _batches(self) -> AsyncGenerator[list[ComplaintRecord], None]:
-        params = {
-            modeled.DOWNLOAD_CONTRACT_PARAM: self.contract,
-            modeled.DOWNLOAD_START_PARAM: self._start.strftime(modeled.DOWNLOAD_DATE_FORMAT),
-            modeled.DOWNLOAD_END_PARAM: self._end.strftime(modeled.DOWNLOAD_DATE_FORMAT),
-        }
-        http = self._client._http
-
-        def build(headers: dict[str, str]) -> httpx.Request:
-            return http.build_request("GET", modeled.DOWNLOAD_PATH, params=params, headers=headers)
-
-        response = await self._client._call(
-            "download", self._credentials, self.contract, build, stream=True
-        )
-        try:
-            _check_csv_type(response)
-            async for batch in self._parser.aparse(self._body(response)):
-                yield batch
-        except FileTruncated as error:
-            raise TruncatedDownload(f"contract {self.contract}: {error}") from None
-        finally:
-            await response.aclose()
-
-    async def _body(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        first = True
-        try:
-            async for chunk in response.aiter_bytes():
-                if first and chunk:
-                    first = False
-                    _check_not_html(chunk)
-                self.bytes_read += len(chunk)
-                yield chunk
-        except httpx.TransportError as error:
-            raise TruncatedDownload(
-                f"contract {self.contract}: the download stopped after {self.bytes_read} bytes "
-                f"({type(error).__name__})"
-            ) from None
-        declared = response.headers.get("Content-Length", "")
-        arrived = response.num_bytes_downloaded
-        if declared.isdigit() and int(declared) != arrived:
-            raise TruncatedDownload(
-                f"contract {self.contract}: {arrived} of {declared} bytes arrived"
-            )
-
-
-def _check_csv_type(response: httpx.Response) -> None:
-    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if "html" in media:
-        raise CtmProtocolError(
-            f"CMS answered an HTML page (status {response.status_code}), not CSV"
-        )
-    if media not in _CSV_TYPES:
-        raise CtmProtocolError(f"CMS answered {media}, not CSV")
-
-
-def _check_not_html(chunk: bytes) -> None:
-    if chunk.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        raise CtmProtocolError("CMS answered an HTML page, not CSV")
 
 
 def _upload_result(response: httpx.Response) -> UploadResult:
