@@ -11,6 +11,7 @@ import sqlite3
 import tempfile
 
 DEFAULT_MEMORY_KEYS = 100_000
+_QUERY_KEYS = 500  # keys per SELECT ... IN (...), well under SQLite's variable limit
 
 
 class SeenComplaints:
@@ -25,7 +26,14 @@ class SeenComplaints:
 
     def remember(self, contract: str, complaint_id: str, row: int) -> int | None:
         """Record that `row` holds the pair; return the row that held it before, if any."""
-        if self._disk is None:
+        return self.remember_all([(contract, complaint_id, row)])[0]
+
+    def remember_all(self, pairs: list[tuple[str, str, int]]) -> list[int | None]:
+        """`remember` for many rows in order (one round trip to the disk index)."""
+        found: list[int | None] = []
+        for index, (contract, complaint_id, row) in enumerate(pairs):
+            if self._disk is not None:
+                return found + self._remember_on_disk(pairs[index:])
             rows = self._memory.get(contract)
             if rows is None:
                 rows = self._memory.setdefault(contract, {})
@@ -35,11 +43,27 @@ class SeenComplaints:
                 self._count += 1
                 if self._count > self._memory_keys:
                     self._spill()
-            return previous
-        key = f"{contract}\x1f{complaint_id}"
-        found = self._disk.execute("SELECT row FROM seen WHERE key = ?", (key,)).fetchone()
-        self._disk.execute("INSERT OR REPLACE INTO seen (key, row) VALUES (?, ?)", (key, row))
-        return None if found is None else int(found[0])
+            found.append(previous)
+        return found
+
+    def _remember_on_disk(self, pairs: list[tuple[str, str, int]]) -> list[int | None]:
+        assert self._disk is not None
+        keys = [f"{contract}\x1f{complaint_id}" for contract, complaint_id, _ in pairs]
+        stored: dict[str, int] = {}
+        for start in range(0, len(keys), _QUERY_KEYS):
+            some = keys[start : start + _QUERY_KEYS]
+            marks = ",".join("?" * len(some))
+            query = f"SELECT key, row FROM seen WHERE key IN ({marks})"  # noqa: S608 - marks only
+            stored.update(self._disk.execute(query, some).fetchall())
+        found: list[int | None] = []
+        for key, (_, _, row) in zip(keys, pairs, strict=True):
+            found.append(stored.get(key))
+            stored[key] = row
+        latest = {key: row for key, (_, _, row) in zip(keys, pairs, strict=True)}
+        self._disk.executemany(
+            "INSERT OR REPLACE INTO seen (key, row) VALUES (?, ?)", latest.items()
+        )
+        return found
 
     def close(self) -> None:
         if self._disk is not None:

@@ -196,6 +196,8 @@ class ComplaintParser:
         if self._batch:
             batches.append(self._batch)
             self._batch = []
+        # Duplicate warnings are raised per chunk, after the row's other warnings.
+        self.summary.warnings.sort(key=lambda issue: issue.row)
         self.summary.rows_imported = self.summary.rows_read - len(self.summary.quarantined)
         self.summary.rows_imported -= self._duplicates
         return batches
@@ -206,7 +208,6 @@ class ComplaintParser:
         full: list[list[ComplaintRecord]] = []
         summary = self.summary
         batch, batch_size = self._batch, self._batch_size
-        remember = self._seen.remember
         rows = iter(records)
         if self._header is None:
             for cells in rows:
@@ -216,6 +217,7 @@ class ComplaintParser:
         record_of = self._read_row
         if record_of is None:
             return full  # no header yet
+        good: list[ComplaintRecord] = []
         row = summary.rows_read
         try:
             for cells in rows:
@@ -223,19 +225,19 @@ class ComplaintParser:
                     continue  # a blank line, or a line of bare commas: not a data record
                 row += 1
                 try:
-                    record = record_of(cells, row)
+                    good.append(record_of(cells, row))
                 except _Quarantine as fault:
                     summary.quarantined.append(Issue(row, str(fault), tuple(cells)))
-                    continue
-                previous = remember(record.contract_id, record.complaint_id, row)
-                if previous is not None:
-                    self._duplicate(record, previous)
-                batch.append(record)
-                if len(batch) >= batch_size:
-                    full.append(batch)
-                    batch = self._batch = []
         finally:
             summary.rows_read = row
+        seen = self._seen.remember_all([(r.contract_id, r.complaint_id, r.row) for r in good])
+        for record, previous in zip(good, seen, strict=True):
+            if previous is not None:
+                self._duplicate(record, previous)
+            batch.append(record)
+            if len(batch) >= batch_size:
+                full.append(batch)
+                batch = self._batch = []
         return full
 
     def _start(self, cells: list[str]) -> None:

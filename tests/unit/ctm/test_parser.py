@@ -211,14 +211,18 @@ class TestRows:
         last = [r for r in records if (r.contract_id, r.complaint_id) == ("H1234", "7")][-1]
         assert last.text("CMS_COMMENTS") == "second"
 
-    def test_duplicates_are_found_after_the_index_moves_to_disk(self) -> None:
-        rows = [f"{n},H1234,Urgent,1/2/2025" for n in range(10)] + ["3,H1234,Urgent,1/2/2025"]
+    @pytest.mark.parametrize("chunk", [7, 10_000])
+    def test_duplicates_are_found_after_the_index_moves_to_disk(self, chunk: int) -> None:
+        rows = [f"{n},H1234,Urgent,1/2/2025" for n in range(10)]
+        rows += ["3,H1234,Urgent,1/2/2025", "3,H1234,Urgent,1/2/2025", "11,H1234,Urgent,1/2/2025"]
+        data = lines(MINIMAL, *rows)
         parser = ComplaintParser(memory_keys=4)
-        list(parser.parse([lines(MINIMAL, *rows)]))
+        list(parser.parse(data[i : i + chunk] for i in range(0, len(data), chunk)))
         assert [(w.row, w.message) for w in parser.summary.warnings] == [
-            (11, "complaint 3 of H1234 is also in row 4; row 11 wins")
+            (11, "complaint 3 of H1234 is also in row 4; row 11 wins"),
+            (12, "complaint 3 of H1234 is also in row 11; row 12 wins"),
         ]
-        assert parser.summary.rows_imported == 10
+        assert parser.summary.rows_imported == 11
 
     def test_blank_lines_are_not_rows(self) -> None:
         data = lines(MINIMAL, "", "1,H1234,Urgent,1/2/2025", ",,,", "2,H1234,Urgent,nope")
