@@ -78,6 +78,8 @@ class _Api:
             return _json({"error": "Forbidden"}, 403)
         if kind == "html":
             return Response(HTML_PAGE, status_code=200, media_type="text/html")
+        if kind == "html_as_csv":  # an error page that claims to be the file
+            return Response(HTML_PAGE, status_code=200, media_type="text/csv")
         if kind == "json":
             return _json({"message": "maintenance"}, 200)
         if kind == "hang":

@@ -16,7 +16,7 @@ from hub.ctm.simulator.data import Complaint, ContractPlan, complaints_received,
 
 Environment = Literal["sandbox", "production"]
 Route = Literal["token", "download", "upload"]
-FaultKind = Literal["429", "500", "503", "cut", "html", "json", "hang", "403"]
+FaultKind = Literal["429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403"]
 UPDATE_WINDOW_DAYS = 8
 
 

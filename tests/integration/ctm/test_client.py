@@ -234,7 +234,12 @@ class TestUnavailable:
 
 class TestProtocolErrors:
     @pytest.mark.parametrize(
-        ("fault", "message"), [("html", "HTML page"), ("json", "application/json, not CSV")]
+        ("fault", "message"),
+        [
+            ("html", "HTML page"),
+            ("html_as_csv", "HTML page"),
+            ("json", "application/json, not CSV"),
+        ],
     )
     async def test_a_200_that_is_not_csv_is_a_protocol_error(
         self,
