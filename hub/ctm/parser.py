@@ -2,7 +2,9 @@
 
 Feed it chunks of bytes (a sync or async iterator); typed `ComplaintRecord`s come out in
 batches, bad rows are quarantined with their row number and reason, and a `ParseSummary`
-is ready at the end. Only the unfinished record and one batch are held, never the file.
+is ready at the end. What is held is the unfinished record, one chunk's rows and one
+batch, never the file; the index of complaint IDs seen (for duplicates) moves to a
+temporary SQLite file past `memory_keys` complaints, so memory stays flat in file size.
 """
 
 from __future__ import annotations
