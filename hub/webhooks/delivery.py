@@ -22,8 +22,10 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts import rules as alert_rules
 from hub.audit import service as audit
 from hub.core import jobs
+from hub.core.crypto import CryptoError
 from hub.core.db import utcnow
 from hub.core.ids import TenantID
 from hub.events.models import Event
@@ -209,6 +211,15 @@ async def prepare(
         return Step(wait=wait)
     try:
         prepared = await _sign(session, message, endpoint, event, slug, policy=policy, now=now)
+    except CryptoError as error:
+        # The secret cannot be opened (the tenant was offboarded and its keys shredded, or
+        # the value was tampered with): retrying cannot help, so the message fails.
+        await limiter.release(endpoint.id, message.id)
+        log.error(
+            "webhook secret unusable", endpoint_id=str(endpoint.id), error=type(error).__name__
+        )
+        _finish(message, MessageStatus.FAILED, type(error).__name__)
+        return Step()
     except BaseException:
         await limiter.release(endpoint.id, message.id)
         raise
@@ -405,6 +416,7 @@ async def disable_endpoint(
         details={"reason": reason[:200]},
     )
     await raise_endpoint_disabled_alert(session, endpoint, reason=reason, now=now)
+    await alert_rules.on_endpoint_disabled(session, endpoint, reason=reason, now=now)
 
 
 async def raise_endpoint_disabled_alert(

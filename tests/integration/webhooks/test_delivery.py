@@ -9,10 +9,12 @@ from uuid import UUID
 from sqlalchemy import select
 
 from hub.audit.models import AuditEntry
+from hub.core import crypto
 from hub.core.db import Database, utcnow
+from hub.core.ids import uuid7
 from hub.events.models import Event
 from hub.webhooks import delivery, replay, service
-from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
+from hub.webhooks.models import SECRET_FIELD, MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
 from tests.support import Member
 
@@ -338,3 +340,23 @@ class TestResendAndRecover:
         assert [r.payload["data"]["batch"] for r in receiver.received] == ["ok", "new", "new"]
         statuses = [m.status for m in await harness.messages(endpoint.id)]
         assert statuses.count(MessageStatus.FAILED) == 1  # the old one stays failed
+
+
+class TestUnusableSecret:
+    async def test_a_secret_that_does_not_open_fails_the_message_and_sends_nothing(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        async with db.transaction() as session:
+            stored = await session.get(WebhookEndpoint, endpoint.id)
+            assert stored is not None
+            # Sealed for another row: moved ciphertext must not open here.
+            stored.secret = await crypto.seal(
+                session, "whsec_AAAA", tenant=admin.tenant_id, field=SECRET_FIELD, row=uuid7()
+            )
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        assert await harness.run_due() == 0
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.FAILED
+        assert message.last_error == "SealedValueRejected"
+        assert receiver.hits == 0

