@@ -19,6 +19,7 @@ from hub import __version__
 from hub.audit.api import AuditController
 from hub.auth.api import AuthController
 from hub.auth.guards import BearerTokenMiddleware, missing_scope_declarations, require_scope
+from hub.complaints.api import ComplaintController
 from hub.core import jobs
 from hub.core import redis as hub_redis
 from hub.core.crypto import Crypto
@@ -36,6 +37,7 @@ from hub.keys.api import ContractController, KeyController
 from hub.keys.service import KeyVerifier
 from hub.keys.verify import CtmVerifier
 from hub.settings import Settings
+from hub.syncs.api import SyncController
 from hub.webhooks.api import WebhookController
 
 API_PREFIX = "/api/v1"
@@ -46,6 +48,8 @@ API_CONTROLLERS: list[type[Any]] = [
     KeyController,
     ContractController,
     WebhookController,
+    ComplaintController,
+    SyncController,
 ]
 
 

@@ -20,7 +20,8 @@ from hub.core.ids import TenantID
 from hub.events.service import record_event
 from tests.support import Member, make_member
 
-ObjectFactory = Callable[[AsyncSession, Member], Awaitable[UUID]]
+# A factory returns an object id (or, for a path parameter that names no row, its value).
+ObjectFactory = Callable[[AsyncSession, Member], Awaitable[UUID | str]]
 
 
 async def _membership(session: AsyncSession, owner: Member) -> UUID:
@@ -84,6 +85,48 @@ async def _webhook_message(session: AsyncSession, owner: Member) -> UUID:
     return (await make_delivered_message(session, owner)).id
 
 
+async def _complaint(session: AsyncSession, owner: Member) -> UUID:
+    from datetime import date
+
+    from tests.integration.complaints.support import make_complaint
+
+    complaint = await make_complaint(session, owner.tenant_id, received=date(2020, 1, 1))
+    return complaint.id
+
+
+async def _sync_run(session: AsyncSession, owner: Member) -> UUID:
+    from datetime import date
+
+    from hub.core.db import utcnow
+    from hub.syncs.models import QuarantinedRow, RunOutcome, SyncRun
+
+    run = SyncRun(
+        tenant_id=owner.tenant_id, contract="H1234", trigger="manual",
+        window_start=date(2020, 1, 1), window_end=date(2020, 1, 2), started_at=utcnow(),
+        outcome=RunOutcome.SUCCEEDED,
+    )  # fmt: skip
+    session.add(run)
+    await session.flush()
+    session.add(
+        QuarantinedRow(
+            tenant_id=owner.tenant_id,
+            sync_run_id=run.id,
+            contract="H1234",
+            file_name="H1234.csv",
+            row_number=3,
+            reason="RECEIVED_DATE is not a date",
+        )
+    )
+    await session.flush()
+    return run.id
+
+
+async def _environment(session: AsyncSession, owner: Member) -> str:
+    """Schedules are named by environment: tenant A has a sandbox key, tenant B none."""
+    await _api_key(session, owner)
+    return "sandbox"
+
+
 def uuid7_hex() -> str:
     from hub.core.ids import uuid7
 
@@ -98,6 +141,9 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "endpoint_id": _webhook_endpoint,
     "message_id": _webhook_message,
     "key_id": _api_key,
+    "complaint_id": _complaint,
+    "run_id": _sync_run,
+    "environment": _environment,
 }
 
 # (method, path template) → a valid body, so a 404 is not masked by a 400.
@@ -135,4 +181,11 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/keys/{key_id:uuid}/resume"): {},
     ("PUT", "/api/v1/keys/{key_id:uuid}/contracts"): {"contracts": ["H1234"]},
     ("PUT", "/api/v1/keys/{key_id:uuid}/designees"): {"users": [], "tokens": []},
+    ("POST", "/api/v1/complaints/{complaint_id:uuid}/resolutions"): {
+        "resolution_date": "2020-01-02",
+        "summary": "Called the plan; the refill was approved.",
+        "complainant_satisfied": "Y",
+    },
+    ("PUT", "/api/v1/syncs/schedules/{environment:str}"): {"interval_minutes": 30},
+    ("POST", "/api/v1/syncs/run"): {},
 }

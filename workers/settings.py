@@ -20,7 +20,7 @@ from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
 from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
-from workers import events, keys, syncs, webhooks
+from workers import events, keys, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -41,6 +41,13 @@ def functions() -> list[Function]:
         # No kept result: the sweeper must be able to enqueue the same job id again.
         job(events.dispatch_events, "events.dispatch_many", keep_result=0, max_tries=3),
         job(syncs.sync_contract, "syncs.sync_contract", keep_result=60, max_tries=syncs.MAX_TRIES),
+        # No kept result: a resolution written after a run must be able to enqueue again.
+        job(
+            resolutions.upload_resolutions,
+            "resolutions.upload",
+            keep_result=0,
+            max_tries=resolutions.MAX_TRIES,
+        ),
         job(
             events.dispatch_event,
             "events.dispatch",
@@ -77,6 +84,13 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
             cast("Any", syncs.schedule_syncs),
             name="syncs.schedule",
             second=5,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+        cron(
+            cast("Any", resolutions.schedule_uploads),
+            name="resolutions.schedule",
+            second=35,
             unique=True,
             run_at_startup=run_at_startup,
         ),

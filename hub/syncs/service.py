@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.complaints.service import Deadlines, ingest_batch
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
-from hub.core.errors import NotFound
+from hub.core.errors import Invalid, NotFound
 from hub.core.ids import TenantID
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.errors import (
@@ -427,3 +427,99 @@ async def quarantine_of(
             .order_by(QuarantinedRow.row_number)
         )
     ).all()
+
+
+# Schedules (the API's) ---------------------------------------------------------------------
+
+MAX_INTERVAL_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    environment: Environment
+    interval_minutes: int
+    is_paused: bool
+    is_default: bool  # no row yet: the deployment's default interval applies
+    cursors: list[tuple[SyncCursor, Environment]]
+
+
+async def list_schedules(
+    session: AsyncSession, tenant_id: TenantID, *, policy: SyncPolicy
+) -> list[ScheduleState]:
+    """One schedule per environment the tenant has keys (or a schedule) in, with the
+    cursors of its (key, contract) pairs."""
+    rows = {
+        s.environment: s
+        for s in await session.scalars(
+            select(SyncSchedule).where(SyncSchedule.tenant_id == tenant_id)
+        )
+    }
+    environments = set(rows) | set(
+        await session.scalars(select(ApiKey.environment).where(ApiKey.tenant_id == tenant_id))
+    )
+    cursors: list[tuple[SyncCursor, Environment]] = [
+        (cursor, environment)
+        for cursor, environment in await session.execute(
+            select(SyncCursor, ApiKey.environment)
+            .join(ApiKey, ApiKey.id == SyncCursor.api_key_id)
+            .where(SyncCursor.tenant_id == tenant_id)
+            .order_by(SyncCursor.contract, SyncCursor.api_key_id)
+        )
+    ]
+    default = int(policy.default_interval.total_seconds() // 60)
+    return [
+        ScheduleState(
+            environment=env,
+            interval_minutes=rows[env].interval_minutes if env in rows else default,
+            is_paused=rows[env].is_paused if env in rows else False,
+            is_default=env not in rows,
+            cursors=[(c, e) for c, e in cursors if e is env],
+        )
+        for env in sorted(environments)
+    ]
+
+
+async def set_schedule(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    *,
+    environment: Environment,
+    interval_minutes: int | None = None,
+    is_paused: bool | None = None,
+    policy: SyncPolicy,
+) -> SyncSchedule:
+    """Change a tenant's interval or pause; a shorter interval pulls the next syncs in."""
+    if interval_minutes is not None and not 1 <= interval_minutes <= MAX_INTERVAL_MINUTES:
+        raise Invalid("interval_minutes", f"must be between 1 and {MAX_INTERVAL_MINUTES}")
+    schedule = await session.scalar(
+        select(SyncSchedule).where(
+            SyncSchedule.tenant_id == tenant_id, SyncSchedule.environment == environment
+        )
+    )
+    if schedule is None:
+        has_key = await session.scalar(
+            select(ApiKey.id)
+            .where(ApiKey.tenant_id == tenant_id, ApiKey.environment == environment)
+            .limit(1)
+        )
+        if has_key is None:
+            raise NotFound("sync schedule (no key of this environment)", environment.value)
+        schedule = SyncSchedule(
+            tenant_id=tenant_id, environment=environment,
+            interval_minutes=int(policy.default_interval.total_seconds() // 60), is_paused=False,
+        )  # fmt: skip
+        session.add(schedule)
+    if interval_minutes is not None:
+        schedule.interval_minutes = interval_minutes
+        sooner = timedelta(minutes=interval_minutes)
+        for cursor in await session.scalars(
+            select(SyncCursor)
+            .join(ApiKey, ApiKey.id == SyncCursor.api_key_id)
+            .where(SyncCursor.tenant_id == tenant_id, ApiKey.environment == environment)
+        ):
+            if cursor.last_attempt_at is not None and cursor.next_due_at is not None:
+                cursor.next_due_at = min(cursor.next_due_at, cursor.last_attempt_at + sooner)
+    if is_paused is not None:
+        schedule.is_paused = is_paused
+    await session.flush()
+    return schedule

@@ -1,0 +1,157 @@
+"""/api/v1/complaints: list and read complaints, their history, and write resolutions."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.guards import scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+from hub.complaints import repository, resolutions
+from hub.complaints.models import ComplaintChange
+from hub.complaints.resolutions import ResolutionInput, open_resolutions
+from hub.complaints.schemas import (
+    ChangeView,
+    ComplaintDetail,
+    ComplaintSummary,
+    ResolutionCreate,
+    ResolutionView,
+    due_basis_note,
+)
+from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_phi, status_of
+from hub.core import crypto
+from hub.core.db import utcnow
+from hub.core.errors import Invalid
+from hub.keys.service import normalise_contract
+from hub.syncs.service import SyncPolicy
+
+READ = scope(Scope.COMPLAINTS_READ)
+WRITE = scope(Scope.COMPLAINTS_WRITE)
+
+
+def _deadlines(state: State) -> Deadlines:
+    return SyncPolicy.from_settings(state.settings).deadlines
+
+
+def _status(raw: str | None) -> ComplaintStatus | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return ComplaintStatus(raw.strip().lower())
+    except ValueError:
+        allowed = ", ".join(s.value for s in ComplaintStatus)
+        raise Invalid("status", f"must be one of {allowed}") from None
+
+
+class ComplaintController(Controller):
+    path = "/complaints"
+    tags = ["complaints"]
+
+    @get("/", opt=READ)
+    async def list_complaints(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        state: State,
+        status: str | None = None,
+        contract: str | None = None,
+        due_before: date | None = None,
+        beneficiary: Annotated[str | None, Parameter(max_length=100)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> list[ComplaintSummary]:
+        """Complaints by due date, without PHI. `beneficiary` finds a beneficiary's complaints
+        by exact identifier through its blind index (the identifier is never stored in clear)."""
+        tenant_id, deadlines, now = principal.tenant, _deadlines(state), utcnow()
+        bene_index = None
+        if beneficiary is not None:
+            if not beneficiary.strip():
+                raise Invalid("beneficiary", "must not be blank")
+            bene_index = await crypto.blind_index(
+                db_session, beneficiary.strip(), tenant=tenant_id, field=BENE_FIELD
+            )
+        where = repository.ComplaintFilter(
+            status=_status(status),
+            contract=normalise_contract(contract, field="contract") if contract else None,
+            due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
+        )  # fmt: skip
+        found = await repository.list_complaints(
+            db_session, tenant_id, where, now=now, deadlines=deadlines
+        )
+        return [ComplaintSummary.of(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
+
+    @get("/{complaint_id:uuid}", opt=READ)
+    async def get_complaint(
+        self, db_session: AsyncSession, principal: Principal, state: State, complaint_id: UUID
+    ) -> ComplaintDetail:
+        """One complaint with its PHI opened, its derived status, due date and due basis."""
+        complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
+        deadlines = _deadlines(state)
+        cipher = await crypto.cipher_for(db_session, principal.tenant)
+        return ComplaintDetail(
+            complaint=ComplaintSummary.of(
+                complaint, status_of(complaint, now=utcnow(), deadlines=deadlines)
+            ),
+            due_basis_note=due_basis_note(complaint, deadlines),
+            fields=dict(complaint.fields), layout=complaint.layout,
+            api_key_id=complaint.api_key_id, last_sync_run_id=complaint.last_sync_run_id,
+            phi=open_phi(cipher, complaint),
+        )  # fmt: skip
+
+    @get("/{complaint_id:uuid}/history", opt=READ)
+    async def get_history(
+        self, db_session: AsyncSession, principal: Principal, complaint_id: UUID
+    ) -> list[ChangeView]:
+        """What changed and which sync saw it: column names, never values."""
+        complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
+        changes = await repository.list_changes(db_session, principal.tenant, complaint_id)
+        views = [_change_view(c) for c in changes]
+        if not any(c.kind == "created" for c in changes):
+            # Creation is not always a history row: first seen says when it arrived.
+            views.insert(0, ChangeView("created", [], None, complaint.first_seen_at))
+        return views
+
+    @get("/{complaint_id:uuid}/resolutions", opt=READ)
+    async def list_resolutions(
+        self, db_session: AsyncSession, principal: Principal, complaint_id: UUID
+    ) -> list[ResolutionView]:
+        """Every resolution written for the complaint, rejected ones kept as history."""
+        found = await repository.list_resolutions(db_session, principal.tenant, complaint_id)
+        opened = await open_resolutions(db_session, principal.tenant, list(found))
+        return [ResolutionView.of(o) for o in opened]
+
+    @post("/{complaint_id:uuid}/resolutions", opt=WRITE)
+    async def write_resolution(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        complaint_id: UUID,
+        data: ResolutionCreate,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> Response[ResolutionView]:
+        """Queue a resolution for CMS (201). Repeating a request with the same idempotency key
+        and the same body answers 200 with the first resolution; another body answers 409."""
+        written = await resolutions.write_resolution(
+            db_session, principal, complaint_pk=complaint_id,
+            data=ResolutionInput(
+                resolution_date=data.resolution_date, summary=data.summary,
+                casework_notes=data.casework_notes,
+                complainant_satisfied=data.complainant_satisfied,
+                resolution_notification=data.resolution_notification,
+            ),
+            idempotency_header=idempotency_key, idempotency_body=data.idempotency_key,
+        )  # fmt: skip
+        [opened] = await open_resolutions(db_session, principal.tenant, [written.resolution])
+        return Response(ResolutionView.of(opened), status_code=201 if written.is_new else 200)
+
+
+def _change_view(change: ComplaintChange) -> ChangeView:
+    return ChangeView(change.kind, [str(c) for c in change.changed], change.sync_run_id,
+                      change.created_at)  # fmt: skip

@@ -1,0 +1,132 @@
+"""Tenant-scoped reads of complaints, their history and their resolutions.
+
+Every query starts from `complaints(tenant_id)` (or its siblings), so a request for another
+tenant's complaint finds nothing and answers 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.complaints.models import Complaint, ComplaintChange, Resolution, ResolutionState
+from hub.complaints.service import ComplaintStatus, Deadlines
+from hub.core.errors import NotFound
+from hub.core.ids import TenantID
+
+
+def complaints(tenant_id: TenantID) -> Select[Complaint]:
+    return select(Complaint).where(Complaint.tenant_id == tenant_id)
+
+
+async def get_complaint(
+    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID
+) -> Complaint:
+    complaint = await session.scalar(complaints(tenant_id).where(Complaint.id == complaint_pk))
+    if complaint is None:
+        raise NotFound("complaint", complaint_pk)
+    return complaint
+
+
+def status_condition(
+    status: ComplaintStatus, *, now: datetime, deadlines: Deadlines
+) -> ColumnElement[bool]:
+    """The SQL twin of `service.status_of`: which rows have the derived status now.
+
+    A complaint due on day D breaches at the start of D + 1 (UTC), so it is overdue when
+    D < today, and due soon when its breach moment falls within `due_soon` from now."""
+    state = Complaint.resolution_state
+    unresolved = and_(state == ResolutionState.NONE, Complaint.cms_resolution_date.is_(None))
+    soon_through = (now + deadlines.due_soon).date() - timedelta(days=1)
+    today = now.date()
+    match status:
+        case ComplaintStatus.ACCEPTED:
+            return state == ResolutionState.ACCEPTED
+        case ComplaintStatus.REJECTED:
+            return state == ResolutionState.REJECTED
+        case ComplaintStatus.RESOLVED:
+            return or_(
+                state.in_([ResolutionState.QUEUED, ResolutionState.UPLOADING]),
+                and_(state == ResolutionState.NONE, Complaint.cms_resolution_date.is_not(None)),
+            )
+        case ComplaintStatus.OVERDUE:
+            return and_(unresolved, Complaint.due_date < today)
+        case ComplaintStatus.DUE_SOON:
+            return and_(unresolved, Complaint.due_date >= today, Complaint.due_date <= soon_through)
+        case ComplaintStatus.OPEN:
+            return and_(unresolved, Complaint.due_date >= today, Complaint.due_date > soon_through)
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintFilter:
+    status: ComplaintStatus | None = None
+    contract: str | None = None
+    due_before: date | None = None
+    bene_index: str | None = None  # the blind index of a beneficiary identifier
+    limit: int = 100
+    offset: int = 0
+
+
+async def list_complaints(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    where: ComplaintFilter,
+    *,
+    now: datetime,
+    deadlines: Deadlines,
+) -> Sequence[Complaint]:
+    statement = complaints(tenant_id)
+    if where.status is not None:
+        statement = statement.where(status_condition(where.status, now=now, deadlines=deadlines))
+    if where.contract is not None:
+        statement = statement.where(Complaint.contract == where.contract)
+    if where.due_before is not None:
+        statement = statement.where(Complaint.due_date < where.due_before)
+    if where.bene_index is not None:
+        statement = statement.where(Complaint.bene_index == where.bene_index)
+    statement = statement.order_by(Complaint.due_date, Complaint.contract, Complaint.complaint_id)
+    return (await session.scalars(statement.limit(where.limit).offset(where.offset))).all()
+
+
+async def list_changes(
+    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID
+) -> Sequence[ComplaintChange]:
+    await get_complaint(session, tenant_id, complaint_pk)
+    return (
+        await session.scalars(
+            select(ComplaintChange)
+            .where(
+                ComplaintChange.tenant_id == tenant_id,
+                ComplaintChange.complaint_pk == complaint_pk,
+            )
+            .order_by(ComplaintChange.created_at, ComplaintChange.id)
+        )
+    ).all()
+
+
+async def list_resolutions(
+    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID
+) -> Sequence[Resolution]:
+    await get_complaint(session, tenant_id, complaint_pk)
+    return (
+        await session.scalars(
+            select(Resolution)
+            .where(Resolution.tenant_id == tenant_id, Resolution.complaint_pk == complaint_pk)
+            .order_by(Resolution.created_at, Resolution.id)
+        )
+    ).all()
+
+
+async def find_by_idempotency_key(
+    session: AsyncSession, tenant_id: TenantID, key: str
+) -> Resolution | None:
+    return await session.scalar(
+        select(Resolution).where(
+            Resolution.tenant_id == tenant_id, Resolution.idempotency_key == key
+        )
+    )

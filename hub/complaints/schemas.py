@@ -1,0 +1,124 @@
+"""Request and response bodies of the complaints API. Only the detail and resolution views
+carry PHI, and only for the tenant's own staff holding complaints:read."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from hub.complaints.models import Complaint, DueBasis
+from hub.complaints.resolutions import OpenedResolution
+from hub.complaints.service import ComplaintStatus, Deadlines
+
+
+class ResolutionCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Validated by the service, so each broken rule answers 400 naming its field."""
+
+    resolution_date: date | None = None
+    summary: str | None = None
+    casework_notes: str | None = None
+    complainant_satisfied: str | None = None  # Y, N or blank
+    resolution_notification: str | None = None
+    # Or the Idempotency-Key header; the same key with the same body returns the first one.
+    idempotency_key: str | None = None
+
+    def __repr__(self) -> str:  # summary and notes are PHI
+        return f"ResolutionCreate(resolution_date={self.resolution_date!r})"
+
+
+def due_basis_note(complaint: Complaint, deadlines: Deadlines) -> str:
+    days = deadlines.immediate_days if complaint.is_immediate_need else deadlines.standard_days
+    level = "immediate need" if complaint.is_immediate_need else "standard"
+    if complaint.due_basis is DueBasis.ASSIGNMENT:
+        return f"{level}: assignment date + {days} calendar days"
+    return (
+        f"{level}: received date + {days} calendar days "
+        "(the file has no assignment date, so the received date stands in)"
+    )
+
+
+class ComplaintSummary(msgspec.Struct):
+    id: UUID
+    complaint_id: str
+    contract: str
+    issue_level: str
+    is_immediate_need: bool
+    category: str
+    subcategory: str
+    received_date: date
+    assignment_date: date | None
+    due_date: date
+    due_basis: str
+    status: str
+    resolution_state: str
+    cms_resolution_date: date | None
+    first_seen_at: datetime
+    last_changed_at: datetime
+    last_seen_at: datetime
+
+    @classmethod
+    def of(cls, c: Complaint, status: ComplaintStatus) -> ComplaintSummary:
+        return cls(
+            id=c.id, complaint_id=c.complaint_id, contract=c.contract, issue_level=c.issue_level,
+            is_immediate_need=c.is_immediate_need, category=c.category,
+            subcategory=c.subcategory, received_date=c.received_date,
+            assignment_date=c.assignment_date, due_date=c.due_date, due_basis=c.due_basis.value,
+            status=status.value, resolution_state=c.resolution_state.value,
+            cms_resolution_date=c.cms_resolution_date, first_seen_at=c.first_seen_at,
+            last_changed_at=c.last_changed_at, last_seen_at=c.last_seen_at,
+        )  # fmt: skip
+
+
+class ComplaintDetail(msgspec.Struct):
+    complaint: ComplaintSummary
+    due_basis_note: str
+    fields: dict[str, Any]  # the file's other non-PHI columns
+    layout: str
+    api_key_id: UUID | None
+    last_sync_run_id: UUID | None
+    phi: dict[str, Any]  # the opened PHI document (beneficiary, contacts, summary, comments)
+
+
+class ChangeView(msgspec.Struct):
+    kind: str  # created | updated
+    changed: list[str]  # column names, never values
+    sync_run_id: UUID | None
+    at: datetime
+
+
+class ResolutionView(msgspec.Struct):
+    id: UUID
+    complaint: UUID
+    complaint_id: str
+    contract: str
+    resolution_date: date
+    summary: str
+    casework_notes: str | None
+    complainant_satisfied: str | None
+    resolution_notification: str | None
+    state: str
+    idempotency_key: str
+    submitted_by: UUID | None
+    upload_batch: UUID | None
+    uploaded_at: datetime | None
+    decided_at: datetime | None
+    cms_errors: list[str] | None
+    note: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, opened: OpenedResolution) -> ResolutionView:
+        r = opened.resolution
+        return cls(
+            id=r.id, complaint=r.complaint_pk, complaint_id=r.complaint_id, contract=r.contract,
+            resolution_date=r.resolution_date, summary=opened.summary,
+            casework_notes=opened.casework_notes, complainant_satisfied=r.complainant_satisfied,
+            resolution_notification=r.resolution_notification, state=r.state.value,
+            idempotency_key=r.idempotency_key, submitted_by=r.submitted_by,
+            upload_batch=r.upload_batch, uploaded_at=r.uploaded_at, decided_at=r.decided_at,
+            cms_errors=[str(e) for e in r.cms_errors] if r.cms_errors is not None else None,
+            note=r.note, created_at=r.created_at,
+        )  # fmt: skip

@@ -1,0 +1,400 @@
+"""Uploading queued resolutions to CMS, one (serving key, contract) pair at a time.
+
+Each upload file goes through three transactions: the claim (queued → uploading under a
+fresh batch id, committed before anything is sent, rows taken with `FOR UPDATE SKIP
+LOCKED` and only while still queued, so two workers never claim the same row), the upload
+itself (no transaction open), and the verdict (accepted / rejected per complaint, with
+events). A row CMS accepted is never queued again; a batch left `uploading` by a worker
+that died is re-queued by `requeue_stale` once it is older than any upload can take.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.complaints.models import Complaint, Resolution, ResolutionState
+from hub.complaints.resolutions import (
+    NOTES_FIELD,
+    SUMMARY_FIELD,
+    upload_job,
+)
+from hub.core import crypto, jobs
+from hub.core.db import Database, utcnow
+from hub.core.ids import TenantID, uuid7
+from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, UploadResult
+from hub.ctm.errors import (
+    ContractAccessDenied,
+    CtmError,
+    CtmProtocolError,
+    CtmUnavailable,
+    KeyRejected,
+    RateLimited,
+)
+from hub.ctm.upload import ResolutionRow
+from hub.events.service import record_events
+from hub.keys import service as keys
+from hub.keys.models import ApiKey, Environment
+from hub.syncs.service import Pair, serving_pairs
+
+log = structlog.get_logger(__name__)
+
+NOT_IN_ANSWER = "CMS's answer did not mention this complaint; check it and resubmit"
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    rows_per_file: int = 500
+    files_per_run: int = 20  # then the job ends; the next cron tick carries on
+    # Longer than the worker's job timeout plus the client's retries: a batch still
+    # 'uploading' after this belongs to a worker that died.
+    stale_after: timedelta = timedelta(minutes=15)
+
+
+@dataclass
+class UploadOutcome:
+    files: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    retry_in: float | None = None  # set when the job should come back (CMS busy or down)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    resolution_id: UUID
+    complaint_pk: UUID
+    complaint_id: str
+    contract: str
+
+
+@dataclass(frozen=True)
+class _Claim:
+    tenant_id: TenantID
+    key_id: UUID
+    environment: Environment
+    contract: str
+    batch: UUID
+    credentials: CtmCredentials
+    items: list[_Item]
+    rows: list[ResolutionRow] = field(repr=False)
+    local_problems: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _satisfied(value: str | None) -> bool | None:
+    return {"Y": True, "N": False}.get(value or "")
+
+
+async def _set_complaints(
+    session: AsyncSession, pks: Sequence[UUID], state: ResolutionState
+) -> None:
+    if pks:
+        await session.execute(
+            update(Complaint)
+            .where(Complaint.id.in_(pks))
+            .values(resolution_state=state, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _claim(
+    db: Database, tenant_id: TenantID, key_id: UUID, contract: str, policy: UploadPolicy
+) -> _Claim | None:
+    async with db.transaction() as session:
+        key = await session.scalar(
+            select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id)
+        )
+        if key is None or not key.is_usable:
+            return None
+        ids = (
+            await session.scalars(
+                select(Resolution.id)
+                .where(
+                    Resolution.tenant_id == tenant_id,
+                    Resolution.contract == contract,
+                    Resolution.api_key_id == key_id,
+                    Resolution.state == ResolutionState.QUEUED,
+                )
+                .order_by(Resolution.created_at, Resolution.id)
+                .limit(policy.rows_per_file)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not ids:
+            return None
+        batch, now = uuid7(), utcnow()
+        # `state == queued` again: on SQLite (no row locks) the UPDATE is what decides.
+        await session.execute(
+            update(Resolution)
+            .where(Resolution.id.in_(ids), Resolution.state == ResolutionState.QUEUED)
+            .values(
+                state=ResolutionState.UPLOADING,
+                upload_batch=batch,
+                uploaded_at=now,
+                updated_at=now,
+                note=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        claimed = (
+            await session.scalars(
+                select(Resolution)
+                .where(Resolution.upload_batch == batch)
+                .order_by(Resolution.created_at, Resolution.id)
+            )
+        ).all()
+        if not claimed:
+            return None
+        await _set_complaints(session, [r.complaint_pk for r in claimed], ResolutionState.UPLOADING)
+        credentials = await keys.credentials_for(session, key)
+        return await _build_claim(session, key, contract, batch, credentials, claimed)
+
+
+async def _build_claim(
+    session: AsyncSession,
+    key: ApiKey,
+    contract: str,
+    batch: UUID,
+    credentials: CtmCredentials,
+    claimed: Sequence[Resolution],
+) -> _Claim:
+    cipher = await crypto.cipher_for(session, key.tenant_id)
+    rows, items, problems = [], [], {}
+    for r in claimed:
+        row = ResolutionRow(
+            complaint_id=r.complaint_id,
+            contract_id=r.contract,
+            resolution_date=r.resolution_date,
+            resolution_summary=cipher.open(r.summary, field=SUMMARY_FIELD, row=r.id),
+            casework_notes=cipher.open(r.casework_notes, field=NOTES_FIELD, row=r.id)
+            if r.casework_notes is not None
+            else "",
+            complainant_satisfied=_satisfied(r.complainant_satisfied),
+            resolution_notification=r.resolution_notification or "",
+        )
+        items.append(_Item(r.id, r.complaint_pk, r.complaint_id, r.contract))
+        if found := row.problems():
+            problems[r.complaint_id] = found  # CMS would refuse it: not sent
+        else:
+            rows.append(row)
+    return _Claim(
+        TenantID(key.tenant_id), key.id, key.environment, contract, batch, credentials,
+        items, rows, problems,
+    )  # fmt: skip
+
+
+async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[int, int]:
+    """Record CMS's verdict per complaint; rows the sweep took back meanwhile are skipped."""
+    accepted = set(result.accepted)
+    refused = {r.complaint_id: r.errors for r in result.rejected} | claim.local_problems
+    counts = [0, 0]
+    async with db.transaction() as session:
+        now = utcnow()
+        mine = {
+            r.id: r
+            for r in await session.scalars(
+                select(Resolution).where(
+                    Resolution.upload_batch == claim.batch,
+                    Resolution.state == ResolutionState.UPLOADING,
+                )
+            )
+        }
+        events: list[tuple[str, dict[str, Any]]] = []
+        for item in claim.items:
+            resolution = mine.get(item.resolution_id)
+            if resolution is None:
+                continue
+            resolution.decided_at = resolution.updated_at = now
+            common = {
+                "complaint_id": item.complaint_id, "contract": item.contract,
+                "resolution_id": str(item.resolution_id),
+            }  # fmt: skip
+            if item.complaint_id in accepted and item.complaint_id not in refused:
+                resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
+                events.append(("resolution.accepted", common | {"accepted_at": now.isoformat()}))
+                counts[0] += 1
+            else:
+                errors = refused.get(item.complaint_id) or [NOT_IN_ANSWER]
+                resolution.state, resolution.cms_errors = ResolutionState.REJECTED, errors
+                events.append(
+                    (
+                        "resolution.rejected",
+                        common | {"errors": errors, "reason": "; ".join(errors)},
+                    )
+                )
+                counts[1] += 1
+            await _set_complaints(session, [item.complaint_pk], resolution.state)
+        record_events(session, claim.tenant_id, events, occurred_at=now)
+    return counts[0], counts[1]
+
+
+def _retry_in(error: Exception, attempt: int) -> float | None:
+    if isinstance(error, RateLimited):
+        return max(1.0, error.retry_after or 30.0)
+    if isinstance(error, CtmUnavailable | CtmProtocolError):
+        return float(min(300.0, 5.0 * 2**attempt))
+    return None
+
+
+async def _give_back(db: Database, claim: _Claim, error: Exception) -> None:
+    """The upload failed: the batch goes back to the queue, and a refused key or contract is
+    handed to the keys lifecycle (the cron then points the rows at another serving key)."""
+    reason = str(error) if isinstance(error, CtmError) else f"{type(error).__name__}"
+    async with db.transaction() as session:
+        if isinstance(error, KeyRejected):
+            await keys.mark_invalid(
+                session, tenant_id=claim.tenant_id, key_id=claim.key_id,
+                reason="CMS refused the token exchange (403) during a resolution upload",
+            )  # fmt: skip
+        elif isinstance(error, ContractAccessDenied):
+            await keys.mark_access_lost(
+                session, tenant_id=claim.tenant_id, key_id=claim.key_id,
+                contract=claim.contract, reason="CMS answered 403 to a resolution upload",
+            )  # fmt: skip
+        await _requeue(session, [claim.batch], note=f"upload failed: {reason}"[:500])
+
+
+async def _requeue(session: AsyncSession, batches: Sequence[UUID], *, note: str) -> int:
+    rows = (
+        await session.scalars(
+            select(Resolution)
+            .where(
+                Resolution.upload_batch.in_(batches),
+                Resolution.state == ResolutionState.UPLOADING,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    now = utcnow()
+    for r in rows:
+        r.state, r.upload_batch, r.uploaded_at, r.note, r.updated_at = (
+            ResolutionState.QUEUED, None, None, note, now,
+        )  # fmt: skip
+    await _set_complaints(session, [r.complaint_pk for r in rows], ResolutionState.QUEUED)
+    return len(rows)
+
+
+async def upload_pending(
+    db: Database,
+    clients: Mapping[CtmEnvironment, CtmClient],
+    *,
+    tenant_id: TenantID,
+    key_id: UUID,
+    contract: str,
+    attempt: int = 1,
+    policy: UploadPolicy | None = None,
+) -> UploadOutcome:
+    """Upload every queued resolution of the pair, file by file. Never raises for CMS's
+    answers: the outcome says whether the job should come back, and when."""
+    policy = policy or UploadPolicy()
+    outcome = UploadOutcome()
+    for _ in range(policy.files_per_run):
+        try:
+            claim = await _claim(db, tenant_id, key_id, contract, policy)
+        except keys.KeyNotUsable as error:
+            outcome.error = error.detail
+            break
+        if claim is None:
+            break
+        try:
+            result = (
+                await clients[CtmEnvironment(claim.environment.value)].upload_resolutions(
+                    claim.credentials, claim.rows
+                )
+                if claim.rows
+                else UploadResult([], [])
+            )
+        except Exception as error:
+            log.warning(
+                "resolution upload failed", contract=contract, key=str(key_id),
+                error_class=type(error).__name__, rows=len(claim.items),
+            )  # fmt: skip
+            await _give_back(db, claim, error)
+            outcome.error = str(error) if isinstance(error, CtmError) else type(error).__name__
+            outcome.retry_in = _retry_in(error, attempt)
+            break
+        accepted, rejected = await _decide(db, claim, result)
+        outcome.files += 1
+        outcome.accepted += accepted
+        outcome.rejected += rejected
+    return outcome
+
+
+# The cron --------------------------------------------------------------------------------
+
+
+async def requeue_stale(
+    session: AsyncSession, *, now: datetime | None = None, policy: UploadPolicy | None = None
+) -> int:
+    """Batches left 'uploading' longer than any live upload takes go back to the queue."""
+    policy = policy or UploadPolicy()
+    cutoff = (now or utcnow()) - policy.stale_after
+    batches = list(
+        (
+            await session.scalars(
+                select(Resolution.upload_batch)
+                .where(
+                    Resolution.state == ResolutionState.UPLOADING,
+                    Resolution.uploaded_at < cutoff,
+                    Resolution.upload_batch.is_not(None),
+                )
+                .distinct()
+            )
+        ).all()
+    )
+    if not batches:
+        return 0
+    count = await _requeue(
+        session, [b for b in batches if b is not None],
+        note="re-queued: its upload did not finish (the worker stopped)",
+    )  # fmt: skip
+    log.warning("stale resolution uploads re-queued", batches=len(batches), rows=count)
+    return count
+
+
+async def _retarget(session: AsyncSession, queued: Sequence[Resolution]) -> None:
+    """Point queued rows at the key now serving their contract in their environment (the
+    old key may have been replaced, refused, or lost the contract)."""
+    if not queued:
+        return
+    serving: dict[tuple[UUID, str], list[Pair]] = defaultdict(list)
+    for pair in await serving_pairs(session):
+        serving[(pair.tenant_id, pair.contract)].append(pair)
+    key_ids = {r.api_key_id for r in queued if r.api_key_id is not None}
+    environments: dict[UUID, Environment] = {
+        ident: environment
+        for ident, environment in await session.execute(
+            select(ApiKey.id, ApiKey.environment).where(ApiKey.id.in_(key_ids))
+        )
+    }
+    for r in queued:
+        environment = environments.get(r.api_key_id) if r.api_key_id is not None else None
+        pairs = [
+            p for p in serving[(r.tenant_id, r.contract)]
+            if environment is None or p.environment is environment
+        ]  # fmt: skip
+        if len(pairs) == 1 and pairs[0].key_id != r.api_key_id:
+            r.api_key_id = pairs[0].key_id
+
+
+async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None = None) -> int:
+    """Re-queue stale batches, then enqueue (after commit) one upload job per (tenant,
+    serving key, contract) with queued resolutions; returns how many jobs."""
+    await requeue_stale(session, policy=policy)
+    queued = (
+        await session.scalars(select(Resolution).where(Resolution.state == ResolutionState.QUEUED))
+    ).all()
+    await _retarget(session, queued)
+    pairs = {(r.tenant_id, r.api_key_id, r.contract) for r in queued if r.api_key_id is not None}
+    for tenant_id, key_id, contract in sorted(pairs, key=str):
+        assert key_id is not None
+        jobs.enqueue(session, upload_job(tenant_id, key_id, contract))
+    return len(pairs)

@@ -1,0 +1,139 @@
+"""/api/v1/syncs: schedules, "sync now", runs and their quarantined rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get, post, put
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.audit import service as audit
+from hub.audit.service import Actor
+from hub.auth.guards import ANY_SCOPE, scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+from hub.core import crypto
+from hub.keys.service import normalise_contract, parse_environment
+from hub.syncs import service
+from hub.syncs.schemas import (
+    PairView,
+    QuarantineView,
+    QueuedSync,
+    RunView,
+    SchedulePut,
+    ScheduleView,
+    SyncNow,
+    SyncNowResult,
+)
+
+# Run health holds no PHI: any token of the tenant may read it; a quarantined row's raw
+# cells are opened only for complaints:read.
+RUNS = scope(ANY_SCOPE)
+
+
+def _policy(state: State) -> service.SyncPolicy:
+    return service.SyncPolicy.from_settings(state.settings)
+
+
+def _schedule_view(s: service.ScheduleState) -> ScheduleView:
+    return ScheduleView(
+        environment=s.environment.value, interval_minutes=s.interval_minutes,
+        paused=s.is_paused, is_default=s.is_default, pairs=[PairView.of(c) for c, _ in s.cursors],
+    )  # fmt: skip
+
+
+class SyncController(Controller):
+    path = "/syncs"
+    tags = ["syncs"]
+
+    @get("/schedules", opt=scope(Scope.COMPLAINTS_READ))
+    async def list_schedules(
+        self, db_session: AsyncSession, principal: Principal, state: State
+    ) -> list[ScheduleView]:
+        """Per environment with keys: interval, pause, and each (key, contract) pair's cursor."""
+        found = await service.list_schedules(db_session, principal.tenant, policy=_policy(state))
+        return [_schedule_view(s) for s in found]
+
+    @put("/schedules/{environment:str}", opt=scope(Scope.TENANT_ADMIN))
+    async def set_schedule(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        state: State,
+        environment: str,
+        data: SchedulePut,
+    ) -> ScheduleView:
+        """Set the interval (minutes, 1 to 1440) or pause; 404 for an environment in which
+        the tenant has no key."""
+        env = parse_environment(environment)
+        policy = _policy(state)
+        schedule = await service.set_schedule(
+            db_session, principal.tenant, environment=env, interval_minutes=data.interval_minutes,
+            is_paused=data.paused, policy=policy,
+        )  # fmt: skip
+        await audit.record(
+            db_session, actor=Actor.of_principal(principal), action="sync.schedule_changed",
+            tenant_id=principal.tenant, target_type="sync_schedule", target_id=schedule.id,
+            details={"environment": env.value, "interval_minutes": schedule.interval_minutes,
+                     "paused": schedule.is_paused},
+        )  # fmt: skip
+        [view] = [
+            s
+            for s in await service.list_schedules(db_session, principal.tenant, policy=policy)
+            if s.environment is env
+        ]
+        return _schedule_view(view)
+
+    @post("/run", opt=scope(Scope.COMPLAINTS_WRITE), status_code=202)
+    async def sync_now(
+        self, db_session: AsyncSession, principal: Principal, data: SyncNow
+    ) -> SyncNowResult:
+        """Queue a sync of every serving (key, contract) pair now, paused or not (or of one
+        contract). A pair already queued is not queued twice."""
+        contract = normalise_contract(data.contract, field="contract") if data.contract else None
+        pairs = await service.request_sync(
+            db_session, tenant_id=principal.tenant, contract=contract
+        )
+        return SyncNowResult([QueuedSync(p.contract, p.key_id, p.environment.value) for p in pairs])
+
+    @get("/runs", opt=RUNS)
+    async def list_runs(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        contract: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> list[RunView]:
+        number = normalise_contract(contract, field="contract") if contract else None
+        runs = await service.list_runs(db_session, principal.tenant, contract=number, limit=limit)
+        return [RunView.of(r) for r in runs]
+
+    @get("/runs/{run_id:uuid}", opt=RUNS)
+    async def get_run(
+        self, db_session: AsyncSession, principal: Principal, run_id: UUID
+    ) -> RunView:
+        return RunView.of(await service.get_run(db_session, principal.tenant, run_id))
+
+    @get("/runs/{run_id:uuid}/quarantine", opt=RUNS)
+    async def list_quarantine(
+        self, db_session: AsyncSession, principal: Principal, run_id: UUID
+    ) -> list[QuarantineView]:
+        """The run's refused rows: row number, reason, file name; the raw cells too for a
+        caller holding complaints:read."""
+        rows = await service.quarantine_of(db_session, principal.tenant, run_id)
+        may_see = principal.has_scope(Scope.COMPLAINTS_READ)
+        cipher = await crypto.cipher_for(db_session, principal.tenant) if may_see else None
+        views = []
+        for q in rows:
+            raw = None
+            if cipher is not None and q.raw is not None:
+                raw = [
+                    str(c)
+                    for c in json.loads(cipher.open(q.raw, field=service.RAW_FIELD, row=q.id))
+                ]
+            views.append(QuarantineView.of(q, raw))
+        return views
