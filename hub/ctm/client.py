@@ -316,8 +316,8 @@ class CtmClient:
             response = await self._http.send(request, stream=stream)
         except httpx.TransportError as error:  # timeouts, refused or cut connections
             log.warning(
-                f"ctm {call} failed", key_id=key_id, contract=contract, status=None,
-                duration_ms=round((self._clock() - started) * 1000), error=type(error).__name__,
+                f"ctm {call} failed: {type(error).__name__}", key_id=key_id, contract=contract,
+                status=None, duration_ms=round((self._clock() - started) * 1000),
             )  # fmt: skip
             raise _Retry(CtmUnavailable(f"CMS unreachable ({type(error).__name__})")) from None
         log.info(
