@@ -93,7 +93,7 @@ class _Api:
             self.log("token", None, injected.status_code or 200)
             return injected
         try:
-            body = config._mapping(await _body(request), "body")
+            body = config.mapping(await _body(request), "body")
         except SimulatorError as error:
             self.log("token", None, 400)
             return _json({"error": str(error)}, 400)
@@ -279,7 +279,7 @@ def _admin_routes(state: SimState) -> list[Any]:
 
     @post("/_sim/advance", status_code=200)
     async def advance(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = config._mapping(await _body(request), "body")
+        body = config.mapping(await _body(request), "body")
         days = body.get("days", 1)
         if not isinstance(days, int) or isinstance(days, bool) or days < 0:
             raise SimulatorError("days: must be a whole number >= 0")

@@ -26,7 +26,7 @@ ROUTES = ("token", "download", "upload")
 FAULT_KINDS = ("429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403")
 
 
-def _mapping(value: Any, name: str) -> dict[str, Any]:
+def mapping(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SimulatorError(f"{name}: must be an object")
     return value
@@ -69,10 +69,10 @@ def contracts(value: Any, name: str = "contracts") -> set[str]:
 
 
 def faults(body: Any) -> Faults:
-    body = _mapping(body, "faults")
+    body = mapping(body, "faults")
     script: list[tuple[Route | None, FaultKind]] = []
     for position, item in enumerate(body.get("script", [])):
-        item = _mapping(item, f"faults.script[{position}]")
+        item = mapping(item, f"faults.script[{position}]")
         route, kind = item.get("route"), item.get("fault")
         if route is not None and route not in ROUTES:
             raise SimulatorError(f"faults.script[{position}].route: one of {', '.join(ROUTES)}")
@@ -95,7 +95,7 @@ def faults(body: Any) -> Faults:
 
 
 def contract_plan(body: Any, name: str) -> ContractPlan:
-    body = _mapping(body, name)
+    body = mapping(body, name)
     low = int(_number(body, "daily_min", 0))
     high = int(_number(body, "daily_max", 3))
     if high < low or high > 999:
@@ -106,7 +106,7 @@ def contract_plan(body: Any, name: str) -> ContractPlan:
 
 
 def apply_settings(state: SimState, body: Any) -> None:
-    body = _mapping(body, "settings")
+    body = mapping(body, "settings")
     if "file_version" in body:
         if body["file_version"] not in (Layout.CURRENT.value, Layout.LEGACY.value):
             raise SimulatorError("file_version: must be 'current' or 'legacy'")
@@ -118,7 +118,7 @@ def apply_settings(state: SimState, body: Any) -> None:
 
 
 def add_key(state: SimState, body: Any, name: str = "key") -> SimKey:
-    body = _mapping(body, name)
+    body = mapping(body, name)
     return state.add_key(
         hpms_user=_text(body, "hpms_user"),
         contracts=contracts(body.get("contracts"), f"{name}.contracts"),
@@ -129,7 +129,7 @@ def add_key(state: SimState, body: Any, name: str = "key") -> SimKey:
 
 
 def state_from_config(config: Any) -> SimState:
-    config = _mapping(config, "seed file")
+    config = mapping(config, "seed file")
     start = config.get("start_day")
     try:
         start_day = date.fromisoformat(start) if start is not None else date.today()
@@ -146,7 +146,7 @@ def state_from_config(config: Any) -> SimState:
     apply_settings(
         state, {k: v for k, v in config.items() if k in ("file_version", "token_lifetime", "scope")}
     )
-    for contract, plan in _mapping(config.get("contracts", {}), "contracts").items():
+    for contract, plan in mapping(config.get("contracts", {}), "contracts").items():
         if not layouts.is_contract_number(contract):
             raise SimulatorError(f"contracts: {contract!r} is not a contract number")
         state.contracts[contract] = contract_plan(plan, f"contracts.{contract}")
