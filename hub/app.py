@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from hub import __version__
+from hub.alerts.api import AlertController
 from hub.audit.api import AuditController
 from hub.auth.api import AuthController
 from hub.auth.guards import BearerTokenMiddleware, missing_scope_declarations, require_scope
@@ -48,6 +49,7 @@ API_CONTROLLERS: list[type[Any]] = [
     KeyController,
     ContractController,
     WebhookController,
+    AlertController,
     ComplaintController,
     SyncController,
 ]

@@ -1,5 +1,6 @@
 """Every domain's tables, imported in one place so that metadata (and Alembic) sees them all."""
 
+from hub.alerts.models import Alert, AlertEmail, AlertPreference, AlertRecipient
 from hub.audit.models import AuditChainHead, AuditEntry
 from hub.auth.models import ApiToken, Membership, User
 from hub.complaints.models import Complaint, ComplaintChange, Resolution
@@ -14,6 +15,10 @@ from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 metadata = Base.metadata
 
 __all__ = [
+    "Alert",
+    "AlertEmail",
+    "AlertPreference",
+    "AlertRecipient",
     "ApiKey",
     "ApiKeyContract",
     "ApiKeyDesignee",

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    # Alert email: `smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset sends none.
+    smtp_url: str | None = Field(default=None, repr=False)
+    smtp_from: str = "CTM Hub <alerts@ctm-hub.invalid>"
 
     @field_validator("database_url")
     @classmethod
@@ -149,6 +152,16 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme, _, rest = value.strip().partition("://")
+        if scheme not in {"smtp", "smtps"} or not rest.rpartition("@")[2].split("?")[0]:
+            raise ValueError("must look like smtp://user:password@host:587?starttls=true")
+        return value.strip()
 
     @field_validator("master_keys")
     @classmethod

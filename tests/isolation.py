@@ -127,6 +127,29 @@ async def _environment(session: AsyncSession, owner: Member) -> str:
     return "sandbox"
 
 
+async def _alert(session: AsyncSession, owner: Member) -> UUID:
+    from hub.alerts.models import AlertKind, Severity, SubjectType
+    from hub.alerts.service import Audience, Condition, raise_alert
+    from hub.core.ids import uuid7
+
+    alert = await raise_alert(
+        session,
+        Condition(
+            tenant_id=owner.tenant_id,
+            kind=AlertKind.CONTRACT_UNCOVERED,
+            severity=Severity.WARNING,
+            subject_type=SubjectType.CONTRACT,
+            subject_id=uuid7(),
+            subject_label="contract H1234",
+            message="Contract H1234 has no active production key.",
+            next_action="Register one.",
+            audience=frozenset({Audience.TENANT_ADMIN}),
+        ),
+    )
+    assert alert is not None
+    return alert.id
+
+
 def uuid7_hex() -> str:
     from hub.core.ids import uuid7
 
@@ -141,6 +164,7 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "endpoint_id": _webhook_endpoint,
     "message_id": _webhook_message,
     "key_id": _api_key,
+    "alert_id": _alert,
     "complaint_id": _complaint,
     "run_id": _sync_run,
     "environment": _environment,
@@ -181,6 +205,8 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/keys/{key_id:uuid}/resume"): {},
     ("PUT", "/api/v1/keys/{key_id:uuid}/contracts"): {"contracts": ["H1234"]},
     ("PUT", "/api/v1/keys/{key_id:uuid}/designees"): {"users": [], "tokens": []},
+    ("POST", "/api/v1/alerts/{alert_id:uuid}/acknowledge"): {},
+    ("PUT", "/api/v1/alerts/preferences"): {"email": "digest"},
     ("POST", "/api/v1/complaints/{complaint_id:uuid}/resolutions"): {
         "resolution_date": "2020-01-02",
         "summary": "Called the plan; the refill was approved.",

@@ -20,6 +20,7 @@ from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
 from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
+from workers import alerts as alert_jobs
 from workers import events, keys, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
@@ -59,6 +60,18 @@ def functions() -> list[Function]:
             webhook_delivery.DELIVER,
             keep_result=0,
             max_tries=webhooks.MAX_JOB_TRIES,
+        ),
+        job(
+            alert_jobs.send_email,
+            "alerts.send_email",
+            keep_result=0,
+            max_tries=alert_jobs.MAX_JOB_TRIES,
+        ),
+        job(
+            alert_jobs.send_digest,
+            "alerts.send_digest",
+            keep_result=0,
+            max_tries=alert_jobs.MAX_JOB_TRIES,
         ),
     ]
 
@@ -102,6 +115,23 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
             unique=True,
             run_at_startup=run_at_startup,
         ),
+        cron(
+            cast("Any", alert_jobs.evaluate_alerts),
+            name="alerts.evaluate",
+            minute=set(range(0, 60, 5)),
+            second=45,
+            unique=True,
+            run_at_startup=run_at_startup,
+        ),
+        cron(
+            cast("Any", alert_jobs.schedule_digests),
+            name="alerts.digest",
+            hour=alert_jobs.DIGEST_HOUR_UTC,
+            minute=0,
+            second=50,
+            unique=True,
+            run_at_startup=False,
+        ),
     ]
 
 
@@ -122,6 +152,7 @@ def _on_startup(
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         ctx["bus"] = EventBus(subscriptions)
         webhooks.start(ctx, settings)
+        alert_jobs.start(ctx, settings)
         ctx["ctm"] = ctm_clients or {
             environment: CtmClient.for_environment(settings, environment)
             for environment in CtmEnvironment

@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts import rules as alert_rules
 from hub.audit.service import Actor
 from hub.audit.service import record as audit
 from hub.auth import repository as auth_repository
@@ -724,6 +725,8 @@ async def _change(
         **details,
     }
     record_event(session, tenant_id, action, payload)
+    # Alerts this change raises or clears, in the same transaction (hub/alerts/rules.py).
+    await alert_rules.on_key_change(session, key, action, details)
 
 
 def expected_rotation(now: datetime, days: int) -> date:

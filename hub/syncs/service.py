@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts import rules as alert_rules
 from hub.complaints.service import Deadlines, ingest_batch
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
@@ -281,6 +282,7 @@ async def _import(
         cursor.next_due_at = now + interval
         cursor.consecutive_failures, cursor.last_error, cursor.is_blocked = 0, None, False
         await keys.record_use(session, key, now=now)
+        await alert_rules.on_sync_outcome(session, key=key, cursor=cursor, succeeded=True, now=now)
         record_event(
             session, plan.tenant_id, "sync.completed",
             {
@@ -352,6 +354,9 @@ async def _fail(
         key = await session.get(ApiKey, plan.key.id)
         if key is not None:
             await keys.record_use(session, key, failure=result.error, now=now)
+            await alert_rules.on_sync_outcome(
+                session, key=key, cursor=cursor, succeeded=False, now=now
+            )
         record_event(
             session, plan.tenant_id, "sync.failed",
             {

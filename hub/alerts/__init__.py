@@ -1,0 +1,1 @@
+"""Alerts: key, sync, deadline and webhook conditions that reach the right people."""

@@ -1,0 +1,66 @@
+"""/api/v1/alerts: the tenant's alerts, acknowledging one, and the caller's email choice."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get, post, put
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.alerts import repository, service
+from hub.alerts.models import AlertKind, AlertRecipient, AlertState
+from hub.alerts.schemas import AlertView, PreferencesPut, PreferencesView
+from hub.auth.guards import ANY_SCOPE, scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+
+
+class AlertController(Controller):
+    path = "/alerts"
+    tags = ["alerts"]
+
+    @get("/", opt=scope(Scope.ALERTS_READ))
+    async def list_alerts(
+        self,
+        db_session: AsyncSession,
+        principal: Principal,
+        alert_state: Annotated[AlertState | None, QueryParameter(name="state")] = None,
+        kind: Annotated[AlertKind | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[AlertView]:
+        """The tenant's alerts, newest first; filter by `state` and `kind`."""
+        found = await repository.list_alerts(
+            db_session, principal.tenant, state=alert_state, kind=kind, limit=limit
+        )
+        recipients: dict[UUID, list[AlertRecipient]] = defaultdict(list)
+        for row in await repository.recipients_of(
+            db_session, principal.tenant, [a.id for a in found]
+        ):
+            recipients[row.alert_id].append(row)
+        return [AlertView.of(a, recipients[a.id]) for a in found]
+
+    @post("/{alert_id:uuid}/acknowledge", opt=scope(Scope.ALERTS_READ), status_code=200)
+    async def acknowledge(
+        self, db_session: AsyncSession, principal: Principal, alert_id: UUID
+    ) -> AlertView:
+        """Mark the alert seen; it stays until its condition clears (resolved: 409)."""
+        alert = await service.acknowledge(db_session, principal, alert_id=alert_id)
+        rows = await repository.recipients_of(db_session, principal.tenant, [alert.id])
+        return AlertView.of(alert, rows)
+
+    @get("/preferences", opt=scope(ANY_SCOPE))
+    async def get_preferences(
+        self, db_session: AsyncSession, principal: Principal
+    ) -> PreferencesView:
+        """The caller's own alert email choice: immediate, digest (daily) or off."""
+        return PreferencesView(await service.email_mode_of(db_session, principal.user_id))
+
+    @put("/preferences", opt=scope(ANY_SCOPE))
+    async def put_preferences(
+        self, db_session: AsyncSession, principal: Principal, data: PreferencesPut
+    ) -> PreferencesView:
+        mode = await service.set_email_mode(db_session, principal.user_id, data.email)
+        return PreferencesView(mode)

@@ -1,0 +1,93 @@
+"""Tenant-scoped queries for alerts, and the cross-tenant ones the rules' cron needs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from uuid import UUID
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.alerts.models import Alert, AlertKind, AlertPreference, AlertRecipient, AlertState
+from hub.core.errors import NotFound
+from hub.core.ids import TenantID
+
+
+def alerts(tenant_id: TenantID) -> Select[Alert]:
+    return select(Alert).where(Alert.tenant_id == tenant_id)
+
+
+async def get_alert(session: AsyncSession, tenant_id: TenantID, alert_id: UUID) -> Alert:
+    alert = await session.scalar(alerts(tenant_id).where(Alert.id == alert_id))
+    if alert is None:
+        raise NotFound("alert", alert_id)
+    return alert
+
+
+async def list_alerts(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    *,
+    state: AlertState | None = None,
+    kind: AlertKind | None = None,
+    limit: int = 100,
+) -> Sequence[Alert]:
+    """Newest first."""
+    statement = alerts(tenant_id)
+    if state is not None:
+        statement = statement.where(Alert.state == state)
+    if kind is not None:
+        statement = statement.where(Alert.kind == kind)
+    return (await session.scalars(statement.order_by(Alert.raised_at.desc()).limit(limit))).all()
+
+
+async def recipients_of(
+    session: AsyncSession, tenant_id: TenantID, alert_ids: Collection[UUID]
+) -> Sequence[AlertRecipient]:
+    if not alert_ids:
+        return []
+    return (
+        await session.scalars(
+            select(AlertRecipient)
+            .where(AlertRecipient.tenant_id == tenant_id, AlertRecipient.alert_id.in_(alert_ids))
+            .order_by(AlertRecipient.created_at)
+        )
+    ).all()
+
+
+async def open_alerts(
+    session: AsyncSession,
+    *,
+    kinds: Collection[AlertKind],
+    tenant_id: TenantID | None = None,
+    subject_id: UUID | None = None,
+) -> Sequence[Alert]:
+    """Unresolved alerts of these kinds: one tenant's (or every tenant's, for the cron),
+    optionally about one subject."""
+    statement = select(Alert).where(Alert.kind.in_(kinds), Alert.resolved_at.is_(None))
+    if tenant_id is not None:
+        statement = statement.where(Alert.tenant_id == tenant_id)
+    if subject_id is not None:
+        statement = statement.where(Alert.subject_id == subject_id)
+    return (await session.scalars(statement.order_by(Alert.raised_at))).all()
+
+
+async def find_open(session: AsyncSession, tenant_id: TenantID, dedupe_key: str) -> Alert | None:
+    return await session.scalar(
+        alerts(tenant_id).where(Alert.dedupe_key == dedupe_key, Alert.resolved_at.is_(None))
+    )
+
+
+async def find_preference(session: AsyncSession, user_id: UUID) -> AlertPreference | None:
+    return await session.scalar(select(AlertPreference).where(AlertPreference.user_id == user_id))
+
+
+async def preferences_of(
+    session: AsyncSession, user_ids: Collection[UUID]
+) -> dict[UUID, AlertPreference]:
+    if not user_ids:
+        return {}
+    found = await session.scalars(
+        select(AlertPreference).where(AlertPreference.user_id.in_(user_ids))
+    )
+    return {p.user_id: p for p in found}
