@@ -1,0 +1,339 @@
+"""Resolutions out to the CTM simulator: accepted and rejected round trips, resubmission,
+an upload that runs twice (or races) uploads once, a dead worker's batch is re-queued,
+CMS faults go to the keys lifecycle or a retry, the arq job and cron, and no PHI in events
+or log lines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.complaints import uploads
+from hub.complaints.models import Complaint, Resolution, ResolutionState
+from hub.complaints.resolutions import ResolutionInput, write_resolution
+from hub.core.crypto import Crypto
+from hub.core.db import Database, utcnow
+from hub.core.jobs import ArqQueue
+from hub.ctm.client import CtmClient, CtmEnvironment
+from hub.ctm.simulator.data import ContractPlan
+from hub.ctm.simulator.server import RunningSimulator, running_simulator
+from hub.ctm.simulator.state import SimKey, SimState
+from hub.events.models import Event
+from hub.keys.models import ApiKey, ApiKeyContract, KeyStatus
+from hub.settings import Settings
+from hub.syncs import service as syncs
+from tests.conftest import delete_all_rows
+from tests.integration.complaints.support import make_complaint
+from tests.support import Member
+from tests.workers.test_syncs import FAST, onboard
+from workers.settings import create_worker
+
+CANARY = "CANARY-c0ffee-resolution-summary"
+
+
+@dataclass
+class World:
+    db: Database
+    sim: RunningSimulator
+    clients: dict[CtmEnvironment, CtmClient]
+    member: Member
+    key: ApiKey
+    sim_key: SimKey
+
+    async def sync(self, contract: str = "H1234") -> None:
+        result = await syncs.run_sync(
+            self.db, self.clients, tenant_id=self.member.tenant_id, key_id=self.key.id,
+            contract=contract,
+        )  # fmt: skip
+        assert result.error is None, result.error
+
+    async def open_complaints(self, contract: str = "H1234", n: int = 1) -> list[Complaint]:
+        async with self.db.transaction() as session:
+            found = (
+                await session.scalars(
+                    select(Complaint)
+                    .where(
+                        Complaint.contract == contract,
+                        Complaint.cms_resolution_date.is_(None),
+                        Complaint.resolution_state == ResolutionState.NONE,
+                    )
+                    .order_by(Complaint.received_date.desc(), Complaint.complaint_id)
+                    .limit(n)
+                )
+            ).all()
+        assert len(found) == n
+        return list(found)
+
+    async def resolve(
+        self, complaint: Complaint, summary: str = CANARY, key: str | None = None
+    ) -> UUID:
+        async with self.db.transaction() as session:
+            written = await write_resolution(
+                session, self.member.principal, complaint_pk=complaint.id,
+                data=ResolutionInput(
+                    resolution_date=utcnow().date(), summary=summary,
+                    casework_notes=f"{CANARY} notes", complainant_satisfied="Y",
+                ),
+                idempotency_header=key,
+            )  # fmt: skip
+            return written.resolution.id
+
+    async def upload(self, contract: str = "H1234", attempt: int = 1) -> uploads.UploadOutcome:
+        return await uploads.upload_pending(
+            self.db, self.clients, tenant_id=self.member.tenant_id, key_id=self.key.id,
+            contract=contract, attempt=attempt,
+        )  # fmt: skip
+
+    async def resolution(self, ident: UUID) -> Resolution:
+        async with self.db.transaction() as session:
+            found = await session.get(Resolution, ident)
+            assert found is not None
+            return found
+
+    async def complaint(self, ident: UUID) -> Complaint:
+        async with self.db.transaction() as session:
+            found = await session.get(Complaint, ident)
+            assert found is not None
+            return found
+
+    def uploaded_ids(self) -> list[str]:
+        return [row["COMPLAINT_ID"] for upload in self.sim.state.uploads for row in upload.rows]
+
+
+@pytest.fixture
+async def world(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator[World]:
+    db = Database(engine, ArqQueue(redis), crypto=crypto)
+    state = SimState(environment="sandbox", seed=11, history_days=10)
+    state.contracts["H1234"] = ContractPlan(daily_min=2, daily_max=3)
+    state.contracts["S5678"] = ContractPlan(daily_min=1, daily_max=2)
+    async with running_simulator(state) as sim:
+        client = CtmClient(CtmEnvironment.SANDBOX, base_url=sim.url, retry=FAST)
+        try:
+            member, key, sim_key = await onboard(db, sim, "resol")
+            world = World(db, sim, {CtmEnvironment.SANDBOX: client}, member, key, sim_key)
+            await world.sync("H1234")
+            yield world
+        finally:
+            await client.aclose()
+            await delete_all_rows(engine)
+
+
+async def events(db: Database, type_: str) -> list[Event]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(Event).where(Event.type == type_))).all())
+
+
+class TestRoundTrips:
+    async def test_accepted_resolution_resolves_the_complaint(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        outcome = await world.upload()
+        assert (outcome.files, outcome.accepted, outcome.rejected) == (1, 1, 0)
+        resolution = await world.resolution(ident)
+        assert resolution.state is ResolutionState.ACCEPTED
+        assert resolution.decided_at is not None
+        assert (await world.complaint(complaint.id)).resolution_state is ResolutionState.ACCEPTED
+        [upload] = world.sim.state.uploads
+        assert upload.accepted == [complaint.complaint_id]
+        assert upload.rows[0]["RESOLUTION_SUMMARY"] == CANARY
+        assert upload.rows[0]["COMPLAINANT_SATISFIED"] == "Y"
+        [event] = await events(world.db, "resolution.accepted")
+        assert event.payload["complaint_id"] == complaint.complaint_id
+        assert event.payload["contract"] == "H1234"
+        assert CANARY not in str(event.payload)
+        # The next download shows CMS's resolution date; the status stays "accepted".
+        await world.sync("H1234")
+        synced = await world.complaint(complaint.id)
+        assert synced.cms_resolution_date == utcnow().date()
+        assert synced.resolution_state is ResolutionState.ACCEPTED
+
+    async def test_unknown_complaint_is_rejected_with_cms_reasons(self, world: World) -> None:
+        async with world.db.transaction() as session:
+            ghost = await make_complaint(
+                session, world.member.tenant_id, complaint_id="CTM-NOT-AT-CMS",
+                api_key_id=world.key.id, received=utcnow().date() - timedelta(days=2),
+            )  # fmt: skip
+        ident = await world.resolve(ghost)
+        outcome = await world.upload()
+        assert (outcome.accepted, outcome.rejected) == (0, 1)
+        resolution = await world.resolution(ident)
+        assert resolution.state is ResolutionState.REJECTED
+        assert resolution.cms_errors == ["complaint CTM-NOT-AT-CMS is not a complaint of H1234"]
+        assert (await world.complaint(ghost.id)).resolution_state is ResolutionState.REJECTED
+        [event] = await events(world.db, "resolution.rejected")
+        assert event.payload["errors"] == resolution.cms_errors
+        assert CANARY not in str(event.payload)
+
+    async def test_rejected_for_contract_then_fixed_and_resubmitted(self, world: World) -> None:
+        await world.sync("S5678")
+        [complaint] = await world.open_complaints("S5678")
+        world.sim.state.get_key(world.sim_key.key_id).contracts.discard("S5678")
+        rejected_id = await world.resolve(complaint, summary="first try")
+        assert (await world.upload("S5678")).rejected == 1
+        rejected = await world.resolution(rejected_id)
+        assert rejected.cms_errors == ["contract S5678 is not covered by this key"]
+        # CMS fixes the key's access; the caseworker resubmits.
+        world.sim.state.get_key(world.sim_key.key_id).contracts.add("S5678")
+        fixed_id = await world.resolve(complaint, summary="second try")
+        assert (await world.upload("S5678")).accepted == 1
+        assert (await world.resolution(fixed_id)).state is ResolutionState.ACCEPTED
+        assert (await world.resolution(rejected_id)).state is ResolutionState.REJECTED, "history"
+        assert world.uploaded_ids() == [complaint.complaint_id, complaint.complaint_id]
+
+
+class TestExactlyOnce:
+    async def test_upload_run_twice_or_racing_uploads_once(self, world: World) -> None:
+        complaints = await world.open_complaints(n=3)
+        for complaint in complaints:
+            await world.resolve(complaint)
+        racing = await asyncio.gather(world.upload(), world.upload())
+        again = await world.upload()
+        assert sum(o.accepted for o in racing) == 3
+        assert again.files == 0
+        assert sorted(world.uploaded_ids()) == sorted(c.complaint_id for c in complaints)
+
+    async def test_dead_workers_batch_is_requeued_after_the_timeout(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        # A worker claims the batch and dies before sending it.
+        claim = await uploads._claim(
+            world.db, world.member.tenant_id, world.key.id, "H1234", uploads.UploadPolicy()
+        )
+        assert claim is not None
+        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
+        assert (await world.upload()).files == 0, "another worker does not take a claimed row"
+        async with world.db.transaction() as session:
+            assert await uploads.requeue_stale(session) == 0, "not stale yet"
+            later = utcnow() + timedelta(minutes=16)
+            assert await uploads.requeue_stale(session, now=later) == 1
+        requeued = await world.resolution(ident)
+        assert requeued.state is ResolutionState.QUEUED
+        assert requeued.note is not None
+        assert "did not finish" in requeued.note
+        assert (await world.complaint(complaint.id)).resolution_state is ResolutionState.QUEUED
+        assert (await world.upload()).accepted == 1
+        assert world.uploaded_ids() == [complaint.complaint_id]
+
+
+class TestCmsFaults:
+    async def test_refused_key_needs_replacement_and_rows_wait_in_the_queue(
+        self, world: World
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.rotate(world.sim_key.key_id)
+        world.sim.state.expire_tokens()
+        outcome = await world.upload()
+        assert outcome.retry_in is None
+        assert outcome.error is not None
+        async with world.db.transaction() as session:
+            key = await session.get(ApiKey, world.key.id)
+            assert key is not None
+            assert key.status is KeyStatus.NEEDS_REPLACEMENT
+        resolution = await world.resolution(ident)
+        assert resolution.state is ResolutionState.QUEUED
+        assert resolution.note is not None
+        assert resolution.note.startswith("upload failed")
+        assert world.sim.state.uploads == []
+
+    async def test_contract_refused_marks_access_lost(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.faults.script.append(("upload", "403"))
+        outcome = await world.upload()
+        assert outcome.retry_in is None
+        async with world.db.transaction() as session:
+            links = (
+                await session.scalars(
+                    select(ApiKeyContract).where(ApiKeyContract.api_key_id == world.key.id)
+                )
+            ).all()
+            assert [link.access_lost_at is not None for link in links].count(True) == 1
+        assert (await world.resolution(ident)).state is ResolutionState.QUEUED
+        assert len(await events(world.db, "key.access_lost")) == 1
+
+    async def test_rate_limit_requeues_and_asks_to_retry_later(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.faults.rate_429 = 1.0
+        world.sim.state.faults.retry_after = 7
+        outcome = await world.upload()
+        assert outcome.retry_in is not None
+        assert outcome.retry_in >= 1
+        assert (await world.resolution(ident)).state is ResolutionState.QUEUED
+        world.sim.state.faults.rate_429 = 0.0
+        assert (await world.upload(attempt=2)).accepted == 1
+
+
+class TestWorker:
+    async def test_job_after_commit_and_cron_through_arq(
+        self, world: World, redis: Any, settings: Settings
+    ) -> None:
+        complaints = await world.open_complaints(n=2)
+        await world.resolve(complaints[0])  # enqueues resolutions.upload after commit
+        worker = create_worker(
+            settings, database=world.db, redis_pool=redis, ctm_clients=world.clients, burst=True
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert world.uploaded_ids() == [complaints[0].complaint_id]
+        # The cron finds what is still queued (here: one written without its job).
+        async with world.db.transaction() as session:
+            await write_resolution(
+                session, world.member.principal, complaint_pk=complaints[1].id,
+                data=ResolutionInput(resolution_date=utcnow().date(), summary=CANARY),
+            )  # fmt: skip
+            session.info.pop("hub.jobs.pending", None)  # as if Redis lost the job
+        async with world.db.transaction() as session:
+            assert await uploads.schedule_uploads(session) == 1
+        async with world.db.transaction() as session:
+            assert await uploads.schedule_uploads(session) == 1, "job ids make repeats no-ops"
+        worker = create_worker(
+            settings, database=world.db, redis_pool=redis, ctm_clients=world.clients, burst=True
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert sorted(world.uploaded_ids()) == sorted(c.complaint_id for c in complaints)
+        assert len(world.sim.state.uploads) == 2
+
+
+class TestNoPhiLeaks:
+    async def test_canary_summary_never_reaches_events_or_logs(
+        self, world: World, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        complaints = await world.open_complaints(n=2)
+        with structlog.testing.capture_logs() as logs:
+            await world.resolve(complaints[0])
+            world.sim.state.faults.script.append(("upload", "500"))
+            world.sim.state.faults.rate_500 = 1.0
+            await world.upload()  # fails, re-queued, logged
+            world.sim.state.faults.rate_500 = 0.0
+            await world.upload()
+            async with world.db.transaction() as session:
+                ghost = await make_complaint(
+                    session, world.member.tenant_id, complaint_id="CTM-GHOST",
+                    api_key_id=world.key.id,
+                )  # fmt: skip
+            await world.resolve(ghost)
+            await world.upload()
+        assert logs, "the failure was logged"
+        assert CANARY not in repr(logs)
+        captured = capfd.readouterr()
+        assert CANARY not in captured.out + captured.err
+        async with world.db.transaction() as session:
+            payloads = [e.payload for e in await session.scalars(select(Event))]
+        assert any(p.get("complaint_id") == "CTM-GHOST" for p in payloads)
+        assert CANARY not in repr(payloads)
