@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts import rules as alert_rules
 from hub.audit import service as audit
 from hub.core import jobs
 from hub.core.crypto import CryptoError
@@ -418,6 +419,7 @@ async def disable_endpoint(
         details={"reason": reason[:200]},
     )
     await raise_endpoint_disabled_alert(session, endpoint, reason=reason, now=now)
+    await alert_rules.on_endpoint_disabled(session, endpoint, reason=reason, now=now)
 
 
 async def raise_endpoint_disabled_alert(
