@@ -210,6 +210,12 @@ async def write_resolution(
         idempotency_key=key, submitted_by=actor.user_id,
         api_key_id=uploader or complaint.api_key_id,
     )  # fmt: skip
+    if uploader is None:
+        where = f"{environment.value} " if environment is not None else ""
+        resolution.note = (
+            f"no active {where}key serves contract {complaint.contract}: "
+            "the resolution waits in the queue until one does"
+        )
     resolution.summary = cipher.seal(valid.summary, field=SUMMARY_FIELD, row=resolution.id)
     if valid.casework_notes is not None:
         resolution.casework_notes = cipher.seal(

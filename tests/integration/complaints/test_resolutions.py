@@ -242,3 +242,18 @@ class TestWrite:
         await session.commit()
         response = await post(client, staff.caseworker, closed, body())
         assert response.status_code == 409
+
+    async def test_without_a_serving_key_it_waits_in_the_queue(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        queue: RecordingQueue,
+    ) -> None:
+        keyless = await make_complaint(session, staff.caseworker.tenant_id, contract="S5678")
+        await session.commit()
+        response = await post(client, staff.caseworker, keyless, body())
+        assert response.status_code == 201
+        assert response.json()["state"] == "queued"
+        assert "no active key serves contract S5678" in response.json()["note"]
+        assert "resolutions.upload" not in queue.functions()
