@@ -119,6 +119,11 @@ class SimState:
     def __post_init__(self) -> None:
         self._rng.seed(self.seed)
 
+    def replace_with(self, other: SimState) -> None:
+        """Become `other` in place: a running simulator serves this object, so tests can
+        give each test a fresh state without restarting the server."""
+        self.__dict__.update(other.__dict__)
+
     def reseed(self, seed: int) -> None:
         """Another seed: other complaints, other fault draws."""
         self.seed = seed

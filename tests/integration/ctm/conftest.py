@@ -36,12 +36,19 @@ class Clock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+async def sim_server() -> AsyncIterator[RunningSimulator]:
+    async with running_simulator(SimState()) as running:
+        yield running
+
+
 @pytest.fixture
-async def sim() -> AsyncIterator[RunningSimulator]:
+def sim(sim_server: RunningSimulator) -> RunningSimulator:
+    """The session's simulator with a fresh state for this test."""
     state = SimState(seed=11, start_day=TODAY, history_days=30)
     state.contracts["H1234"] = ContractPlan(daily_min=1, daily_max=3)
-    async with running_simulator(state) as running:
-        yield running
+    sim_server.state.replace_with(state)
+    return sim_server
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def test_hub_demo_serves_the_simulator_beside_the_api(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=30)
         assert f"CTM simulator (sandbox, HUB_CTM_SANDBOX_URL): {sim_url}" in output
-        assert process.returncode == 0
+        assert process.returncode == 0, output[-3000:]
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
