@@ -246,15 +246,6 @@ class SimState:
                     yield self._with_resolution(complaint)
             day += timedelta(days=1)
 
-    def find_complaint(self, contract: str, complaint_id: str) -> Complaint | None:
-        today = self.today()
-        for complaint in self.complaints(
-            contract, today - timedelta(days=self.history_days), today
-        ):
-            if complaint.complaint_id == complaint_id:
-                return complaint
-        return None
-
     def _with_resolution(self, complaint: Complaint) -> Complaint:
         resolution = self.resolutions.get((complaint.contract_id, complaint.complaint_id))
         if resolution is None:
