@@ -102,7 +102,9 @@ class _Api:
             key is None
             or key.status != "active"
             or key.environment != self.state.environment
-            or not secrets.compare_digest(str(body.get(modeled.TOKEN_KEY_SECRET, "")), key.secret)
+            or not secrets.compare_digest(
+                str(body.get(modeled.TOKEN_KEY_SECRET, "")).encode(), key.secret.encode()
+            )
             or body.get(modeled.TOKEN_USER_NAME) != key.hpms_user
             or body.get(modeled.TOKEN_SCOPES) != self.state.scope
         )

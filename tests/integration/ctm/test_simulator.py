@@ -106,8 +106,9 @@ class TestAdminApi:
         assert [k["status"] for k in listed] == ["rotated", "deactivated"]
         assert "secret" not in json.dumps(listed)
 
-    async def test_wrong_user_or_scope_is_403(self, sim: RunningSimulator) -> None:
+    async def test_wrong_user_scope_or_secret_is_403(self, sim: RunningSimulator) -> None:
         sim.state.add_key(hpms_user="RP01", contracts={"H1234"}, key_id="k", secret="s")
+        assert await token_status(sim, "k", "sécret ✓") == 403  # non-ASCII: still a 403
         assert await token_status(sim, "k", "s", user="SOMEONE") == 403
         sim.state.scope = "other"
         assert await token_status(sim, "k", "s") == 403
