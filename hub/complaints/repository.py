@@ -25,9 +25,14 @@ def complaints(tenant_id: TenantID) -> Select[Complaint]:
 
 
 async def get_complaint(
-    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID
+    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID, *, lock: bool = False
 ) -> Complaint:
-    complaint = await session.scalar(complaints(tenant_id).where(Complaint.id == complaint_pk))
+    """The complaint; with `lock`, held for this transaction (PostgreSQL) so that two
+    concurrent resolutions of one complaint serialise and the second sees the first."""
+    statement = complaints(tenant_id).where(Complaint.id == complaint_pk)
+    if lock:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    complaint = await session.scalar(statement)
     if complaint is None:
         raise NotFound("complaint", complaint_pk)
     return complaint

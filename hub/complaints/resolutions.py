@@ -193,7 +193,7 @@ async def write_resolution(
     """Validate, seal and queue a resolution of an open complaint; enqueue its upload after
     commit. The same idempotency key with the same request returns the first resolution."""
     tenant_id = actor.tenant
-    complaint = await repository.get_complaint(session, tenant_id, complaint_pk)
+    complaint = await repository.get_complaint(session, tenant_id, complaint_pk, lock=True)
     valid = _validate(data, complaint, today or utcnow().date())
     key = _idempotency_key(idempotency_header, idempotency_body)
     cipher = await crypto.cipher_for(session, tenant_id)

@@ -20,6 +20,7 @@ from uuid import UUID
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import (
@@ -191,11 +192,20 @@ async def _build_claim(
     )  # fmt: skip
 
 
+def _verdict(
+    item: _Item, accepted: set[str], refused: Mapping[str, list[str]]
+) -> tuple[ResolutionState, list[str] | None]:
+    if item.complaint_id in accepted and item.complaint_id not in refused:
+        return ResolutionState.ACCEPTED, None
+    return ResolutionState.REJECTED, list(refused.get(item.complaint_id) or [NOT_IN_ANSWER])
+
+
 async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[int, int]:
     """Record CMS's verdict per complaint; rows the sweep took back meanwhile are skipped."""
     accepted = set(result.accepted)
     refused = {r.complaint_id: r.errors for r in result.rejected} | claim.local_problems
-    counts = [0, 0]
+    decided: dict[ResolutionState, list[UUID]] = defaultdict(list)
+    events: list[tuple[str, dict[str, Any]]] = []
     async with db.transaction() as session:
         now = utcnow()
         mine = {
@@ -207,33 +217,27 @@ async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[in
                 )
             )
         }
-        events: list[tuple[str, dict[str, Any]]] = []
         for item in claim.items:
             resolution = mine.get(item.resolution_id)
             if resolution is None:
                 continue
+            state, errors = _verdict(item, accepted, refused)
+            resolution.state, resolution.cms_errors = state, errors
             resolution.decided_at = resolution.updated_at = now
-            common = {
+            decided[state].append(item.complaint_pk)
+            payload: dict[str, Any] = {
                 "complaint_id": item.complaint_id, "contract": item.contract,
                 "resolution_id": str(item.resolution_id),
             }  # fmt: skip
-            if item.complaint_id in accepted and item.complaint_id not in refused:
-                resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
-                events.append(("resolution.accepted", common | {"accepted_at": now.isoformat()}))
-                counts[0] += 1
+            if errors is None:
+                events.append(("resolution.accepted", payload | {"accepted_at": now.isoformat()}))
             else:
-                errors = refused.get(item.complaint_id) or [NOT_IN_ANSWER]
-                resolution.state, resolution.cms_errors = ResolutionState.REJECTED, errors
-                events.append(
-                    (
-                        "resolution.rejected",
-                        common | {"errors": errors, "reason": "; ".join(errors)},
-                    )
-                )
-                counts[1] += 1
-            await _set_complaints(session, [item.complaint_pk], resolution.state)
+                payload |= {"errors": errors, "reason": "; ".join(errors)}
+                events.append(("resolution.rejected", payload))
+        for state, pks in decided.items():
+            await _set_complaints(session, pks, state)
         record_events(session, claim.tenant_id, events, occurred_at=now)
-    return counts[0], counts[1]
+    return len(decided[ResolutionState.ACCEPTED]), len(decided[ResolutionState.REJECTED])
 
 
 def _retry_in(error: Exception, attempt: int) -> float | None:
@@ -390,7 +394,18 @@ async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None
     serving key, contract) with queued resolutions; returns how many jobs."""
     await requeue_stale(session, policy=policy)
     queued = (
-        await session.scalars(select(Resolution).where(Resolution.state == ResolutionState.QUEUED))
+        await session.scalars(
+            select(Resolution)
+            .options(
+                load_only(
+                    Resolution.tenant_id,
+                    Resolution.contract,
+                    Resolution.api_key_id,
+                    Resolution.state,
+                )
+            )
+            .where(Resolution.state == ResolutionState.QUEUED)
+        )
     ).all()
     await _retarget(session, queued)
     pairs = {(r.tenant_id, r.api_key_id, r.contract) for r in queued if r.api_key_id is not None}

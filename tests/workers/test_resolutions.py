@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.complaints import uploads
@@ -22,6 +22,7 @@ from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import ResolutionInput, write_resolution
 from hub.core.crypto import Crypto
 from hub.core.db import Database, utcnow
+from hub.core.errors import Conflict
 from hub.core.jobs import ArqQueue
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.simulator.data import ContractPlan
@@ -200,6 +201,24 @@ class TestExactlyOnce:
         assert sum(o.accepted for o in racing) == 3
         assert again.files == 0
         assert sorted(world.uploaded_ids()) == sorted(c.complaint_id for c in complaints)
+
+    async def test_two_racing_writes_for_one_complaint_queue_one(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        results = await asyncio.gather(
+            world.resolve(complaint, key="writer-1"),
+            world.resolve(complaint, summary="other", key="writer-2"),
+            return_exceptions=True,
+        )
+        written = [r for r in results if isinstance(r, UUID)]
+        refused = [r for r in results if isinstance(r, Conflict)]
+        assert (len(written), len(refused)) == (1, 1), results
+        async with world.db.transaction() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Resolution)
+                .where(Resolution.complaint_pk == complaint.id)
+            )
+        assert count == 1
 
     async def test_dead_workers_batch_is_requeued_after_the_timeout(self, world: World) -> None:
         [complaint] = await world.open_complaints()
