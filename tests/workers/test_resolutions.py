@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.app import create_app
 from hub.complaints import uploads
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import ResolutionInput, write_resolution
@@ -34,7 +35,7 @@ from hub.settings import Settings
 from hub.syncs import service as syncs
 from tests.conftest import delete_all_rows
 from tests.integration.complaints.support import make_complaint
-from tests.support import Member
+from tests.support import Member, app_client
 from tests.workers.test_syncs import FAST, onboard
 from workers.settings import create_worker
 
@@ -327,6 +328,32 @@ class TestWorker:
             await worker.close()
         assert sorted(world.uploaded_ids()) == sorted(c.complaint_id for c in complaints)
         assert len(world.sim.state.uploads) == 2
+
+
+class TestSyncedDueDates:
+    async def test_each_issue_level_from_the_simulator_through_the_api(
+        self, world: World, settings: Settings, redis: Any
+    ) -> None:
+        today = utcnow().date()
+        expected: dict[str, tuple[str, date]] = {}
+        for c in world.sim.state.complaints("H1234", today - timedelta(days=90), today):
+            assigned = datetime.strptime(c.cells["ASSIGNMENT_DATE"], "%m/%d/%Y").date()
+            days = 2 if c.cells["ISSUE_LEVEL"] == "Immediate Need" else 7
+            expected[c.complaint_id] = (c.cells["ISSUE_LEVEL"], assigned + timedelta(days=days))
+        async with app_client(create_app(settings, database=world.db, redis=redis)) as client:
+            response = await client.get(
+                "/api/v1/complaints", params={"contract": "H1234", "limit": 500},
+                headers=world.member.headers,
+            )  # fmt: skip
+        assert response.status_code == 200
+        listed = response.json()
+        assert {c["complaint_id"] for c in listed} == set(expected)
+        for c in listed:
+            level, due = expected[c["complaint_id"]]
+            assert (c["issue_level"], c["due_date"], c["due_basis"]) == (
+                level, due.isoformat(), "assignment",
+            )  # fmt: skip
+        assert {c["issue_level"] for c in listed} == {"Standard", "Urgent", "Immediate Need"}
 
 
 class TestNoPhiLeaks:
