@@ -48,20 +48,21 @@ async def sweep_outbox(ctx: WorkerContext) -> int:
 
 
 async def dispatch_events(ctx: WorkerContext, event_ids: str) -> int:
-    """Dispatch a batch of events (comma-separated ids), each in its own transaction. A
-    failure is recorded on its event and left to the sweeper; the others go on."""
-    dispatched = 0
-    for raw in event_ids.split(","):
-        ident = UUID(raw)
-        try:
-            async with ctx["db"].transaction() as session:
-                dispatched += await service.dispatch(session, ident, ctx["bus"])
-        except Exception as error:
-            async with ctx["db"].transaction() as session:
-                await service.record_failure(session, ident, error)
+    """Dispatch a batch of events (comma-separated ids) in one transaction, each inside a
+    savepoint: a failing event is recorded and left to the sweeper, the others go on."""
+    dispatched, failed = 0, []
+    async with ctx["db"].transaction() as session:
+        for raw in event_ids.split(","):
+            try:
+                async with session.begin_nested():
+                    dispatched += await service.dispatch(session, UUID(raw), ctx["bus"])
+            except Exception as error:
+                failed.append((UUID(raw), error))
+        for ident, fault in failed:
+            await service.record_failure(session, ident, fault)
             log.warning(
                 "event dispatch failed; the sweeper retries it",
-                event_id=raw,
-                error_class=type(error).__name__,
+                event_id=str(ident),
+                error_class=type(fault).__name__,
             )
     return dispatched

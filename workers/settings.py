@@ -175,6 +175,12 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
         await ctx["db"].dispose()
 
 
+def _on_sqlite(settings: Settings, database: Database | None) -> bool:
+    if database is not None:
+        return database.engine.dialect.name == "sqlite"
+    return settings.effective_database_url.startswith("sqlite")
+
+
 def create_worker(
     settings: Settings,
     *,
@@ -198,7 +204,9 @@ def create_worker(
         "redis_pool": redis_pool,
         "burst": burst,
         "handle_signals": not burst,
-        "max_jobs": 20,
+        # SQLite has one writer: the embedded default runs one job at a time rather than
+        # have jobs queue on its write lock (and time out behind a long sync).
+        "max_jobs": 1 if _on_sqlite(settings, database) else 20,
         "job_timeout": 300,
         "poll_delay": 0.1,
         "keep_result": 60,

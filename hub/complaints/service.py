@@ -12,10 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, insert, select, update
+from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, ComplaintChange, DueBasis, ResolutionState
@@ -23,7 +24,7 @@ from hub.core.crypto import TenantCipher
 from hub.core.ids import TenantID, uuid7
 from hub.ctm.layouts import PHI_COLUMNS
 from hub.ctm.parser import ComplaintRecord
-from hub.events.service import record_events
+from hub.events.service import insert_events
 
 PHI_FIELD = "complaints.phi"
 BENE_FIELD = "complaints.bene_identifier"
@@ -192,20 +193,42 @@ async def ingest_batch(
         return result
     prepared = [_prepare(cipher, r) for r in records]
     contract = records[0].contract_id
-    stored = {
+    mine = (Complaint.tenant_id == tenant_id, Complaint.contract == contract)
+    # The hashes of the batch's complaints decide what to write; only the changed ones'
+    # typed columns are read back (to say which columns changed).
+    hashes = {
         row.complaint_id: row
         for row in await session.execute(
             select(
-                Complaint.id, Complaint.complaint_id, Complaint.content_hash,
-                Complaint.phi_hash, Complaint.fields, Complaint.issue_level,
-                Complaint.assignment_date, Complaint.cms_resolution_date,
+                Complaint.id, Complaint.complaint_id, Complaint.content_hash, Complaint.phi_hash
             ).where(
-                Complaint.tenant_id == tenant_id,
-                Complaint.contract == contract,
-                Complaint.complaint_id.in_([r.complaint_id for r in records]),
+                *mine, _among(session, Complaint.complaint_id, [r.complaint_id for r in records])
             )
         )
-    }  # fmt: skip
+    }
+    differing = [
+        p.record.complaint_id
+        for p in prepared
+        if p.record.complaint_id in hashes
+        and hashes[p.record.complaint_id].content_hash != p.content_hash
+    ]
+    stored = hashes
+    if differing:
+        stored = {
+            row.complaint_id: row
+            for row in await session.execute(
+                select(
+                    Complaint.id,
+                    Complaint.complaint_id,
+                    Complaint.content_hash,
+                    Complaint.phi_hash,
+                    Complaint.fields,
+                    Complaint.issue_level,
+                    Complaint.assignment_date,
+                    Complaint.cms_resolution_date,
+                ).where(*mine, _among(session, Complaint.complaint_id, differing))
+            )
+        } | {k: v for k, v in hashes.items() if k not in differing}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -236,7 +259,7 @@ async def ingest_batch(
                     "last_sync_run_id": sync_run_id, "created_at": now, "updated_at": now,
                 }
             )  # fmt: skip
-            changes.append(_change(tenant_id, ident, sync_run_id, "created", [], now))
+            # Its creation needs no history row: first_seen_at and last_sync_run_id say it.
             events.append(("complaint.created", summary))
         else:
             result.changed += 1
@@ -260,14 +283,42 @@ async def ingest_batch(
             )  # fmt: skip
             changes.append(_change(tenant_id, ident, sync_run_id, "updated", columns, now))
             events.append(("complaint.updated", summary | {"changed": columns}))
+    # Core statements, executemany: the ORM's per-object bookkeeping is most of the cost of
+    # a bulk write, and none of it is needed here.
     if inserts:
-        await session.execute(insert(Complaint), inserts)
-    if updates:
-        await session.execute(update(Complaint), updates)
+        await session.execute(insert(_COMPLAINTS), inserts)
+    for names, group in _by_columns(updates).items():
+        statement = (
+            update(_COMPLAINTS)
+            .where(_COMPLAINTS.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in names if c != "_id"})
+        )
+        await session.execute(statement, group)
     if changes:
-        await session.execute(insert(ComplaintChange), changes)
-    record_events(session, tenant_id, events, occurred_at=now)
+        await session.execute(insert(_CHANGES), changes)
+    await insert_events(session, tenant_id, events, occurred_at=now)
     return result
+
+
+_COMPLAINTS = cast("Table", Complaint.__table__)
+_CHANGES = cast("Table", ComplaintChange.__table__)
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Group update rows by the columns they set (executemany needs one shape)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        row = {("_id" if k == "id" else k): v for k, v in row.items()}
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return groups
+
+
+def _among(session: AsyncSession, column: Any, values: list[str]) -> Any:
+    """`column IN values`, written for PostgreSQL as `= ANY(<one array parameter>)`: 500
+    separate parameters make a generic plan that compares every row with every value."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return column == any_(cast_(values, ARRAY(String)))
+    return column.in_(values)
 
 
 def _change(

@@ -24,6 +24,7 @@ def uuid7() -> UUID:
     """
     global _last_ms, _counter
     now_ms = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")  # one system call per id
     if now_ms <= _last_ms:
         _counter += 1
         if _counter > 0xFFF:
@@ -32,8 +33,8 @@ def uuid7() -> UUID:
         now_ms = _last_ms
     else:
         _last_ms = now_ms
-        _counter = int.from_bytes(os.urandom(2), "big") & 0x7FF
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        _counter = (random_bits >> 64) & 0x7FF
+    rand_b = random_bits & ((1 << 62) - 1)
     value = (now_ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= _counter << 64

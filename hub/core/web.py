@@ -23,10 +23,13 @@ READINESS_TIMEOUT_SECONDS = 2.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-async def provide_session(state: State) -> AsyncIterator[AsyncSession]:
-    """One session per request: committed when the handler succeeds, rolled back otherwise."""
+async def provide_session(
+    state: State, request: Request[Any, Any, Any]
+) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed when the handler succeeds, rolled back otherwise.
+    GET requests read only (on SQLite they then never wait behind a writer)."""
     database: Database = state.db
-    async with database.transaction() as session:
+    async with database.transaction(read_only=request.method in {"GET", "HEAD"}) as session:
         yield session
 
 

@@ -6,17 +6,17 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
 from hub.core.db import utcnow
 from hub.core.errors import NotFound
-from hub.core.ids import TenantID
+from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,16 @@ def dispatch_many_job(event_ids: Sequence[UUID]) -> jobs.Job:
     return jobs.Job("events.dispatch_many", (ids,), job_id=f"events.dispatch_many:{event_ids[0]}")
 
 
+def _event_rows(
+    tenant_id: TenantID | None, items: Sequence[tuple[str, dict[str, Any]]], when: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {"id": uuid7(), "tenant_id": tenant_id, "type": t, "payload": p, "occurred_at": when,
+         "attempts": 0}
+        for t, p in items
+    ]  # fmt: skip
+
+
 def record_events(
     session: AsyncSession,
     tenant_id: TenantID | None,
@@ -82,14 +92,30 @@ def record_events(
     *,
     occurred_at: datetime | None = None,
 ) -> list[Event]:
-    """Many events in the caller's transaction, dispatched by one job after the commit (a
-    sync's thousands of `complaint.*` events must not cost thousands of Redis round trips)."""
-    when = occurred_at or utcnow()
-    events = [Event(tenant_id=tenant_id, type=t, payload=p, occurred_at=when) for t, p in items]
+    """Many events in the caller's transaction, dispatched by one job after the commit."""
+    events = [Event(**row) for row in _event_rows(tenant_id, items, occurred_at or utcnow())]
     if events:
         session.add_all(events)
         jobs.enqueue(session, dispatch_many_job([e.id for e in events]))
     return events
+
+
+async def insert_events(
+    session: AsyncSession,
+    tenant_id: TenantID | None,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    occurred_at: datetime | None = None,
+) -> list[UUID]:
+    """Like `record_events`, written with one executemany INSERT instead of ORM objects:
+    a sync's thousands of `complaint.*` events cost one statement and one Redis job."""
+    rows = _event_rows(tenant_id, items, occurred_at or utcnow())
+    if not rows:
+        return []
+    await session.execute(insert(cast("Table", Event.__table__)), rows)
+    ids = [row["id"] for row in rows]
+    jobs.enqueue(session, dispatch_many_job(ids))
+    return ids
 
 
 def envelope(event: Event, tenant_slug: str | None) -> dict[str, Any]:

@@ -22,16 +22,20 @@ if TYPE_CHECKING:
     from hub.core.crypto.cache import Crypto
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+READ_ONLY_OPTION = "hub_read_only"
 # Where each session carries the process's `Crypto` (hub.core.crypto reads it from here).
 CRYPTO_INFO_KEY = "hub.crypto"
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, a busy timeout, and `BEGIN IMMEDIATE` for every transaction.
+    """WAL, foreign keys, a busy timeout, and `BEGIN IMMEDIATE` for every transaction that
+    may write.
 
     Taking the write lock at BEGIN (not at the first write) means two writers queue on the
     busy timeout instead of one failing with SQLITE_BUSY when it upgrades a read snapshot;
-    it also serialises the per-tenant audit chain on SQLite for free.
+    it also serialises the per-tenant audit chain on SQLite for free. Read-only
+    transactions (`Database.transaction(read_only=True)`, GET requests) begin deferred: in
+    WAL mode they read a snapshot and never wait for a writer, such as a long sync.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -46,7 +50,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
@@ -110,13 +115,16 @@ class Database:
         return cls(create_engine(url), queue, crypto=crypto)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: commit on success, roll back on any error.
 
-        Jobs enqueued in it are sent only once the commit has succeeded.
+        Jobs enqueued in it are sent only once the commit has succeeded. `read_only` lets
+        it run beside a writer on SQLite (it must not write).
         """
         async with self.sessions() as session:
             try:
+                if read_only:
+                    await session.connection(execution_options={READ_ONLY_OPTION: True})
                 yield session
                 await session.commit()
             except BaseException:
@@ -125,7 +133,7 @@ class Database:
         await jobs.send_committed(session, self.queue)
 
     async def ping(self) -> None:
-        async with self.sessions() as session:
+        async with self.transaction(read_only=True) as session:
             await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
