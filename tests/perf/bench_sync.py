@@ -5,7 +5,7 @@
 Needs PostgreSQL: HUB_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1/postgres;
 a scratch database `ctmhub_bench` is created and dropped on that server).
 
-1. First sync of `--contracts` × `--rows` complaints, served from memory through the real
+1. First sync of `--contracts` x `--rows` complaints, served from memory through the real
    CTM client (token exchange, streamed download), parsed, PHI sealed, upserted with their
    events: complaints/s, and the ratio to a floor measured in the same run — plain
    `csv.reader` over the same bytes plus asyncpg `COPY` of the same rows into a bare table.
