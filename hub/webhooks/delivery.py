@@ -10,6 +10,7 @@ pending message whose lease runs out; the sweeper enqueues it again. The receive
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -19,7 +20,7 @@ from uuid import UUID
 
 import aiohttp
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
@@ -27,12 +28,12 @@ from hub.audit import service as audit
 from hub.core import jobs
 from hub.core.crypto import CryptoError
 from hub.core.db import utcnow
-from hub.core.ids import TenantID
+from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
 from hub.events.service import record_event
 from hub.settings import Settings
 from hub.tenants.models import Tenant
-from hub.webhooks import payloads, repository, sender, service, signing
+from hub.webhooks import payloads, sender, service, signing
 from hub.webhooks.guard import AddressPolicy
 from hub.webhooks.limits import Limiter
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -89,27 +90,31 @@ def contracts_named(payload: dict[str, Any]) -> set[str]:
     return found
 
 
-def matches(endpoint: WebhookEndpoint, event: Event) -> bool:
-    """Subscribed to the type, and about one of its contracts (events naming no contract,
+def matches(event_types: Sequence[str], contracts: Sequence[str], event: Event) -> bool:
+    """Subscribed to the type, and about one of the contracts (events naming no contract,
     such as `webhook.test`, pass the contract filter)."""
-    if not any(fnmatchcase(event.type, pattern) for pattern in endpoint.event_types):
+    if not any(fnmatchcase(event.type, pattern) for pattern in event_types):
         return False
-    if not endpoint.contracts:
+    if not contracts:
         return True
     named = contracts_named(event.payload)
-    return not named or not named.isdisjoint(endpoint.contracts)
+    return not named or not named.isdisjoint(contracts)
 
 
 async def fan_out(session: AsyncSession, event: Event) -> None:
     """The outbox handler for every event: one message per matching enabled endpoint.
 
-    Idempotent: an event dispatched twice finds its messages and makes none again."""
+    Idempotent: an event dispatched twice finds its messages and makes none again. Runs for
+    every event, so it reads columns and inserts rows without loading entities."""
     if event.tenant_id is None:
         return
     tenant = TenantID(event.tenant_id)
-    targets = [
-        e for e in await repository.list_enabled_endpoints(session, tenant) if matches(e, event)
-    ]
+    candidates = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types, WebhookEndpoint.contracts).where(
+            WebhookEndpoint.tenant_id == tenant, WebhookEndpoint.is_enabled.is_(True)
+        )
+    )
+    targets = [row.id for row in candidates if matches(row.event_types, row.contracts, event)]
     if not targets:
         return
     existing = set(
@@ -119,10 +124,26 @@ async def fan_out(session: AsyncSession, event: Event) -> None:
             )
         ).all()
     )
-    for endpoint in targets:
-        if endpoint.id not in existing:
-            add_message(session, endpoint, event)
-    await session.flush()
+    now = utcnow()
+    rows = [
+        {
+            "id": uuid7(),
+            "tenant_id": tenant,
+            "endpoint_id": endpoint_id,
+            "event_id": event.id,
+            "event_type": event.type,
+            "status": MessageStatus.PENDING,
+            "attempts": 0,
+            "schedule_start": 0,
+            "next_attempt_at": now,
+        }
+        for endpoint_id in targets
+        if endpoint_id not in existing
+    ]
+    if rows:
+        await session.execute(insert(WebhookMessage), rows)
+        for row in rows:
+            jobs.enqueue(session, deliver_job(row["id"]))
 
 
 def add_message(session: AsyncSession, endpoint: WebhookEndpoint, event: Event) -> WebhookMessage:
@@ -148,9 +169,12 @@ class Prepared:
 
     message_id: UUID
     endpoint_id: UUID
+    tenant_id: UUID
     url: str
     body: bytes
     headers: dict[str, str]
+    is_ordered: bool = False
+    was_failing: bool = False  # the endpoint had a run of failures when this was prepared
     refusal: str | None = None  # an error class: do not send at all
 
 
@@ -223,7 +247,12 @@ async def prepare(
     except BaseException:
         await limiter.release(endpoint.id, message.id)
         raise
-    message.next_attempt_at = now + policy.lease
+    await session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id == message.id)
+        .values(next_attempt_at=now + policy.lease)
+        .execution_options(synchronize_session=False)
+    )
     return Step(prepared=prepared)
 
 
@@ -264,6 +293,9 @@ async def _sign(
     return Prepared(
         message_id=message.id,
         endpoint_id=endpoint.id,
+        tenant_id=message.tenant_id,
+        is_ordered=endpoint.is_ordered,
+        was_failing=endpoint.failing_since is not None,
         url=endpoint.url,
         body=body,
         headers=sender.headers_for(
@@ -289,6 +321,9 @@ async def record(
 ) -> float | None:
     """Write the attempt and decide what follows: seconds until the next try, or None."""
     now = now or utcnow()
+    if result.is_success:
+        await _record_success(session, prepared, result, now=now)
+        return None
     message = await session.scalar(
         _for_update(session, select(WebhookMessage).where(WebhookMessage.id == prepared.message_id))
     )
@@ -298,12 +333,51 @@ async def record(
     message.attempts += 1
     message.last_attempt_at = now
     session.add(_attempt(message, result))
-    if result.is_success:
-        _finish(message, MessageStatus.SUCCEEDED, None, delivered_at=now)
-        endpoint.failing_since = None
-        await _kick_next(session, endpoint, message)
-        return None
     return await _after_failure(session, message, endpoint, result, policy=policy, now=now)
+
+
+async def _record_success(
+    session: AsyncSession, prepared: Prepared, result: sender.SendResult, *, now: datetime
+) -> None:
+    """The common case in plain statements (no unit-of-work flush): the busiest path."""
+    number = await session.scalar(
+        update(WebhookMessage)
+        .where(WebhookMessage.id == prepared.message_id)
+        .values(
+            attempts=WebhookMessage.attempts + 1,
+            last_attempt_at=now,
+            status=MessageStatus.SUCCEEDED,
+            delivered_at=now,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        .returning(WebhookMessage.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if number is None:
+        return  # deleted while the request was in flight
+    await session.execute(
+        insert(WebhookAttempt).values(
+            tenant_id=prepared.tenant_id,
+            message_id=prepared.message_id,
+            endpoint_id=prepared.endpoint_id,
+            number=number,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            response_body=result.response_body,
+            error_class=None,
+            is_success=True,
+        )
+    )
+    if prepared.was_failing:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == prepared.endpoint_id)
+            .values(failing_since=None)
+            .execution_options(synchronize_session=False)
+        )
+    if prepared.is_ordered:
+        await _kick_next(session, prepared.endpoint_id, prepared.message_id, number)
 
 
 def _attempt(message: WebhookMessage, result: sender.SendResult) -> WebhookAttempt:
@@ -359,7 +433,8 @@ async def _after_failure(
     position = message.attempts - message.schedule_start
     if position >= len(policy.retry_delays):
         _finish(message, MessageStatus.FAILED, error)
-        await _kick_next(session, endpoint, message)
+        if endpoint.is_ordered:
+            await _kick_next(session, endpoint.id, message.id, message.attempts)
         return None
     delay = float(policy.retry_delays[position])
     if result.retry_after is not None:
@@ -370,25 +445,21 @@ async def _after_failure(
 
 
 async def _kick_next(
-    session: AsyncSession, endpoint: WebhookEndpoint, message: WebhookMessage
+    session: AsyncSession, endpoint_id: UUID, message_id: UUID, attempts: int
 ) -> None:
     """On an ordered endpoint, enqueue the message that waited for this one."""
-    if not endpoint.is_ordered:
-        return
     following = await session.scalar(
         select(WebhookMessage.id)
         .where(
-            WebhookMessage.endpoint_id == endpoint.id,
+            WebhookMessage.endpoint_id == endpoint_id,
             WebhookMessage.status == MessageStatus.PENDING,
-            WebhookMessage.id != message.id,
+            WebhookMessage.id != message_id,
         )
         .order_by(WebhookMessage.event_id)
         .limit(1)
     )
     if following is not None:
-        jobs.enqueue(
-            session, deliver_job(following, cause=f"after:{message.id}:{message.attempts}")
-        )
+        jobs.enqueue(session, deliver_job(following, cause=f"after:{message_id}:{attempts}"))
 
 
 # Disabling ------------------------------------------------------------------------------
