@@ -394,17 +394,9 @@ def _attempt(message: WebhookMessage, result: sender.SendResult) -> WebhookAttem
     )
 
 
-def _finish(
-    message: WebhookMessage,
-    status: MessageStatus,
-    error: str | None,
-    *,
-    delivered_at: datetime | None = None,
-) -> None:
+def _finish(message: WebhookMessage, status: MessageStatus, error: str | None) -> None:
     message.status, message.last_error = status, error
     message.next_attempt_at = None
-    if delivered_at is not None:
-        message.delivered_at = delivered_at
 
 
 async def _after_failure(

@@ -37,13 +37,6 @@ async def list_endpoints(session: AsyncSession, tenant_id: TenantID) -> Sequence
     return (await session.scalars(endpoints(tenant_id).order_by(WebhookEndpoint.id))).all()
 
 
-async def list_enabled_endpoints(
-    session: AsyncSession, tenant_id: TenantID
-) -> Sequence[WebhookEndpoint]:
-    statement = endpoints(tenant_id).where(WebhookEndpoint.is_enabled.is_(True))
-    return (await session.scalars(statement.order_by(WebhookEndpoint.id))).all()
-
-
 async def get_message(
     session: AsyncSession, tenant_id: TenantID, message_id: UUID
 ) -> WebhookMessage:
