@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, insert, select, update
+from sqlalchemy import ARRAY, Row, String, Table, bindparam, func, insert, select, update
 from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -117,30 +117,42 @@ def _same(value: str) -> str:
 class _Prepared:
     record: ComplaintRecord
     fields: dict[str, Any]
-    phi_json: str
+    phi: dict[str, Any]
     content_hash: str
     phi_hash: str
     bene_index: str | None
 
+    @property
+    def phi_json(self) -> str:
+        """The sealed document; built only for rows that are written."""
+        return _canonical(self.phi)
+
 
 def _prepare(cipher: TenantCipher, record: ComplaintRecord) -> _Prepared:
-    values = record.values
-    fields = {k: _plain(v) for k, v in values.items() if k not in PHI_COLUMNS and k not in _TYPED}
-    phi = {k: str(v) for k, v in values.items() if k in PHI_COLUMNS}
-    if record.unknown:
+    # The cells as written: non-PHI ones kept in the clear for filtering, PHI ones sealed.
+    cells, columns = record.cells, record.columns
+    fields: dict[str, Any] = {}
+    phi: dict[str, Any] = {}
+    for name, position in zip(columns.names, columns.positions, strict=True):
+        if name in PHI_COLUMNS:
+            phi[name] = cells[position]
+        elif name not in _TYPED:
+            fields[name] = cells[position]
+    unknown = _canonical(dict(record.unknown)) if record.unknown else ""
+    if unknown:
         # Unknown columns may hold anything, PHI included: they are kept, sealed.
-        phi["_unknown"] = dict(record.unknown)  # type: ignore[assignment]
-    phi_json = _canonical(phi)
-    everything = _canonical(
-        {k: _plain(v) for k, v in values.items()} | {"_unknown": dict(record.unknown)}
-    )
-    bene = str(values.get("BENE_IDENTIFIER") or "").strip()
+        phi["_unknown"] = dict(record.unknown)
+    # Change detection hashes the cells as read (in file order), not documents: a re-sync
+    # of unchanged rows builds no JSON at all.
+    everything = "\x1f".join(cells) + "\x1e" + unknown
+    phi_text = "\x1f".join(f"{k}\x1d{v}" for k, v in phi.items() if k != "_unknown") + unknown
+    bene = phi.get("BENE_IDENTIFIER", "").strip()
     return _Prepared(
         record=record,
         fields=fields,
-        phi_json=phi_json,
+        phi=phi,
         content_hash=cipher.blind_index(everything, field=CONTENT_FIELD, normalise=_same),
-        phi_hash=cipher.blind_index(phi_json, field=PHI_FIELD, normalise=_same),
+        phi_hash=cipher.blind_index(phi_text, field=PHI_FIELD, normalise=_same),
         bene_index=cipher.blind_index(bene, field=BENE_FIELD) if bene else None,
     )
 
@@ -193,42 +205,29 @@ async def ingest_batch(
         return result
     prepared = [_prepare(cipher, r) for r in records]
     contract = records[0].contract_id
-    mine = (Complaint.tenant_id == tenant_id, Complaint.contract == contract)
     # The hashes of the batch's complaints decide what to write; only the changed ones'
     # typed columns are read back (to say which columns changed).
     hashes = {
         row.complaint_id: row
-        for row in await session.execute(
-            select(
-                Complaint.id, Complaint.complaint_id, Complaint.content_hash, Complaint.phi_hash
-            ).where(
-                *mine, _among(session, Complaint.complaint_id, [r.complaint_id for r in records])
-            )
+        for row in await _stored(
+            session, tenant_id, contract, [r.complaint_id for r in records],
+            Complaint.content_hash, Complaint.phi_hash,
         )
-    }
+    }  # fmt: skip
     differing = [
         p.record.complaint_id
         for p in prepared
         if p.record.complaint_id in hashes
         and hashes[p.record.complaint_id].content_hash != p.content_hash
     ]
-    stored = hashes
+    stored = dict(hashes)
     if differing:
-        stored = {
-            row.complaint_id: row
-            for row in await session.execute(
-                select(
-                    Complaint.id,
-                    Complaint.complaint_id,
-                    Complaint.content_hash,
-                    Complaint.phi_hash,
-                    Complaint.fields,
-                    Complaint.issue_level,
-                    Complaint.assignment_date,
-                    Complaint.cms_resolution_date,
-                ).where(*mine, _among(session, Complaint.complaint_id, differing))
-            )
-        } | {k: v for k, v in hashes.items() if k not in differing}
+        details = await _stored(
+            session, tenant_id, contract, differing,
+            Complaint.content_hash, Complaint.phi_hash, Complaint.fields, Complaint.issue_level,
+            Complaint.assignment_date, Complaint.cms_resolution_date,
+        )  # fmt: skip
+        stored.update((row.complaint_id, row) for row in details)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -313,12 +312,25 @@ def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[s
     return groups
 
 
-def _among(session: AsyncSession, column: Any, values: list[str]) -> Any:
-    """`column IN values`, written for PostgreSQL as `= ANY(<one array parameter>)`: 500
-    separate parameters make a generic plan that compares every row with every value."""
+async def _stored(
+    session: AsyncSession, tenant_id: TenantID, contract: str, ids: list[str], *columns: Any
+) -> Sequence[Row[Any]]:
+    """Stored rows of one contract for these complaint ids. On PostgreSQL the ids come as
+    one array joined through `unnest`, so each is an index probe whatever the table's
+    statistics say (500 parameters in an IN list compare every row with every value)."""
+    wanted = (Complaint.id, Complaint.complaint_id, *columns)
+    mine = (Complaint.tenant_id == tenant_id, Complaint.contract == contract)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        return column == any_(cast_(values, ARRAY(String)))
-    return column.in_(values)
+        given = func.unnest(cast_(ids, ARRAY(String))).table_valued("cid").render_derived("given")
+        statement = (
+            select(*wanted)
+            .select_from(given)
+            .join(Complaint, Complaint.complaint_id == given.c.cid)
+            .where(*mine)
+        )
+    else:
+        statement = select(*wanted).where(*mine, Complaint.complaint_id.in_(ids))
+    return (await session.execute(statement)).all()
 
 
 def _change(
