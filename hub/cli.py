@@ -193,7 +193,7 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
         async def announce() -> None:
             click.echo(demo_data.banner(url, logins, sim_url))
 
-        simulator = build_server(demo_data.simulator_state(), host=sim_host, port=sim_port)
+        simulator = build_server(demo_data.simulator_state(logins), host=sim_host, port=sim_port)
         together = serve_together(
             settings, host=host, port=port, on_ready=announce,
             ctm_simulator=(simulator, sim_socket),

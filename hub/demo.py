@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from hub.tenants import service as tenants
 
 DEMO_SLUG = "demo"
 DEMO_CONTRACTS = ("H1234", "S5678")
+DEMO_HPMS_USER = "DEMORP01"
 # A new simulated day (new and updated complaints) every five minutes of demo.
 DEMO_SIM_DAY_SECONDS = 300.0
 DEMO_PEOPLE: tuple[tuple[str, str, Role], ...] = (
@@ -37,6 +39,9 @@ DEMO_PEOPLE: tuple[tuple[str, str, Role], ...] = (
 class DemoLogins:
     passwords: dict[str, str]
     api_token: str | None = None
+    # The demo RP's sandbox key as the simulator knows it (the simulator keeps no state
+    # between runs, so the demo registers it again at every start).
+    sandbox_key: dict[str, str] | None = None
 
 
 def _logins_file(data_dir: Path) -> Path:
@@ -48,7 +53,11 @@ def load_logins(data_dir: Path) -> DemoLogins:
     if not path.exists():
         return DemoLogins(passwords={})
     raw = json.loads(path.read_text())
-    return DemoLogins(passwords=dict(raw.get("passwords", {})), api_token=raw.get("api_token"))
+    return DemoLogins(
+        passwords=dict(raw.get("passwords", {})),
+        api_token=raw.get("api_token"),
+        sandbox_key=raw.get("sandbox_key"),
+    )
 
 
 def save_logins(data_dir: Path, logins: DemoLogins) -> None:
@@ -85,15 +94,55 @@ async def seed(session: AsyncSession, data_dir: Path) -> DemoLogins:
             name="demo",
         )
         logins.api_token = issued.plaintext
+    await _seed_sandbox_key(session, tenant_id, logins)
     return logins
 
 
-def simulator_state() -> SimState:
-    """The demo's CMS stand-in: the demo plan's contracts receive complaints every day.
-    Keys are registered through its admin API (`POST /_sim/keys`)."""
+async def _seed_sandbox_key(session: AsyncSession, tenant_id: TenantID, logins: DemoLogins) -> None:
+    """The RP's sandbox key for the demo contracts: what the worker syncs from the simulator."""
+    from hub.auth.principal import member_principal
+    from hub.keys import repository as keys_repository
+    from hub.keys import service as keys
+    from hub.keys.schemas import KeyCreate, TechnicalPoc
+
+    if logins.sandbox_key is not None and await keys_repository.list_keys(session, tenant_id):
+        return
+    rp = await auth.get_user_by_email(session, DEMO_PEOPLE[1][0])
+    membership = await auth_repository.find_member_by_user(session, tenant_id, rp.id)
+    assert membership is not None
+    principal = member_principal(
+        user_id=rp.id, email=rp.email, tenant_id=tenant_id,
+        role=membership.role, scopes=ROLE_SCOPES[membership.role],
+    )  # fmt: skip
+    present = await keys_repository.contracts_by_number(session, tenant_id, list(DEMO_CONTRACTS))
+    for number in DEMO_CONTRACTS:
+        if number not in present:
+            await keys.add_contract(session, principal, number=number)
+    key = {"key_id": f"DEMO-{secrets.token_hex(6).upper()}", "secret": secrets.token_urlsafe(24)}
+    await keys.create_key(
+        session, principal,
+        data=KeyCreate(
+            environment="sandbox", label="demo sandbox key", key_id=key["key_id"],
+            secret=key["secret"], hpms_user_id=DEMO_HPMS_USER,
+            technical_poc=TechnicalPoc("Riley Responsible", DEMO_PEOPLE[1][0]),
+            contracts=list(DEMO_CONTRACTS), verify=False,  # the simulator is not up yet
+        ),
+        verifier=None,
+    )  # fmt: skip
+    logins.sandbox_key = key
+
+
+def simulator_state(logins: DemoLogins | None = None) -> SimState:
+    """The demo's CMS stand-in: the demo plan's contracts receive complaints every day, and
+    the demo RP's sandbox key is registered. Other keys: its admin API (`POST /_sim/keys`)."""
     state = SimState(seed=2024, environment="sandbox", tick_seconds=DEMO_SIM_DAY_SECONDS)
     for contract in DEMO_CONTRACTS:
         state.contracts[contract] = ContractPlan(daily_min=1, daily_max=4)
+    if logins is not None and logins.sandbox_key is not None:
+        state.add_key(
+            hpms_user=DEMO_HPMS_USER, contracts=set(DEMO_CONTRACTS),
+            key_id=logins.sandbox_key["key_id"], secret=logins.sandbox_key["secret"],
+        )  # fmt: skip
     return state
 
 

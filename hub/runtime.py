@@ -116,7 +116,10 @@ async def serve_together(
     if ctm_simulator is not None:
         ctm_simulator[0].should_exit = True
     if arq_worker is not None:
-        await arq_worker.close()
+        # arq cancels the jobs still running (they are idempotent and run again later);
+        # the cancellation it re-raises is the shutdown we asked for, not a failure.
+        with contextlib.suppress(asyncio.CancelledError):
+            await arq_worker.close()
     stopper.cancel()
     if "worker" in tasks:
         tasks["worker"].cancel()

@@ -3,6 +3,7 @@ never meet, the CLI works on a running demo's data, and Ctrl-C leaves nothing be
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -84,14 +85,21 @@ class TestDemo:
         with running_demo(first) as (process, url), running_demo(second) as (other, other_url):
             ready = httpx.get(f"{url}/readyz").json()
             assert ready["checks"] == {"database": "ok", "redis": "ok"}
-            token = next(
-                line.split(": ", 1)[1].strip()
-                for line in (first / "demo-logins.json").read_text().splitlines()
-                if '"api_token"' in line
-            ).strip('"')
+            token = json.loads((first / "demo-logins.json").read_text())["api_token"]
             me = httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200
             assert me.json()["email"] == "admin@demo.example"
+            # The demo RP's sandbox key syncs from the simulator: complaints within a minute.
+            deadline, complaints = time.monotonic() + 60, []
+            while not complaints and time.monotonic() < deadline:
+                time.sleep(1)
+                listed = httpx.get(
+                    f"{url}/api/v1/complaints", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert listed.status_code == 200, listed.text
+                complaints = listed.json()
+            assert complaints, "no complaint arrived within a minute of start"
+            assert {c["contract"] for c in complaints} <= {"H1234", "S5678"}
             # The other demo has its own database: this token means nothing there.
             there = httpx.get(
                 f"{other_url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
