@@ -77,62 +77,24 @@ def functions() -> list[Function]:
 
 
 def crons(*, run_at_startup: bool) -> list[CronJob]:
-    # `unique`: with several worker replicas, each tick runs once.
+    def tick(coroutine: Callable[..., Awaitable[Any]], name: str, **when: Any) -> CronJob:
+        # `unique`: with several worker replicas, each tick runs once.
+        when.setdefault("run_at_startup", run_at_startup)
+        return cron(cast("Any", coroutine), name=name, unique=True, **when)
+
+    every_5_minutes, every_10_minutes = set(range(0, 60, 5)), set(range(0, 60, 10))
     return [
-        cron(
-            cast("Any", events.sweep_outbox),
-            name="events.sweep",
-            second=EVERY_30_SECONDS,
-            unique=True,
-            run_at_startup=run_at_startup,
+        tick(events.sweep_outbox, "events.sweep", second=EVERY_30_SECONDS),
+        tick(webhooks.sweep_messages, "webhooks.sweep", second=EVERY_30_SECONDS),
+        tick(syncs.schedule_syncs, "syncs.schedule", second=5),
+        tick(resolutions.schedule_uploads, "resolutions.schedule", second=35),
+        tick(keys.retire_key_versions, "keys.retire_versions", minute=every_10_minutes, second=15),
+        tick(alert_jobs.evaluate_alerts, "alerts.evaluate", minute=every_5_minutes, second=45),
+        tick(
+            alert_jobs.schedule_digests, "alerts.digest",
+            hour=alert_jobs.DIGEST_HOUR_UTC, minute=0, second=50, run_at_startup=False,
         ),
-        cron(
-            cast("Any", webhooks.sweep_messages),
-            name="webhooks.sweep",
-            second=EVERY_30_SECONDS,
-            unique=True,
-            run_at_startup=run_at_startup,
-        ),
-        cron(
-            cast("Any", syncs.schedule_syncs),
-            name="syncs.schedule",
-            second=5,
-            unique=True,
-            run_at_startup=run_at_startup,
-        ),
-        cron(
-            cast("Any", resolutions.schedule_uploads),
-            name="resolutions.schedule",
-            second=35,
-            unique=True,
-            run_at_startup=run_at_startup,
-        ),
-        cron(
-            cast("Any", keys.retire_key_versions),
-            name="keys.retire_versions",
-            minute=set(range(0, 60, 10)),
-            second=15,
-            unique=True,
-            run_at_startup=run_at_startup,
-        ),
-        cron(
-            cast("Any", alert_jobs.evaluate_alerts),
-            name="alerts.evaluate",
-            minute=set(range(0, 60, 5)),
-            second=45,
-            unique=True,
-            run_at_startup=run_at_startup,
-        ),
-        cron(
-            cast("Any", alert_jobs.schedule_digests),
-            name="alerts.digest",
-            hour=alert_jobs.DIGEST_HOUR_UTC,
-            minute=0,
-            second=50,
-            unique=True,
-            run_at_startup=False,
-        ),
-    ]
+    ]  # fmt: skip
 
 
 def _on_startup(
