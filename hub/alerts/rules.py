@@ -17,7 +17,7 @@ from one whose RP left); the cron only keeps them open while their condition hol
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from hub.core.db import utcnow
 from hub.core.ids import TenantID
 from hub.keys.models import ApiKey, Environment, KeyStatus
 from hub.syncs.models import SyncCursor
+from hub.tenants.models import Tenant, TenantStatus
 from hub.webhooks.models import WebhookEndpoint
 
 __all__ = ["AlertPolicy", "evaluate", "on_endpoint_disabled", "on_key_change", "on_sync_outcome"]
@@ -157,65 +158,59 @@ async def on_endpoint_disabled(
 async def evaluate(
     session: AsyncSession, *, now: datetime | None = None, policy: AlertPolicy | None = None
 ) -> Reconciled:
-    """Every rule over every tenant: raise what the time brought, resolve what cleared."""
+    """Every rule over every active tenant: raise what the time brought, resolve what
+    cleared. An offboarded tenant's alerts all resolve (nobody is left to act on them)."""
     now, policy = now or utcnow(), policy or AlertPolicy()
+    active = frozenset(
+        await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE))
+    )
+
+    def live(conditions: Iterable[Condition]) -> list[Condition]:
+        return [c for c in conditions if c.tenant_id in active]
+
+    keys = live(await _key_holding(session, now=now, policy=policy))
+    complaints = live(await complaint_conditions(session, now=now, policy=policy))
     result = Reconciled()
-    result.add(await _evaluate_keys(session, now=now, policy=policy))
-    result.add(await check_coverage(session, now=now))
-    result.add(
-        await _reconcile_kinds(
-            session,
+    for kinds, holding, may_raise, reason in (
+        (KEY_KINDS, keys, {c.dedupe_key for c in keys if c.kind in LEVEL_KEY_KINDS}, None),
+        ([AlertKind.CONTRACT_UNCOVERED], live(await coverage_conditions(session)), None, None),
+        (
             [AlertKind.SYNC_FAILING],
-            await sync_conditions(session, now=now, policy=policy),
-            now=now,
-        )
-    )
-    complaints = await complaint_conditions(session, now=now, policy=policy)
-    result.add(
-        await _reconcile_kinds(
-            session,
-            [AlertKind.COMPLAINT_OVERDUE],
-            complaints,
-            now=now,
-            reason="the complaint was resolved",
-        )
-    )
-    result.add(
-        await _reconcile_kinds(
-            session,
+            live(await sync_conditions(session, now=now, policy=policy)),
+            None,
+            None,
+        ),
+        ([AlertKind.COMPLAINT_OVERDUE], complaints, None, "the complaint was resolved"),
+        (
             [AlertKind.COMPLAINT_DUE_SOON],
             complaints,
-            now=now,
-            reason="the complaint was resolved, or its deadline passed (see complaint.overdue)",
+            None,
+            "the complaint was resolved, or its deadline passed (see complaint.overdue)",
+        ),
+        (
+            [AlertKind.WEBHOOK_ENDPOINT_DISABLED],
+            live(await _disabled_endpoints(session)),
+            (),
+            "the endpoint was enabled again",
+        ),
+    ):
+        open_alerts = await repository.open_alerts(session, kinds=kinds)
+        result.add(
+            await reconcile(
+                session,
+                open_alerts=open_alerts,
+                holding=[c for c in holding if c.kind in kinds],
+                may_raise=may_raise,
+                now=now,
+                resolved_reason=reason or "the condition cleared",
+            )
         )
-    )
-    result.add(await _evaluate_endpoints(session, now=now))
     return result
 
 
-async def _reconcile_kinds(
-    session: AsyncSession,
-    kinds: Collection[AlertKind],
-    holding: Iterable[Condition],
-    *,
-    now: datetime,
-    may_raise: Collection[str] | None = None,
-    reason: str = "the condition cleared",
-) -> Reconciled:
-    open_alerts = await repository.open_alerts(session, kinds=kinds)
-    return await reconcile(
-        session,
-        open_alerts=open_alerts,
-        holding=[c for c in holding if c.kind in kinds],
-        may_raise=may_raise,
-        now=now,
-        resolved_reason=reason,
-    )
-
-
-async def _evaluate_keys(
+async def _key_holding(
     session: AsyncSession, *, now: datetime, policy: AlertPolicy
-) -> Reconciled:
+) -> list[Condition]:
     keys = (
         await session.scalars(select(ApiKey).where(ApiKey.status != KeyStatus.DEACTIVATED))
     ).all()
@@ -224,27 +219,16 @@ async def _evaluate_keys(
     for key in keys:
         ident = idents.get(key.id, str(key.id))
         holding += await key_conditions(session, key, ident=ident, now=now, policy=policy)
-    may_raise = {c.dedupe_key for c in holding if c.kind in LEVEL_KEY_KINDS}
-    return await _reconcile_kinds(session, KEY_KINDS, holding, now=now, may_raise=may_raise)
+    return holding
 
 
-async def _evaluate_endpoints(session: AsyncSession, *, now: datetime) -> Reconciled:
-    """Resolve `webhook.endpoint_disabled` once the endpoint is enabled again (or gone)."""
+async def _disabled_endpoints(session: AsyncSession) -> list[Condition]:
+    """`webhook.endpoint_disabled` holds while its endpoint stays disabled (and exists)."""
     open_alerts = await repository.open_alerts(session, kinds=[AlertKind.WEBHOOK_ENDPOINT_DISABLED])
-    ids = [a.subject_id for a in open_alerts]
-    disabled = (
-        await session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.id.in_(ids), WebhookEndpoint.is_enabled.is_(False)
-            )
+    disabled = await session.scalars(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id.in_([a.subject_id for a in open_alerts]),
+            WebhookEndpoint.is_enabled.is_(False),
         )
-    ).all()
-    holding = [endpoint_condition(e, e.disabled_reason or "disabled") for e in disabled]
-    return await reconcile(
-        session,
-        open_alerts=open_alerts,
-        holding=holding,
-        may_raise=(),
-        now=now,
-        resolved_reason="the endpoint was enabled again",
     )
+    return [endpoint_condition(e, e.disabled_reason or "disabled") for e in disabled]

@@ -16,6 +16,7 @@ from hub.alerts import email, rules, service
 from hub.alerts.email import SmtpConfig, SmtpMailer, SmtpUrlError
 from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus
 from hub.audit.service import Actor
+from hub.core import jobs
 from hub.core.db import utcnow
 from hub.keys import service as keys
 from hub.settings import SettingsError, load_settings
@@ -228,3 +229,14 @@ class TestTransport:
             load_settings(smtp_url="http://mail.example")
         with pytest.raises(SmtpUrlError):
             SmtpConfig.parse("smtp://", sender="x")
+
+
+class TestSweeper:
+    async def test_re_enqueues_emails_a_lost_redis_dropped(self, session: AsyncSession) -> None:
+        plan = await make_plan(session)
+        await compromise(session, plan)
+        assert await email.sweep(session, older_than=timedelta(minutes=10)) == 0
+        later = utcnow() + timedelta(minutes=11)
+        assert await email.sweep(session, older_than=timedelta(minutes=10), now=later) == 3
+        sends = [j for j in jobs.pending_jobs(session) if j.function == "alerts.send_email"]
+        assert len(sends) == 3, "the same job ids: queued once"

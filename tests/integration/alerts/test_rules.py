@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from uuid import UUID
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules
-from hub.alerts.models import AlertEmail, AlertKind, AlertRecipient, AlertState, Severity
+from hub.alerts.models import Alert, AlertEmail, AlertKind, AlertRecipient, AlertState, Severity
 from hub.audit.service import Actor
 from hub.auth import service as auth
 from hub.complaints.models import ResolutionState
@@ -18,6 +20,7 @@ from hub.core.db import utcnow
 from hub.keys import service as keys
 from hub.keys.schemas import KeyRotate
 from hub.syncs.models import SyncCursor
+from hub.tenants import service as tenants
 from hub.webhooks import delivery
 from hub.webhooks import service as webhooks
 from hub.webhooks.schemas import EndpointUpdate
@@ -354,3 +357,42 @@ class TestEvents:
         }  # fmt: skip
         assert resolved[0].payload["state"] == "resolved"
         assert SECRET_CANARY not in repr([e.payload for e in raised + resolved])
+
+
+class TestOffboardedTenant:
+    async def test_its_alerts_resolve_and_no_new_ones_are_raised(
+        self, session: AsyncSession
+    ) -> None:
+        plan = await make_plan(session)
+        await rules.evaluate(session, now=utcnow())
+        assert len(await open_of(session, AlertKind.CONTRACT_UNCOVERED)) == 2
+        await make_complaint(session, plan.tenant_id, due=date(2030, 1, 1))
+        await tenants.offboard_tenant(session, tenant=plan.admin.tenant, operator=plan.operator)
+        await rules.evaluate(session, now=at(date(2030, 1, 5)))
+        assert await alerts_of(session, AlertKind.COMPLAINT_OVERDUE) == []
+        assert await open_of(session, AlertKind.CONTRACT_UNCOVERED) == []
+
+
+class TestOneOpenAlertPerCondition:
+    async def test_the_database_refuses_a_second_open_alert_for_a_condition(
+        self, session: AsyncSession
+    ) -> None:
+        await make_plan(session)
+        await rules.evaluate(session, now=utcnow())
+        first = (await open_of(session, AlertKind.CONTRACT_UNCOVERED))[0]
+        twin = Alert(
+            tenant_id=first.tenant_id, kind=first.kind, severity=first.severity,
+            dedupe_key=first.dedupe_key, subject_type=first.subject_type,
+            subject_id=first.subject_id, subject_label="twin", message="m", next_action="n",
+            details={}, raised_at=utcnow(),
+        )  # fmt: skip
+        with pytest.raises(IntegrityError):
+            async with session.begin_nested():
+                session.add(twin)
+                await session.flush()
+        first.state, first.resolved_at = AlertState.RESOLVED, utcnow()
+        await session.flush()
+        await rules.evaluate(session, now=utcnow())
+        again = await open_of(session, AlertKind.CONTRACT_UNCOVERED)
+        assert len(again) == 2
+        assert first.id not in {a.id for a in again}, "a new alert once the first resolved"
