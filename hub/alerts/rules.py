@@ -1,6 +1,5 @@
-"""The alert rules: which conditions hold, from the keys, syncs, complaints and webhooks.
+"""When the alert rules run (what holds is in `hub.alerts.conditions`). Two ways in:
 
-Two ways in, one set of rules:
 - **Hooks**, called by the keys, syncs and webhooks services where an event happens, in
   that transaction: `on_key_change`, `on_sync_outcome`, `on_endpoint_disabled`. An event
   raises its alert (`key.invalid`, `key.compromised`, `key.access_lost`, `key.orphaned`,
@@ -55,7 +54,6 @@ KEY_KINDS = (
 )
 # Raised whenever they hold (by a hook or the cron); the other key kinds only by their event.
 LEVEL_KEY_KINDS = frozenset({AlertKind.KEY_ROTATION_DUE, AlertKind.KEY_COMPROMISED})
-COMPLAINT_KINDS = (AlertKind.COMPLAINT_DUE_SOON, AlertKind.COMPLAINT_OVERDUE)
 
 
 async def on_key_change(

@@ -118,6 +118,9 @@ async def reconcile(
         if alert is not None:
             if condition.stage > alert.stage:
                 result.escalated.append(await escalate(session, alert, condition, now=now))
+            elif condition.message != alert.message:
+                # Same stage, newer figures ("in 9 days"): keep the text current, quietly.
+                alert.message, alert.details = condition.message, dict(condition.details)
         elif may_raise is None or condition.dedupe_key in may_raise:
             raised = await raise_alert(session, condition, now=now)
             if raised is not None:
