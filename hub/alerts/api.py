@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import repository, service
 from hub.alerts.models import AlertKind, AlertRecipient, AlertState
-from hub.alerts.schemas import AlertView, PreferencesPut, PreferencesView
+from hub.alerts.schemas import AlertView, PreferencesPut, PreferencesView, SummaryView
 from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
@@ -41,6 +41,12 @@ class AlertController(Controller):
         ):
             recipients[row.alert_id].append(row)
         return [AlertView.of(a, recipients[a.id]) for a in found]
+
+    @get("/summary", opt=scope(Scope.ALERTS_READ))
+    async def summary(self, db_session: AsyncSession, principal: Principal) -> SummaryView:
+        """Unresolved alerts of the tenant by state, and how many are critical."""
+        counts = await repository.unresolved_counts(db_session, principal.tenant)
+        return SummaryView(**counts)
 
     @post("/{alert_id:uuid}/acknowledge", opt=scope(Scope.ALERTS_READ), status_code=200)
     async def acknowledge(

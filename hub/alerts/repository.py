@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from uuid import UUID
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.alerts.models import Alert, AlertKind, AlertPreference, AlertRecipient, AlertState
+from hub.alerts.models import (
+    Alert,
+    AlertKind,
+    AlertPreference,
+    AlertRecipient,
+    AlertState,
+    Severity,
+)
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID
 
@@ -39,6 +46,22 @@ async def list_alerts(
     if kind is not None:
         statement = statement.where(Alert.kind == kind)
     return (await session.scalars(statement.order_by(Alert.raised_at.desc()).limit(limit))).all()
+
+
+async def unresolved_counts(session: AsyncSession, tenant_id: TenantID) -> dict[str, int]:
+    """How many alerts are open and acknowledged, and how many of those are critical (the
+    portal header's count)."""
+    rows = await session.execute(
+        select(Alert.state, Alert.severity, func.count())
+        .where(Alert.tenant_id == tenant_id, Alert.resolved_at.is_(None))
+        .group_by(Alert.state, Alert.severity)
+    )
+    counts = {"open": 0, "acknowledged": 0, "critical": 0}
+    for state, severity, number in rows.tuples():
+        counts[state.value] += number
+        if severity is Severity.CRITICAL:
+            counts["critical"] += number
+    return counts
 
 
 async def recipients_of(

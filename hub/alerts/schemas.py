@@ -69,6 +69,12 @@ def _recipient(row: AlertRecipient) -> RecipientView:
     return RecipientView(row.reason, row.user_id, row.email)
 
 
+class SummaryView(msgspec.Struct):
+    open: int
+    acknowledged: int
+    critical: int  # of the open and acknowledged ones
+
+
 class PreferencesView(msgspec.Struct):
     email: EmailMode
     # Critical alerts (an invalid or compromised key) are emailed at once whatever `email` is.

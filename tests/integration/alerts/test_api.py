@@ -59,6 +59,8 @@ class TestListAndAcknowledge:
             "/api/v1/alerts", params={"state": "acknowledged"}, headers=plan.admin.headers
         )
         assert [a["id"] for a in acknowledged.json()] == [alert["id"]]
+        summary = await client.get("/api/v1/alerts/summary", headers=plan.caseworker.headers)
+        assert summary.json() == {"open": 2, "acknowledged": 1, "critical": 1}
 
         await keys.deactivate_key(session, plan.rp.principal, key_id=key.id)
         await session.commit()
