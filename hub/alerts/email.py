@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -29,6 +29,7 @@ from hub.alerts.service import send_email_job
 from hub.core import jobs
 from hub.core.db import utcnow
 from hub.settings import Settings
+from hub.tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -123,9 +124,10 @@ class SmtpMailer:
 SEVERITY_LABEL = {Severity.CRITICAL: "CRITICAL", Severity.WARNING: "Warning", Severity.INFO: "Info"}
 
 
-def _lines(alert: Alert, public_url: str) -> list[str]:
+def _lines(alert: Alert, public_url: str, tenant: str) -> list[str]:
     return [
         f"[{SEVERITY_LABEL[alert.severity]}] {alert.kind.value}: {alert.subject_label}",
+        f"Tenant: {tenant}",
         "",
         alert.message,
         "",
@@ -137,11 +139,12 @@ def _lines(alert: Alert, public_url: str) -> list[str]:
     ]
 
 
-def _html_alert(alert: Alert) -> str:
+def _html_alert(alert: Alert, tenant: str) -> str:
     colour = {"critical": "#b00020", "warning": "#b26a00", "info": "#1a5fb4"}
     return (
         f'<h2 style="color:{colour[alert.severity.value]}">{escape(alert.subject_label)}: '
         f"{escape(alert.kind.value)}</h2>"
+        f"<p>Tenant: {escape(tenant)}</p>"
         f"<p>{escape(alert.message)}</p>"
         f"<p><strong>Next:</strong> {escape(alert.next_action)}</p>"
         f'<p style="color:#555">Alert {alert.id} ({escape(alert.state.value)}), raised '
@@ -159,30 +162,48 @@ def _message(sender: str, to: str, subject: str, text: str, html: str) -> EmailM
     return message
 
 
-def alert_message(alert: Alert, *, sender: str, to: str, public_url: str) -> EmailMessage:
+def alert_message(
+    alert: Alert, *, sender: str, to: str, public_url: str, tenant: str
+) -> EmailMessage:
     subject = (
         f"[CTM Hub] {SEVERITY_LABEL[alert.severity]}: {alert.kind.value}, {alert.subject_label}"
     )
-    html = _html_alert(alert) + (
+    html = _html_alert(alert, tenant) + (
         f'<p><a href="{escape(public_url)}">Open CTM Hub</a> to acknowledge it.</p>'
     )
-    return _message(sender, to, subject, "\n".join(_lines(alert, public_url)) + "\n", html)
+    text = "\n".join(_lines(alert, public_url, tenant)) + "\n"
+    return _message(sender, to, subject, text, html)
 
 
 def digest_message(
-    alerts: Sequence[Alert], *, sender: str, to: str, day: str, public_url: str
+    alerts: Sequence[Alert],
+    *,
+    sender: str,
+    to: str,
+    day: str,
+    public_url: str,
+    tenants: Mapping[UUID, str],
 ) -> EmailMessage:
+    """One email for many alerts (of every tenant the address hears from, by tenant)."""
     subject = f"[CTM Hub] Daily alert digest for {day}: {len(alerts)} alert(s)"
     text = [f"{len(alerts)} alert(s) for you since the last digest ({day}):", ""]
     html = [f"<h1>{len(alerts)} alert(s) since the last digest ({escape(day)})</h1>"]
     for alert in alerts:
-        text += [*_lines(alert, public_url), "", "-" * 60, ""]
-        html.append(_html_alert(alert) + "<hr>")
+        tenant = tenants.get(alert.tenant_id, "")
+        text += [*_lines(alert, public_url, tenant), "", "-" * 60, ""]
+        html.append(_html_alert(alert, tenant) + "<hr>")
     html.append(f'<p><a href="{escape(public_url)}">Open CTM Hub</a></p>')
     return _message(sender, to, subject, "\n".join(text), "".join(html))
 
 
 # Sending ---------------------------------------------------------------------------------
+
+
+async def _tenant_names(session: AsyncSession, alerts: Sequence[Alert]) -> dict[UUID, str]:
+    rows = await session.execute(
+        select(Tenant.id, Tenant.name).where(Tenant.id.in_({a.tenant_id for a in alerts}))
+    )
+    return {ident: name for ident, name in rows.tuples()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +262,11 @@ async def send_alert_email(
         return SendOutcome(None)
     if mailer is None:
         return _sent([row], EmailStatus.SKIPPED, utcnow())
-    message = alert_message(alert, sender=mailer.sender, to=row.email, public_url=public_url)
+    names = await _tenant_names(session, [alert])
+    message = alert_message(
+        alert, sender=mailer.sender, to=row.email, public_url=public_url,
+        tenant=names.get(alert.tenant_id, ""),
+    )  # fmt: skip
     try:
         await mailer.send(message)
     except SEND_ERRORS as error:
@@ -301,8 +326,9 @@ async def send_digest(
     }
     ordered = sorted(alerts.values(), key=lambda a: (a.tenant_id, a.raised_at))
     message = digest_message(
-        ordered, sender=mailer.sender, to=address, day=f"{cutoff:%Y-%m-%d}", public_url=public_url
-    )
+        ordered, sender=mailer.sender, to=address, day=f"{cutoff:%Y-%m-%d}",
+        public_url=public_url, tenants=await _tenant_names(session, ordered),
+    )  # fmt: skip
     try:
         await mailer.send(message)
     except SEND_ERRORS as error:

@@ -45,6 +45,7 @@ from hub.keys.models import ApiKey
 log = structlog.get_logger(__name__)
 
 RAISED, ESCALATED, RESOLVED = "alert.raised", "alert.escalated", "alert.resolved"
+ORPHANED = AlertKind.KEY_ORPHANED
 
 
 class Audience(enum.StrEnum):
@@ -261,8 +262,11 @@ async def resolve_recipients(
             poc = await _member(session, tenant_id, User.email == key.technical_poc_email)
             add(poc, key.technical_poc_email, audience)
         elif audience is Audience.TENANT_ADMIN:
+            # The RP who is leaving (still a member in this transaction) is not told.
+            leaving = key.responsible_party_id if key and condition.kind is ORPHANED else None
             for user in await _members(session, tenant_id, Role.ADMIN):
-                add(user, user.email, audience)
+                if user.id != leaving:
+                    add(user, user.email, audience)
         elif audience is Audience.CASEWORKER:
             # Nobody holds the caseworker role: the tenant admins hear of deadlines instead.
             people = await _members(session, tenant_id, Role.CASEWORKER) or await _members(

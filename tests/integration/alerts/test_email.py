@@ -79,6 +79,7 @@ class TestImmediate:
         assert message.message["From"] == "CTM Hub <alerts@hub.example>"
         text, html = message.part("plain"), message.part("html")
         assert "Deactivate key KEY-COMPROMISED-1 in HPMS API Key Management now" in text
+        assert "Tenant: Plan" in text
         assert "<strong>Next:</strong> Deactivate key KEY-COMPROMISED-1" in html
         assert all(row.status is EmailStatus.SENT for row in await owed(session))
 

@@ -15,6 +15,7 @@ from hub.alerts import rules
 from hub.alerts.models import Alert, AlertEmail, AlertKind, AlertRecipient, AlertState, Severity
 from hub.audit.service import Actor
 from hub.auth import service as auth
+from hub.auth.models import Role
 from hub.complaints.models import ResolutionState
 from hub.core.db import utcnow
 from hub.keys import service as keys
@@ -38,6 +39,7 @@ from tests.integration.alerts.support import (
 )
 from tests.integration.webhooks.support import make_endpoint, principal_of
 from tests.integration.webhooks.support import rules as url_rules
+from tests.support import make_member
 
 
 async def recipients(session: AsyncSession, alert_id: object) -> dict[str, str]:
@@ -201,6 +203,16 @@ class TestKeyOrphaned:
         assert await alerts_of(session, AlertKind.KEY_INVALID) == [], "not refused by CMS"
         await make_key(session, plan, replaces=key.id, by=plan.admin)
         assert alert.state is AlertState.RESOLVED
+
+    async def test_the_leaving_rp_is_not_told_even_as_an_admin(self, session: AsyncSession) -> None:
+        plan = await make_plan(session)
+        other = await make_member(
+            session, plan.admin.tenant, email="admin2@plan.example", role=Role.ADMIN
+        )
+        await make_key(session, plan, by=plan.admin)
+        await auth.remove_member(session, other.principal, membership_id=plan.admin.membership.id)
+        [alert] = await alerts_of(session, AlertKind.KEY_ORPHANED)
+        assert await recipients(session, alert.id) == {other.user.email: "tenant_admin"}
 
 
 class TestContractUncovered:
