@@ -41,7 +41,7 @@ from tests.integration.alerts.support import (
 from tests.workers.test_syncs import FAST, onboard
 from workers import alerts as alert_jobs
 from workers.context import WorkerContext
-from workers.settings import create_worker
+from workers.settings import create_worker, crons, functions
 
 
 @dataclass
@@ -153,3 +153,13 @@ class TestSyncFailingFromTheSimulator:
         assert alert.state is AlertState.RESOLVED
         assert "failed 3 times in a row" in alert.message
         assert len(await world.rows(Event, Event.type == "alert.resolved")) == 1
+
+
+class TestRegistration:
+    def test_jobs_and_unique_crons_are_registered(self) -> None:
+        names = {f.name for f in functions()}
+        assert {"alerts.send_email", "alerts.send_digest"} <= names
+        registered = {c.name: c for c in crons(run_at_startup=False)}
+        assert registered["alerts.evaluate"].unique
+        assert registered["alerts.digest"].unique
+        assert registered["alerts.digest"].hour == alert_jobs.DIGEST_HOUR_UTC
