@@ -31,8 +31,12 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Benchmarks print figures and ratios against floors measured in the same run (not tests).
 bench: $(STAMP)
-	$(BIN)/python -m tests.perf
+	$(BIN)/python -m tests.perf.bench_crypto
+	$(BIN)/python -m tests.perf.bench_parser
+	$(BIN)/python -m tests.perf.bench_sync
+	$(BIN)/python -m tests.perf.bench_webhooks
 
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock:
