@@ -19,8 +19,6 @@ from hub.complaints.models import Complaint
 from hub.core.crypto import Crypto
 from hub.core.db import Database, utcnow
 from hub.core.jobs import ArqQueue
-from hub.core.redis import connect
-from hub.ctm.client import CtmClient, CtmEnvironment, RetryPolicy
 from hub.ctm.simulator.data import ContractPlan
 from hub.ctm.simulator.server import running_simulator
 from hub.ctm.simulator.state import SimState
@@ -29,7 +27,6 @@ from hub.syncs import service as syncs
 from hub.syncs.models import RunOutcome, SyncRun
 from tests.conftest import TEST_MASTER_KEYS, delete_all_rows
 from tests.workers.test_syncs import onboard
-from workers.settings import create_worker
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +55,10 @@ class TestWorkerKilledMidSync:
     ) -> None:
         db = Database(engine, ArqQueue(redis), crypto=crypto)
         state = SimState(environment="sandbox", seed=11, history_days=90)
-        # A big download (long free-text summaries) so the kill lands inside the import.
+        # A slow link (a pause after every 32 KiB chunk): the download, and so the import
+        # transaction, lasts seconds, and the kill lands inside it.
         state.contracts["H1234"] = ContractPlan(daily_min=20, daily_max=20, summary_chars=1000)
+        state.faults.chunk_delay_ms = 100
         try:
             async with running_simulator(state) as sim:
                 member, key, _ = await onboard(db, sim, "crash", ("H1234",))
@@ -82,7 +81,7 @@ class TestWorkerKilledMidSync:
                         assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
                         assert time.monotonic() < deadline, "the worker never started the sync"
                         await asyncio.sleep(0.05)
-                    await asyncio.sleep(0.5)  # well into the download
+                    await asyncio.sleep(1.5)  # well into the download
                 finally:
                     worker.send_signal(signal.SIGKILL)
                     worker.wait()
@@ -90,22 +89,25 @@ class TestWorkerKilledMidSync:
                     "the kill landed after the import committed: make the download bigger"
                 )
 
+                state.faults.chunk_delay_ms = 0
                 # arq frees a dead worker's job after its timeout; free it now instead.
                 await redis.delete(f"arq:in-progress:sync:{key.id}:H1234")
-                pool = await connect(redis_url)
-                client = CtmClient(
-                    CtmEnvironment.SANDBOX, base_url=sim.url,
-                    retry=RetryPolicy(attempts=3, base_delay=0.01),
-                )  # fmt: skip
-                restarted = create_worker(
-                    settings, subscriptions=[], database=db, redis_pool=pool, burst=True,
-                    ctm_clients={CtmEnvironment.SANDBOX: client}, poll_delay=0.05,
+                restarted = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled
+                    [sys.executable, "-m", "hub.cli", "worker"],
+                    env=worker_env(settings, sim.url),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                 )  # fmt: skip
                 try:
-                    await asyncio.wait_for(restarted.async_run(), timeout=240)
+                    deadline = time.monotonic() + 120
+                    while await count(db, SyncRun, SyncRun.outcome == RunOutcome.SUCCEEDED) == 0:
+                        assert restarted.poll() is None, (
+                            restarted.stderr.read() if restarted.stderr else ""
+                        )
+                        assert time.monotonic() < deadline, "the restarted worker did not finish"
+                        await asyncio.sleep(0.2)
                 finally:
-                    await restarted.close()
-                    await client.aclose()
+                    restarted.send_signal(signal.SIGTERM)
+                    restarted.wait(timeout=30)
             async with db.transaction() as session:
                 found = select(Complaint.complaint_id).where(Complaint.contract == "H1234")
                 ids = list(await session.scalars(found))

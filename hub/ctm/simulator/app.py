@@ -153,7 +153,8 @@ class _Api:
             return injected
         self.log("download", key, 200, contract=contract, had_cookie=had_cookie)
         chunks = encode_file(self.state.complaints(contract, start, end), self.state.file_version)
-        body = _cut(chunks) if injected == "cut" else _stream(chunks)
+        delay = self.state.faults.chunk_delay_ms / 1000
+        body = _cut(chunks) if injected == "cut" else _stream(chunks, delay)
         return Stream(body, media_type="text/csv; charset=utf-8")
 
     async def upload(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -220,10 +221,10 @@ class _Api:
         return Upload(key.key_id, accepted, rejected, [line.cells for line in lines])
 
 
-async def _stream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def _stream(chunks: Iterator[bytes], delay: float = 0.0) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
-        await asyncio.sleep(0)  # let other requests run while a large file streams
+        await asyncio.sleep(delay)  # (0: let other requests run while a large file streams)
 
 
 async def _cut(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

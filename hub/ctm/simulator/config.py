@@ -90,6 +90,7 @@ def faults(body: Any) -> Faults:
         rate_cut=_rate(body, "rate_cut"),
         token_dies_after=None if dies is None else _number(body, "token_dies_after", 0),
         hang_seconds=_number(body, "hang_seconds", 30.0),
+        chunk_delay_ms=int(_number(body, "chunk_delay_ms", 0)),
         script=script,
     )
 

@@ -60,6 +60,7 @@ class Faults:
     rate_cut: float = 0.0  # downloads cut mid-body
     token_dies_after: float | None = None  # seconds a token really lives, whatever it says
     hang_seconds: float = 30.0  # how long a "hang" fault keeps the caller waiting
+    chunk_delay_ms: int = 0  # a slow link: this pause after every chunk of a download
     script: list[tuple[Route | None, FaultKind]] = field(default_factory=list)
 
     def scripted(self, route: Route) -> FaultKind | None:
