@@ -47,7 +47,10 @@ class RequestContextMiddleware(ASGIMiddleware):
         request_id = offered if _REQUEST_ID.fullmatch(offered) else str(uuid7())
         scope.setdefault("state", {})["request_id"] = request_id
         clear_context()
-        bind_context(request_id=request_id)
+        client = scope.get("client")
+        # The peer address as the server saw it (a proxy in front sets its own; trusting
+        # X-Forwarded-For is a deployment decision, not made here). The audit log reads it.
+        bind_context(request_id=request_id, client_ip=client[0] if client else None)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -70,3 +70,29 @@ class TestHealth:
         document = response.json()
         assert "/api/v1/me" in document["paths"]
         assert "BearerToken" in document["components"]["securitySchemes"]
+
+
+class TestAuditContext:
+    async def test_audit_rows_carry_the_request_id_and_client_ip(
+        self, client: httpx.AsyncClient, session: Any
+    ) -> None:
+        from sqlalchemy import select
+
+        from hub.audit.models import AuditEntry
+        from tests.support import make_member, make_tenant
+
+        member = await make_member(
+            session, await make_tenant(session, "ctx"), email="c@ctx.example"
+        )
+        await session.commit()
+        response = await client.post(
+            "/api/v1/tokens",
+            headers=member.headers | {"X-Request-ID": "req-audit-1"},
+            json={"name": "ci", "scopes": ["keys:read"]},
+        )
+        assert response.status_code == 201
+        entry = await session.scalar(
+            select(AuditEntry).where(AuditEntry.request_id == "req-audit-1")
+        )
+        assert entry is not None
+        assert entry.ip == "127.0.0.1"
