@@ -154,7 +154,9 @@ def _html_alert(alert: Alert, tenant: str) -> str:
 
 def _message(sender: str, to: str, subject: str, text: str, html: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, to, subject
+    # A header never carries a line break (a complaint ID comes from CMS's file).
+    message["From"], message["To"] = sender, to
+    message["Subject"] = " ".join(subject.split())
     message["Message-ID"] = make_msgid(domain="ctm-hub")
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text)

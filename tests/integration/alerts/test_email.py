@@ -14,10 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import email, rules, service
 from hub.alerts.email import SmtpConfig, SmtpMailer, SmtpUrlError
-from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus
+from hub.alerts.models import (
+    Alert,
+    AlertEmail,
+    AlertKind,
+    AlertState,
+    EmailMode,
+    EmailStatus,
+    Severity,
+    SubjectType,
+)
 from hub.audit.service import Actor
 from hub.core import jobs
 from hub.core.db import utcnow
+from hub.core.ids import uuid7
 from hub.keys import service as keys
 from hub.settings import SettingsError, load_settings
 from tests.integration.alerts.support import (
@@ -241,3 +251,19 @@ class TestSweeper:
         assert await email.sweep(session, older_than=timedelta(minutes=10), now=later) == 3
         sends = [j for j in jobs.pending_jobs(session) if j.function == "alerts.send_email"]
         assert len(sends) == 3, "the same job ids: queued once"
+
+
+class TestHeaders:
+    def test_a_line_break_in_a_label_never_reaches_a_header(self) -> None:
+        alert = Alert(
+            tenant_id=uuid7(), kind=AlertKind.COMPLAINT_OVERDUE, severity=Severity.WARNING,
+            state=AlertState.OPEN, dedupe_key="x", subject_type=SubjectType.COMPLAINT,
+            subject_id=uuid7(), subject_label="complaint C1\r\nBcc: evil@example.com",
+            message="m", next_action="n", stage=1, details={}, raised_at=utcnow(),
+        )  # fmt: skip
+        message = email.alert_message(
+            alert, sender="a@hub.example", to="b@plan.example", public_url=PUBLIC_URL, tenant="P"
+        )
+        assert message["Bcc"] is None
+        assert "\n" not in str(message["Subject"])
+        assert "complaint C1 Bcc: evil@example.com" in str(message["Subject"])
