@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -178,7 +179,7 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
     sim_host, sim_port = sim_socket.getsockname()[:2]
     sim_url = f"http://{sim_host}:{sim_port}"
     overrides: dict[str, Any] = {"ctm_sandbox_url": sim_url}
-    if "HUB_LOG_FORMAT" not in __import__("os").environ:
+    if "HUB_LOG_FORMAT" not in os.environ:
         overrides["log_format"] = LogFormat.CONSOLE
     settings = _settings(**overrides)
     embedded = _prepare_embedded(settings)

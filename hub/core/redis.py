@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import redis
 import structlog
@@ -149,12 +147,3 @@ def safe_url(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
-
-
-async def ping(client: Any) -> None:
-    await client.ping()
-
-
-def stop_process_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)

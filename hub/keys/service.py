@@ -281,7 +281,7 @@ async def create_key(
         technical_poc_email=poc_email,
         status=KeyStatus.ACTIVE,
         expected_rotation_on=data.expected_rotation_on
-        or (now + timedelta(days=tenant.key_rotation_days)).date(),
+        or expected_rotation(now, tenant.key_rotation_days),
         replaces_id=old.id if old else None,
     )
     session.add(key)
@@ -343,8 +343,8 @@ async def rotate_key(
         key.status, key.status_reason = KeyStatus.ACTIVE, None
     key.last_failure_at = key.last_failure_reason = None
     tenant = await get_tenant(session, key.tenant_id)
-    key.expected_rotation_on = (
-        data.expected_rotation_on or (now + timedelta(days=tenant.key_rotation_days)).date()
+    key.expected_rotation_on = data.expected_rotation_on or expected_rotation(
+        now, tenant.key_rotation_days
     )
     await session.flush()
     await _change(
@@ -730,4 +730,5 @@ async def _change(
 
 
 def expected_rotation(now: datetime, days: int) -> date:
+    """A new key's (or version's) expected rotation date, from the tenant's default interval."""
     return (now + timedelta(days=days)).date()
