@@ -9,6 +9,8 @@ import structlog
 from arq import Retry
 
 from hub.events import service
+from hub.webhooks import delivery as webhook_delivery
+from workers import webhooks
 from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -25,7 +27,8 @@ async def dispatch_event(ctx: WorkerContext, event_id: str) -> bool:
     ident = UUID(event_id)
     try:
         async with ctx["db"].transaction() as session:
-            return await service.dispatch(session, ident, ctx["bus"])
+            wakes = webhook_delivery.collect_wakes(session)
+            dispatched = await service.dispatch(session, ident, ctx["bus"])
     except Exception as error:
         async with ctx["db"].transaction() as session:
             attempts = await service.record_failure(session, ident, error)
@@ -39,6 +42,8 @@ async def dispatch_event(ctx: WorkerContext, event_id: str) -> bool:
             # Left undispatched: the sweeper tries again later, so nothing is lost.
             return False
         raise Retry(defer=retry_delay(ctx["job_try"])) from error
+    await webhooks.wake(ctx, wakes)
+    return dispatched
 
 
 async def sweep_outbox(ctx: WorkerContext) -> int:
@@ -48,16 +53,13 @@ async def sweep_outbox(ctx: WorkerContext) -> int:
 
 
 async def dispatch_events(ctx: WorkerContext, event_ids: str) -> int:
-    """Dispatch a batch of events (comma-separated ids) in one transaction, each inside a
-    savepoint: a failing event is recorded and left to the sweeper, the others go on."""
-    dispatched, failed = 0, []
+    """Dispatch a batch of events (comma-separated ids) in one transaction: a failing event
+    is recorded and left to the sweeper, the others go on. The endpoints that got webhook
+    messages are woken once the transaction has committed."""
+    ids = [UUID(raw) for raw in event_ids.split(",")]
     async with ctx["db"].transaction() as session:
-        for raw in event_ids.split(","):
-            try:
-                async with session.begin_nested():
-                    dispatched += await service.dispatch(session, UUID(raw), ctx["bus"])
-            except Exception as error:
-                failed.append((UUID(raw), error))
+        wakes = webhook_delivery.collect_wakes(session)
+        dispatched, failed = await service.dispatch_batch(session, ids, ctx["bus"])
         for ident, fault in failed:
             await service.record_failure(session, ident, fault)
             log.warning(
@@ -65,4 +67,5 @@ async def dispatch_events(ctx: WorkerContext, event_ids: str) -> int:
                 event_id=str(ident),
                 error_class=type(fault).__name__,
             )
+    await webhooks.wake(ctx, wakes)
     return dispatched

@@ -29,7 +29,14 @@ EVERY_30_SECONDS = {0, 30}
 
 def event_subscriptions() -> list[Subscription]:
     """The handlers each event type goes to. Domains add theirs here."""
-    return [Subscription("*", webhook_delivery.fan_out, "webhooks.fan_out")]
+    return [
+        Subscription(
+            "*",
+            webhook_delivery.fan_out,
+            "webhooks.fan_out",
+            batch_handler=webhook_delivery.fan_out_many,
+        )
+    ]
 
 
 def job(coroutine: Callable[..., Awaitable[Any]], name: str, **options: Any) -> Function:
@@ -55,6 +62,15 @@ def functions() -> list[Function]:
             keep_result=0,
             max_tries=events.MAX_TRIES + 1,
         ),
+        # No kept result: each wake-up has a job id of its own, but a deferred one (a retry
+        # falling due) must be able to come again for the same second.
+        job(
+            webhooks.drain_endpoint,
+            webhook_delivery.DRAIN,
+            keep_result=0,
+            max_tries=webhooks.MAX_JOB_TRIES,
+        ),
+        # One-message jobs still queued from before drains: each drains its endpoint.
         job(
             webhooks.deliver_message,
             webhook_delivery.DELIVER,
@@ -103,6 +119,7 @@ def _on_startup(
     database: Database | None,
     ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
     sync_policy: SyncPolicy | None = None,
+    webhook_in_flight: int = webhooks.DEFAULT_IN_FLIGHT,
 ) -> StartupShutdown:
     async def startup(ctx: dict[str, Any]) -> None:
         db = database or Database.from_url(settings.effective_database_url)
@@ -113,7 +130,7 @@ def _on_startup(
         ctx["db"] = db
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         ctx["bus"] = EventBus(subscriptions)
-        webhooks.start(ctx, settings)
+        webhooks.start(ctx, settings, in_flight=webhook_in_flight)
         alert_jobs.start(ctx, settings)
         ctx["ctm"] = ctm_clients or {
             environment: CtmClient.for_environment(settings, environment)
@@ -152,15 +169,22 @@ def create_worker(
     ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
     sync_policy: SyncPolicy | None = None,
     burst: bool = False,
+    webhook_in_flight: int = webhooks.DEFAULT_IN_FLIGHT,
     **overrides: Any,
 ) -> Worker:
-    """An arq Worker for the hub's jobs and crons (tests pass `burst=True`)."""
+    """An arq Worker for the hub's jobs and crons (tests pass `burst=True`).
+
+    `webhook_in_flight` bounds the webhook requests in flight at once in this worker, over
+    every endpoint it drains (each endpoint's own `max_concurrency` holds as well)."""
     if subscriptions is None:
         subscriptions = event_subscriptions()
+    startup = _on_startup(
+        settings, subscriptions, database, ctm_clients, sync_policy, webhook_in_flight
+    )
     options: dict[str, Any] = {
         "functions": functions(),
         "cron_jobs": crons(run_at_startup=not burst),
-        "on_startup": _on_startup(settings, subscriptions, database, ctm_clients, sync_policy),
+        "on_startup": startup,
         "on_shutdown": _on_shutdown,
         "redis_settings": arq_settings(settings.effective_redis_url),
         "redis_pool": redis_pool,

@@ -1,70 +1,130 @@
-"""Webhook jobs: deliver one message (one attempt per run), sweep overdue messages."""
+"""Webhook jobs: drain an endpoint's due messages, wake endpoints that got messages, and
+sweep what a lost job or a dead worker left behind."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 from uuid import UUID
 
-import aiohttp
-from arq import Retry
+import structlog
 
+from hub.core import jobs
+from hub.core.ids import uuid7
 from hub.settings import Settings
 from hub.webhooks import delivery, replay
-from hub.webhooks.limits import Limiter, RedisLimiter
+from hub.webhooks.drain import Drainer
+from hub.webhooks.limits import DrainLocks, RedisLimiter
 from workers.context import WorkerContext
 
+log = structlog.get_logger(__name__)
+
 RUNTIME_KEY = "webhooks"
-# Retries of one arq job are steps of our own schedule and limiter waits, not failures:
-# the message's attempt count (in the database) decides when to give up.
+# A drain job hands its endpoint over (to a fresh job at the back of the queue) after this
+# long, so that one busy endpoint cannot hold a worker slot from the others for good.
+DRAIN_BUDGET_SECONDS = 5.0
+# Requests in flight per worker process, over all the endpoints it drains.
+DEFAULT_IN_FLIGHT = 64
+# Retries of one arq job are not failures of a delivery: the message's attempt count (in
+# the database) decides when to give up.
 MAX_JOB_TRIES = 1_000_000
 SWEEP_AFTER = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookRuntime:
-    policy: delivery.DeliveryPolicy
-    http: aiohttp.ClientSession
-    limiter: Limiter
+    drainer: Drainer
+    locks: DrainLocks
 
 
-def start(ctx: dict[str, Any], settings: Settings) -> None:
-    """Build the delivery session and limiter (the worker's on_startup calls this)."""
+def start(ctx: dict[str, Any], settings: Settings, *, in_flight: int = DEFAULT_IN_FLIGHT) -> None:
+    """Build the delivery session, limiter and drain locks (the worker's on_startup)."""
     policy = delivery.DeliveryPolicy.from_settings(settings)
-    ctx[RUNTIME_KEY] = WebhookRuntime(policy, policy.create_session(), RedisLimiter(ctx["redis"]))
+    drainer = Drainer(
+        policy, policy.create_session(), RedisLimiter(ctx["redis"]), asyncio.Semaphore(in_flight)
+    )
+    ctx[RUNTIME_KEY] = WebhookRuntime(drainer, DrainLocks(ctx["redis"]))
 
 
 async def stop(ctx: dict[str, Any]) -> None:
     runtime = ctx.get(RUNTIME_KEY)
     if isinstance(runtime, WebhookRuntime):
-        await runtime.http.close()
+        await runtime.drainer.http.close()
 
 
 def runtime_of(ctx: WorkerContext) -> WebhookRuntime:
     return cast("WebhookRuntime", cast("dict[str, Any]", ctx)[RUNTIME_KEY])
 
 
-async def deliver_message(ctx: WorkerContext, message_id: str) -> str:
-    """One attempt; the attempt row is committed before the job asks arq to come back."""
-    runtime, ident = runtime_of(ctx), UUID(message_id)
-    async with ctx["db"].transaction() as session:
-        step = await delivery.prepare(
-            session, ident, policy=runtime.policy, limiter=runtime.limiter
-        )
-    if step.prepared is None:
-        if step.wait is not None:
-            raise Retry(defer=timedelta(seconds=step.wait))
-        return "nothing to do"
+async def _send(ctx: WorkerContext, job: jobs.Job) -> None:
+    await ctx["redis"].enqueue_job(
+        job.function, *job.args, _job_id=job.job_id, _defer_by=job.defer_by
+    )
+
+
+async def wake(ctx: WorkerContext, endpoint_ids: Iterable[UUID]) -> None:
+    """After a commit that gave these endpoints messages: raise each one's wake flag, and
+    start a drain where none is running (a running drain sees the flag before it ends)."""
+    endpoint_ids = list(endpoint_ids)
+    if not endpoint_ids:
+        return
+    locks = runtime_of(ctx).locks
+    for endpoint_id in endpoint_ids:
+        try:
+            if not await locks.wake(endpoint_id):
+                await _send(ctx, delivery.drain_job(endpoint_id, cause=str(uuid7())))
+        except Exception as error:
+            log.error(
+                "webhook wake-up failed; the sweeper sends the messages later",
+                endpoint_id=str(endpoint_id),
+                error_class=type(error).__name__,
+            )
+
+
+async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
+    """Send the endpoint's due messages while holding its drain lock; come back (a
+    deferred job) when a retry falls due."""
+    runtime, ident, holder = runtime_of(ctx), UUID(endpoint_id), ctx["job_id"]
+    locks, ttl = runtime.locks, runtime.drainer.policy.lease.total_seconds()
+    if not await locks.acquire(ident, holder, ttl=ttl):
+        return "another drain holds the endpoint"
+    sent = 0
     try:
-        result = await delivery.send(runtime.http, step.prepared)
-    finally:
-        await runtime.limiter.release(step.prepared.endpoint_id, ident)
-    async with ctx["db"].transaction() as session:
-        retry_in = await delivery.record(session, step.prepared, result, policy=runtime.policy)
-    if retry_in is not None:
-        raise Retry(defer=timedelta(seconds=retry_in))
-    return "delivered" if result.is_success else f"failed ({result.error_class})"
+        while True:
+            outcome = await runtime.drainer.drain(
+                ctx["db"],
+                ident,
+                budget=DRAIN_BUDGET_SECONDS,
+                keep_alive=lambda: locks.new_round(ident, holder, ttl=ttl),
+            )
+            sent += outcome.sent
+            if outcome.wake_in is not None:
+                due = int(time.time() + outcome.wake_in)
+                job = delivery.drain_job(ident, cause=f"at:{due}", defer=outcome.wake_in)
+                await _send(ctx, job)
+            if outcome.has_more or outcome.stepped_aside:
+                await locks.release(ident, holder)
+                if outcome.has_more:
+                    await wake(ctx, [ident])
+                return f"sent {sent}, handed over"
+            if not await locks.finish(ident, holder, ttl=ttl):
+                return f"sent {sent}"
+    except BaseException:
+        await locks.release(ident, holder)
+        raise
+
+
+async def deliver_message(ctx: WorkerContext, message_id: str) -> str:
+    """A one-message job queued before drains existed: drain the message's endpoint."""
+    async with ctx["db"].transaction(read_only=True) as session:
+        endpoint_id = await replay.endpoint_of(session, UUID(message_id))
+    if endpoint_id is None:
+        return "nothing to do"
+    return await drain_endpoint(ctx, str(endpoint_id))
 
 
 async def sweep_messages(ctx: WorkerContext) -> int:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
@@ -25,15 +25,20 @@ SCHEMA_VERSION = 1
 SWEEP_BATCH = 500
 
 EventHandler = Callable[[AsyncSession, Event], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """Run `handler` for every event whose type matches `pattern` (`*` wildcards)."""
+    """Run `handler` for every event whose type matches `pattern` (`*` wildcards).
+
+    `batch_handler`, when given, does the same for many events at once (a batch dispatch
+    calls it once with all of the batch's matching events)."""
 
     pattern: str
     handler: EventHandler
     name: str
+    batch_handler: BatchHandler | None = None
 
 
 class EventBus:
@@ -180,6 +185,62 @@ async def dispatch(session: AsyncSession, event_id: UUID, bus: EventBus) -> bool
     return True
 
 
+async def dispatch_batch(
+    session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus
+) -> tuple[int, list[tuple[UUID, BaseException]]]:
+    """Dispatch many events in the caller's transaction; returns how many were dispatched
+    and the events that failed (with why), left undispatched for the sweeper.
+
+    First all together: the events locked in one statement, each subscription run once over
+    its events, all marked dispatched in one statement. If that fails, one savepoint per
+    event finds the failing ones and the others still go.
+    """
+    try:
+        async with session.begin_nested():
+            return await _dispatch_together(session, event_ids, bus), []
+    except Exception:
+        log.info("batch dispatch failed; dispatching one event at a time", count=len(event_ids))
+    dispatched, failed = 0, list[tuple[UUID, BaseException]]()
+    for event_id in event_ids:
+        try:
+            async with session.begin_nested():
+                dispatched += await dispatch(session, event_id, bus)
+        except Exception as error:
+            failed.append((event_id, error))
+    return dispatched, failed
+
+
+async def _dispatch_together(
+    session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus
+) -> int:
+    statement = (
+        select(Event)
+        .where(Event.id.in_(event_ids), Event.dispatched_at.is_(None))
+        .order_by(Event.id)  # one lock order, so two batches never deadlock
+    )
+    if not is_sqlite_session(session):
+        statement = statement.with_for_update()
+    events = (await session.scalars(statement)).all()
+    if not events:
+        return 0
+    for subscription in bus.subscriptions:
+        matching = [e for e in events if fnmatch.fnmatchcase(e.type, subscription.pattern)]
+        if not matching:
+            continue
+        if subscription.batch_handler is not None:
+            await subscription.batch_handler(session, matching)
+        else:
+            for event in matching:
+                await subscription.handler(session, event)
+    await session.execute(
+        update(Event)
+        .where(Event.id.in_([e.id for e in events]))
+        .values(dispatched_at=utcnow(), attempts=Event.attempts + 1, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return len(events)
+
+
 async def record_failure(session: AsyncSession, event_id: UUID, error: BaseException) -> int:
     """Note a failed dispatch (in its own transaction); returns the attempts so far."""
     event = await session.get(Event, event_id)
@@ -223,6 +284,7 @@ __all__ = [
     "EventHandler",
     "Subscription",
     "dispatch",
+    "dispatch_batch",
     "dispatch_job",
     "envelope",
     "get_event",

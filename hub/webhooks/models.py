@@ -60,6 +60,8 @@ class WebhookMessage(Entity, TenantOwned, Base):
         Index("ix_webhook_messages_endpoint_status", "endpoint_id", "status", "event_id"),
         # The sweeper: pending messages whose next attempt is overdue.
         Index("ix_webhook_messages_due", "status", "next_attempt_at"),
+        # The drainer: an endpoint's due messages, the longest due first.
+        Index("ix_webhook_messages_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
     )
 
     endpoint_id: Mapped[UUID] = mapped_column(
@@ -74,7 +76,7 @@ class WebhookMessage(Entity, TenantOwned, Base):
     attempts: Mapped[int] = mapped_column(default=0)
     # `attempts` when the current retry schedule began (a resend starts a fresh schedule).
     schedule_start: Mapped[int] = mapped_column(default=0)
-    # Also a lease: set ahead while an attempt is in flight so no second worker takes it.
+    # Also a lease: set ahead while a drainer has it claimed, so no other drainer takes it.
     next_attempt_at: Mapped[datetime | None]
     last_attempt_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
 from hub.events.models import Event
-from hub.events.service import envelope
+from hub.events.service import SCHEMA_VERSION
 
 # Fields that carry PHI. Events put PHI under `data.phi`; the named fields are removed
 # wherever they appear as a second guard.
@@ -37,6 +39,29 @@ def public_data(data: Any, *, include_phi: bool) -> Any:
 
 
 def body_of(event: Event, tenant_slug: str, *, include_phi: bool) -> bytes:
-    document = envelope(event, tenant_slug)
-    document["data"] = public_data(event.payload, include_phi=include_phi)
-    return msgspec.json.encode(document)
+    return body_for(
+        event.id, event.type, event.occurred_at, event.payload, tenant_slug, include_phi=include_phi
+    )
+
+
+def body_for(
+    event_id: UUID,
+    event_type: str,
+    occurred_at: datetime,
+    payload: Any,
+    tenant_slug: str,
+    *,
+    include_phi: bool,
+) -> bytes:
+    """The envelope of `hub.events.service.envelope`, from an event's columns (the drainer
+    reads columns, not entities)."""
+    return msgspec.json.encode(
+        {
+            "id": str(event_id),
+            "type": event_type,
+            "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+            "tenant": tenant_slug,
+            "schema_version": SCHEMA_VERSION,
+            "data": public_data(payload, include_phi=include_phi),
+        }
+    )

@@ -9,7 +9,6 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.core import jobs
 from hub.core.db import utcnow
 from hub.core.errors import Conflict
 from hub.core.ids import TenantID
@@ -26,7 +25,7 @@ def _resend(session: AsyncSession, message: WebhookMessage, *, now: datetime) ->
     message.status, message.last_error = MessageStatus.PENDING, None
     message.next_attempt_at, message.delivered_at = now, None
     message.schedule_start = message.attempts
-    jobs.enqueue(session, delivery.deliver_job(message.id, cause=f"resend:{message.attempts}"))
+    delivery.wake_later(session, [message.endpoint_id])
 
 
 async def _enabled_endpoint(
@@ -103,20 +102,26 @@ async def send_test(
 async def sweep(
     session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
 ) -> int:
-    """Enqueue pending messages whose attempt is overdue (a lost job, an expired lease, a
-    parked message of an ordered endpoint); a job still queued is not doubled."""
+    """Drain every endpoint with a pending message overdue by `older_than` (a lost job, the
+    expired lease of a dead worker); returns how many endpoints."""
     cutoff = (now or utcnow()) - older_than
-    ids = (
-        await session.scalars(
-            select(WebhookMessage.id)
-            .where(
-                WebhookMessage.status == MessageStatus.PENDING,
-                WebhookMessage.next_attempt_at < cutoff,
-            )
-            .order_by(WebhookMessage.next_attempt_at)
-            .limit(SWEEP_BATCH)
+    overdue = (
+        select(WebhookMessage.endpoint_id)
+        .where(
+            WebhookMessage.status == MessageStatus.PENDING,
+            WebhookMessage.next_attempt_at < cutoff,
         )
-    ).all()
-    for message_id in ids:
-        jobs.enqueue(session, delivery.deliver_job(message_id))
-    return len(ids)
+        .order_by(WebhookMessage.next_attempt_at)
+        .limit(SWEEP_BATCH)
+        .subquery()
+    )
+    endpoint_ids = set((await session.scalars(select(overdue.c.endpoint_id).distinct())).all())
+    delivery.wake_later(session, endpoint_ids)
+    return len(endpoint_ids)
+
+
+async def endpoint_of(session: AsyncSession, message_id: UUID) -> UUID | None:
+    endpoint_id: UUID | None = await session.scalar(
+        select(WebhookMessage.endpoint_id).where(WebhookMessage.id == message_id)
+    )
+    return endpoint_id

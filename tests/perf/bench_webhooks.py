@@ -97,7 +97,14 @@ import sys
 from hub.settings import load_settings
 from workers.settings import create_worker
 settings = load_settings()
-create_worker(settings, max_jobs=int(sys.argv[1]), poll_delay=0.01, handle_signals=True).run()
+concurrency = int(sys.argv[1])
+create_worker(
+    settings,
+    max_jobs=concurrency,
+    webhook_in_flight=concurrency,
+    poll_delay=0.01,
+    handle_signals=True,
+).run()
 """
 
 

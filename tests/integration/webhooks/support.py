@@ -22,7 +22,7 @@ from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID
 from hub.events.models import Event
 from hub.events.service import EventBus, Subscription, dispatch, record_event
-from hub.webhooks import delivery, service
+from hub.webhooks import delivery, drain, service
 from hub.webhooks.guard import AddressPolicy
 from hub.webhooks.limits import LocalLimiter
 from hub.webhooks.models import MessageStatus, WebhookEndpoint, WebhookMessage
@@ -161,7 +161,7 @@ class Receiver:
 
 
 class Harness:
-    """Runs the delivery steps in-process, like the job does, on a clock the test moves."""
+    """Runs the drainer in-process, like the drain job does, on a clock the test moves."""
 
     def __init__(self, db: Database, http: aiohttp.ClientSession, **policy_options: Any):
         self.db = db
@@ -169,10 +169,20 @@ class Harness:
         self.policy = policy(**policy_options)
         self.limiter = LocalLimiter()
         self.now = utcnow()
-        self.bus = EventBus([Subscription("*", delivery.fan_out, "webhooks.fan_out")])
+        self.bus = EventBus(
+            [
+                Subscription(
+                    "*", delivery.fan_out, "webhooks.fan_out", batch_handler=delivery.fan_out_many
+                )
+            ]
+        )
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+    @property
+    def drainer(self) -> drain.Drainer:
+        return drain.Drainer(self.policy, self.http, self.limiter)
 
     async def record(
         self, tenant: TenantID, type: str, payload: dict[str, Any], count: int = 1
@@ -186,42 +196,30 @@ class Harness:
         self.now = max(self.now, utcnow())
         return [e.id for e in events]
 
-    async def attempt(self, message_id: UUID) -> delivery.Step:
-        async with self.db.transaction() as session:
-            step = await delivery.prepare(
-                session, message_id, policy=self.policy, limiter=self.limiter, now=self.now
-            )
-        if step.prepared is None:
-            return step
-        try:
-            result = await delivery.send(self.http, step.prepared)
-        finally:
-            await self.limiter.release(step.prepared.endpoint_id, message_id)
-        async with self.db.transaction() as session:
-            await delivery.record(session, step.prepared, result, policy=self.policy, now=self.now)
-        return step
+    async def drain(self, endpoint_id: UUID) -> drain.Outcome:
+        return await self.drainer.drain(self.db, endpoint_id, clock=lambda: self.now)
 
     async def due(self) -> list[UUID]:
+        """Endpoints with a message due now."""
         async with self.db.transaction() as session:
             return list(
                 (
                     await session.scalars(
-                        select(WebhookMessage.id)
+                        select(WebhookMessage.endpoint_id)
                         .where(
                             WebhookMessage.status == MessageStatus.PENDING,
                             WebhookMessage.next_attempt_at <= self.now,
                         )
-                        .order_by(WebhookMessage.event_id)
+                        .distinct()
                     )
                 ).all()
             )
 
     async def run_due(self) -> int:
-        """Attempt every message due now, oldest event first; returns attempts sent."""
+        """Drain every endpoint with a message due now; returns the attempts sent."""
         sent = 0
-        for message_id in await self.due():
-            step = await self.attempt(message_id)
-            sent += step.prepared is not None
+        for endpoint_id in await self.due():
+            sent += (await self.drain(endpoint_id)).sent
         return sent
 
     async def message(self, message_id: UUID) -> WebhookMessage:

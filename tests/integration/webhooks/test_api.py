@@ -157,7 +157,8 @@ class TestLifecycle:
         message = tested.json()
         assert message["event_type"] == "webhook.test"
         assert message["status"] == "pending"
-        assert f"webhooks.deliver:{message['id']}" in [j.job_id for j in queue.sent]
+        drains = [j for j in queue.sent if j.function == "webhooks.drain"]
+        assert [j.args for j in drains] == [(ident,)]
 
         pending = await client.get(f"{url}/messages?status=pending", headers=admin.headers)
         assert [m["id"] for m in pending.json()] == [message["id"]]

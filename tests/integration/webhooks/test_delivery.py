@@ -13,7 +13,7 @@ from hub.core import crypto
 from hub.core.db import Database, utcnow
 from hub.core.ids import uuid7
 from hub.events.models import Event
-from hub.webhooks import delivery, replay, service
+from hub.webhooks import delivery, drain, replay, service
 from hub.webhooks.models import SECRET_FIELD, MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
 from tests.support import Member
@@ -204,10 +204,10 @@ class TestDisabling:
     async def test_410_gone_disables_the_endpoint(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint, _ = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=1)
         receiver.default_status = 410
         await harness.record(admin.tenant_id, "complaint.created", {}, 2)
-        assert await harness.run_due() == 1  # the second finds the endpoint disabled
+        assert await harness.run_due() == 1  # the batch stops: the second is not sent
         found = await harness.endpoint(endpoint.id)
         assert not found.is_enabled
         assert "410" in (found.disabled_reason or "")
@@ -270,20 +270,23 @@ class TestDisabling:
         endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.default_status = 500
         await harness.record(admin.tenant_id, "complaint.created", {})
-        [message] = await harness.messages(endpoint.id)
         async with db.transaction() as session:
-            step = await delivery.prepare(
-                session, message.id, policy=harness.policy, limiter=harness.limiter, now=harness.now
+            claimed = await drain.claim(
+                session,
+                endpoint.id,
+                policy=harness.policy,
+                limiter=harness.limiter,
+                now=harness.now,
             )
-        assert step.prepared is not None
+        assert claimed.batch is not None
         async with db.transaction() as session:
             found = await session.get(WebhookEndpoint, endpoint.id)
             assert found is not None
             await delivery.disable_endpoint(session, found, reason="test", now=harness.now)
-        result = await delivery.send(harness.http, step.prepared)
+        results = await drain.send(harness.http, claimed.batch, window=5)
         async with db.transaction() as session:
-            retry = await delivery.record(
-                session, step.prepared, result, policy=harness.policy, now=harness.now
+            retry = await drain.record(
+                session, claimed.batch, results, policy=harness.policy, now=harness.now
             )
         assert retry is None
         [message] = await harness.messages(endpoint.id)

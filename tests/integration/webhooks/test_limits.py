@@ -1,5 +1,5 @@
-"""Per-endpoint limits in Redis: a busy or fast endpoint is told to step aside, others are
-not held up, and a lease left by a dead worker runs out."""
+"""Shared through Redis: the rate limit grants a batch only what the window has left, and the
+drain lock keeps one drainer per endpoint without ever losing a wake-up."""
 
 from __future__ import annotations
 
@@ -7,41 +7,77 @@ import asyncio
 from typing import Any
 
 from hub.core.ids import uuid7
-from hub.webhooks.limits import CONCURRENCY_BACKOFF_SECONDS, RedisLimiter
+from hub.webhooks.limits import DrainLocks, LocalLimiter, RedisLimiter
 
 
 class TestRedisLimiter:
-    async def test_concurrency_limit_holds_one_endpoint_not_the_others(self, redis: Any) -> None:
-        limiter = RedisLimiter(redis)
-        slow, other = uuid7(), uuid7()
-        first, second = uuid7(), uuid7()
-        assert await limiter.acquire(slow, first, concurrency=1, per_second=100, lease=30) == 0
-        waited = await limiter.acquire(slow, second, concurrency=1, per_second=100, lease=30)
-        assert waited == CONCURRENCY_BACKOFF_SECONDS
-        assert await limiter.acquire(other, uuid7(), concurrency=1, per_second=100, lease=30) == 0
-        await limiter.release(slow, first)
-        assert await limiter.acquire(slow, second, concurrency=1, per_second=100, lease=30) == 0
+    async def test_a_batch_gets_what_the_window_has_left_then_steps_aside(self, redis: Any) -> None:
+        limiter, endpoint, other = RedisLimiter(redis), uuid7(), uuid7()
+        grants = [await limiter.take(endpoint, 4, per_second=10) for _ in range(4)]
+        counts = [g.count for g in grants]
+        # Within at most two one-second windows, at most 10 + 10 are granted.
+        assert 10 <= sum(counts) <= 16
+        if sum(counts) == 10:
+            assert counts == [4, 4, 2, 0]
+            assert 0 < grants[3].wait <= 1
+        # Another endpoint has a window of its own.
+        assert (await limiter.take(other, 4, per_second=10)).count == 4
 
-    async def test_rate_limit_asks_to_wait_for_the_next_second(self, redis: Any) -> None:
-        limiter = RedisLimiter(redis)
-        endpoint = uuid7()
-        granted = []
-        for _ in range(10):
-            holder = uuid7()
-            granted.append(
-                await limiter.acquire(endpoint, holder, concurrency=10, per_second=3, lease=30)
-            )
-            await limiter.release(endpoint, holder)
-        # Within at most two one-second windows, at most 3 + 3 go; the rest step aside.
-        assert 3 <= granted.count(0) <= 6
-        assert any(0 < wait <= 1 for wait in granted)
+    async def test_the_window_turns_each_second(self, redis: Any) -> None:
+        limiter, endpoint = RedisLimiter(redis), uuid7()
+        while (grant := await limiter.take(endpoint, 100, per_second=3)).count:
+            pass
+        await asyncio.sleep(grant.wait + 0.01)
+        assert (await limiter.take(endpoint, 100, per_second=3)).count == 3
 
-    async def test_a_lease_of_a_dead_worker_expires(self, redis: Any) -> None:
-        limiter = RedisLimiter(redis)
-        endpoint = uuid7()
-        assert (
-            await limiter.acquire(endpoint, uuid7(), concurrency=1, per_second=100, lease=0.2) == 0
-        )
-        assert await limiter.acquire(endpoint, uuid7(), concurrency=1, per_second=100, lease=5) > 0
-        await asyncio.sleep(0.3)  # the first holder never released
-        assert await limiter.acquire(endpoint, uuid7(), concurrency=1, per_second=100, lease=5) == 0
+
+class TestLocalLimiter:
+    async def test_same_rule_in_process(self) -> None:
+        limiter, endpoint = LocalLimiter(), uuid7()
+        first = await limiter.take(endpoint, 5, per_second=3)
+        second = await limiter.take(endpoint, 5, per_second=3)
+        assert first.count + second.count in (3, 6)  # a window may turn in between
+        if first.count + second.count == 3:
+            assert second.count == 0
+            assert second.wait > 0
+
+
+class TestDrainLocks:
+    async def test_one_drainer_per_endpoint(self, redis: Any) -> None:
+        locks, endpoint, other = DrainLocks(redis), uuid7(), uuid7()
+        assert await locks.acquire(endpoint, "a", ttl=30)
+        assert not await locks.acquire(endpoint, "b", ttl=30)
+        assert await locks.acquire(other, "b", ttl=30)
+        assert await locks.wake(endpoint)  # held: the drainer will see the flag
+        assert not await locks.wake(uuid7())  # nobody drains it: start one
+
+    async def test_a_wake_up_while_draining_makes_the_drainer_go_again(self, redis: Any) -> None:
+        locks, endpoint = DrainLocks(redis), uuid7()
+        assert await locks.acquire(endpoint, "a", ttl=30)
+        assert await locks.new_round(endpoint, "a", ttl=30)  # the flag goes down
+        assert await locks.wake(endpoint)  # messages came during the round
+        assert await locks.finish(endpoint, "a", ttl=30)  # so it keeps the lock, drains again
+        assert await locks.new_round(endpoint, "a", ttl=30)
+        assert not await locks.finish(endpoint, "a", ttl=30)  # nothing new: let go
+        assert not await locks.wake(endpoint)  # and the next wake-up starts a drainer
+        assert await locks.acquire(endpoint, "b", ttl=30)
+
+    async def test_a_drain_job_that_finds_the_lock_held_still_leaves_its_wake_up(
+        self, redis: Any
+    ) -> None:
+        locks, endpoint = DrainLocks(redis), uuid7()
+        assert await locks.acquire(endpoint, "a", ttl=30)
+        assert await locks.new_round(endpoint, "a", ttl=30)
+        assert not await locks.acquire(endpoint, "b", ttl=30)  # b's messages: a drains them
+        assert await locks.finish(endpoint, "a", ttl=30)
+
+    async def test_the_lock_of_a_dead_worker_expires(self, redis: Any) -> None:
+        locks, endpoint = DrainLocks(redis), uuid7()
+        assert await locks.acquire(endpoint, "dead", ttl=0.2)
+        assert not await locks.acquire(endpoint, "b", ttl=30)
+        await asyncio.sleep(0.3)  # the first holder never let go
+        assert await locks.acquire(endpoint, "b", ttl=30)
+        assert not await locks.new_round(endpoint, "dead", ttl=30)  # it is b's now
+        assert await locks.finish(endpoint, "dead", ttl=30) is False
+        await locks.release(endpoint, "dead")  # not the holder: nothing happens
+        assert await locks.wake(endpoint)

@@ -1,0 +1,465 @@
+"""Sending: drain one endpoint's due messages, a batch at a time.
+
+A pass claims a batch in one transaction: each message gets a lease (its `next_attempt_at`
+moves past the time the batch can take), so no other drainer takes it, and a drainer that
+dies leaves it due again for the sweeper. The batch is signed and sent outside any
+transaction, within the endpoint's concurrency (ordered endpoints: one at a time, in event
+order, stopping at the first failure); then every attempt is recorded in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import aiohttp
+import structlog
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core.crypto import CryptoError
+from hub.core.db import Database, utcnow
+from hub.core.ids import uuid7
+from hub.events.models import Event
+from hub.tenants.models import Tenant
+from hub.webhooks import delivery, payloads, sender, service, signing
+from hub.webhooks.limits import Limiter
+from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 100
+ORDERED_BATCH_SIZE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    message_id: UUID
+    webhook_id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Claimed messages of one endpoint, with what it takes to sign and send them."""
+
+    endpoint_id: UUID
+    tenant_id: UUID
+    url: str
+    keys: tuple[bytes, ...]
+    is_ordered: bool
+    max_concurrency: int
+    was_failing: bool  # the endpoint had a run of failures when claimed
+    refusal: str | None  # an error class: send none of them
+    messages: tuple[Claimed, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    batch: Batch | None = None
+    wait: float | None = None  # over the rate limit: come back in `wait` seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    sent: int = 0
+    wake_in: float | None = None  # seconds until something is due again (a retry, a window)
+    has_more: bool = False  # stopped at its time budget with messages perhaps still due
+    stepped_aside: bool = False  # over the rate limit: `wake_in` says when to come back
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _is_sqlite(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+# Claim ----------------------------------------------------------------------------------
+
+
+async def claim(
+    session: AsyncSession,
+    endpoint_id: UUID,
+    *,
+    policy: delivery.DeliveryPolicy,
+    limiter: Limiter,
+    now: datetime,
+) -> Claim:
+    """Lease the endpoint's next batch of due messages and build their bodies."""
+    row = (
+        await session.execute(
+            select(WebhookEndpoint, Tenant.slug)
+            .join(Tenant, Tenant.id == WebhookEndpoint.tenant_id)
+            .where(WebhookEndpoint.id == endpoint_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return Claim()
+    endpoint, slug = row
+    if not endpoint.is_enabled:
+        await _fail_due(session, endpoint.id, now=now, error="EndpointDisabled")
+        return Claim()
+    rows = await _due(session, endpoint, now=now)
+    if not rows:
+        return Claim()
+    grant = await limiter.take(endpoint.id, len(rows), per_second=endpoint.rate_limit_per_second)
+    if grant.count == 0:
+        return Claim(wait=grant.wait)
+    rows = rows[: grant.count]
+    ids = [r.id for r in rows]
+    try:
+        keys = await service.signing_keys(session, endpoint, now=now)
+    except CryptoError as error:
+        # The secret cannot be opened (the tenant was offboarded and its keys shredded, or
+        # the value was tampered with): retrying cannot help, so the messages fail.
+        log.error(
+            "webhook secret unusable", endpoint_id=str(endpoint.id), error=type(error).__name__
+        )
+        await _set(
+            session,
+            ids,
+            status=MessageStatus.FAILED,
+            last_error=type(error).__name__,
+            next_attempt_at=None,
+        )
+        return Claim()
+    await _set(session, ids, next_attempt_at=now + policy.lease)
+    include_phi = endpoint.include_phi
+    messages = tuple(
+        Claimed(
+            r.id,
+            str(r.id),
+            payloads.body_for(
+                r.event_id, r.type, r.occurred_at, r.payload, slug, include_phi=include_phi
+            ),
+        )
+        for r in rows
+    )
+    return Claim(
+        Batch(
+            endpoint_id=endpoint.id,
+            tenant_id=endpoint.tenant_id,
+            url=endpoint.url,
+            keys=tuple(keys),
+            is_ordered=endpoint.is_ordered,
+            max_concurrency=max(1, endpoint.max_concurrency),
+            was_failing=endpoint.failing_since is not None,
+            refusal=_refusal(endpoint.url, policy),
+            messages=messages,
+        )
+    )
+
+
+async def _due(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime) -> list[Any]:
+    """Due messages, locked. Unordered: the longest due first, skipping rows another
+    transaction holds. Ordered: the run of due messages at the head of the endpoint's queue
+    (in event order): a message not due (in flight, or waiting for its retry) holds back
+    every later one, so the head is never skipped."""
+    statement = (
+        select(
+            WebhookMessage.id,
+            WebhookMessage.next_attempt_at,
+            Event.id.label("event_id"),
+            Event.type,
+            Event.occurred_at,
+            Event.payload,
+        )
+        .join(Event, Event.id == WebhookMessage.event_id)
+        .where(
+            WebhookMessage.endpoint_id == endpoint.id,
+            WebhookMessage.status == MessageStatus.PENDING,
+        )
+    )
+    if endpoint.is_ordered:
+        statement = statement.order_by(WebhookMessage.event_id).limit(ORDERED_BATCH_SIZE)
+    else:
+        statement = (
+            statement.where(WebhookMessage.next_attempt_at <= now)
+            .order_by(WebhookMessage.next_attempt_at)
+            .limit(BATCH_SIZE)
+        )
+    if not _is_sqlite(session):  # every SQLite write transaction already holds the lock
+        statement = statement.with_for_update(
+            of=WebhookMessage, skip_locked=not endpoint.is_ordered
+        )
+    rows = list((await session.execute(statement)).all())
+    if endpoint.is_ordered:
+        due = [r.next_attempt_at is None or r.next_attempt_at <= now for r in rows]
+        rows = rows[: due.index(False)] if False in due else rows
+    return rows
+
+
+async def _set(session: AsyncSession, ids: Sequence[UUID], **values: Any) -> None:
+    await session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id.in_(ids))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _fail_due(session: AsyncSession, endpoint_id: UUID, *, now: datetime, error: str) -> None:
+    await session.execute(
+        update(WebhookMessage)
+        .where(
+            WebhookMessage.endpoint_id == endpoint_id,
+            WebhookMessage.status == MessageStatus.PENDING,
+            WebhookMessage.next_attempt_at <= now,
+        )
+        .values(status=MessageStatus.FAILED, last_error=error, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _refusal(url: str, policy: delivery.DeliveryPolicy) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" and (parts.hostname or "").lower() not in policy.http_hosts:
+        return "InsecureUrl"  # http was allowed when registered, and no longer is
+    return None
+
+
+# Send -----------------------------------------------------------------------------------
+
+
+def _halts(result: sender.SendResult) -> bool:
+    """After this answer, the rest of the batch is not sent: the endpoint is gone (410),
+    or it asked for time (Retry-After on 429/503)."""
+    return result.status_code == 410 or result.retry_after is not None
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    batch: Batch,
+    *,
+    window: float,
+    slots: asyncio.Semaphore | None = None,
+) -> list[sender.SendResult | None]:
+    """Sign and post each message; None for one not sent (the batch halted, or the send
+    window closed before its turn). Never raises for a network fault."""
+    results: list[sender.SendResult | None] = [None] * len(batch.messages)
+    if batch.refusal is not None:
+        return [sender.SendResult(None, 0, None, batch.refusal) for _ in batch.messages]
+    closes = time.monotonic() + window
+    halted = False
+
+    async def post(index: int) -> None:
+        nonlocal halted
+        if halted or time.monotonic() > closes:
+            return
+        message = batch.messages[index]
+        timestamp = int(time.time())  # the receiver checks it against its own clock
+        signature = signing.signature_header(
+            batch.keys, message_id=message.webhook_id, timestamp=timestamp, body=message.body
+        )
+        headers = sender.headers_for(
+            message_id=message.webhook_id, timestamp=timestamp, signature=signature
+        )
+        if slots is None:
+            result = await sender.post(http, batch.url, body=message.body, headers=headers)
+        else:
+            async with slots:
+                result = await sender.post(http, batch.url, body=message.body, headers=headers)
+        results[index] = result
+        if _halts(result) or (batch.is_ordered and not result.is_success):
+            halted = True
+
+    if batch.is_ordered:
+        for index in range(len(batch.messages)):
+            await post(index)
+        return results
+    limit = asyncio.Semaphore(batch.max_concurrency)
+
+    async def guarded(index: int) -> None:
+        async with limit:
+            await post(index)
+
+    await asyncio.gather(*(guarded(index) for index in range(len(batch.messages))))
+    return results
+
+
+# Record ---------------------------------------------------------------------------------
+
+
+async def record(
+    session: AsyncSession,
+    batch: Batch,
+    results: Sequence[sender.SendResult | None],
+    *,
+    policy: delivery.DeliveryPolicy,
+    now: datetime,
+) -> float | None:
+    """Write every attempt and decide what follows; the seconds until one of the batch's
+    messages is due again, if any is."""
+    done = list(zip(batch.messages, results, strict=True))
+    succeeded = [(m, r) for m, r in done if r is not None and r.is_success]
+    failed = [(m, r) for m, r in done if r is not None and not r.is_success]
+    unsent = [m.message_id for m, r in done if r is None]
+    if succeeded:
+        await _record_successes(session, batch, succeeded, now=now)
+    wake = await _record_failures(session, batch, failed, policy=policy, now=now)
+    if unsent:
+        # Released without an attempt: due again when the receiver asked (Retry-After),
+        # else at once (an ordered batch that stopped waits behind its failed head).
+        pause = max((r.retry_after or 0.0 for _, r in failed), default=0.0)
+        await session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id.in_(unsent), WebhookMessage.status == MessageStatus.PENDING)
+            .values(next_attempt_at=now + timedelta(seconds=pause))
+            .execution_options(synchronize_session=False)
+        )
+        wake = _earliest(wake, pause) if pause > 0 else wake
+    return wake
+
+
+async def _record_successes(
+    session: AsyncSession,
+    batch: Batch,
+    succeeded: list[tuple[Claimed, sender.SendResult]],
+    *,
+    now: datetime,
+) -> None:
+    """The common case in plain statements: one UPDATE for the messages, one INSERT for
+    their attempts."""
+    returned = await session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id.in_([m.message_id for m, _ in succeeded]))
+        .values(
+            attempts=WebhookMessage.attempts + 1,
+            last_attempt_at=now,
+            status=MessageStatus.SUCCEEDED,
+            delivered_at=now,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        .returning(WebhookMessage.id, WebhookMessage.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    numbers: dict[UUID, int] = {row[0]: row[1] for row in returned}
+    rows = [
+        _attempt_row(batch, message.message_id, numbers[message.message_id], result, now=now)
+        for message, result in succeeded
+        if message.message_id in numbers  # else deleted while the request was in flight
+    ]
+    if rows:
+        await session.execute(insert(_table(WebhookAttempt)), rows)
+    if batch.was_failing:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == batch.endpoint_id)
+            .values(failing_since=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _attempt_row(
+    batch: Batch, message_id: UUID, number: int, result: sender.SendResult, *, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": uuid7(),
+        "tenant_id": batch.tenant_id,
+        "message_id": message_id,
+        "endpoint_id": batch.endpoint_id,
+        "number": number,
+        "status_code": result.status_code,
+        "duration_ms": result.duration_ms,
+        "response_body": result.response_body,
+        "error_class": result.error_class,
+        "is_success": result.is_success,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _record_failures(
+    session: AsyncSession,
+    batch: Batch,
+    failed: list[tuple[Claimed, sender.SendResult]],
+    *,
+    policy: delivery.DeliveryPolicy,
+    now: datetime,
+) -> float | None:
+    if not failed:
+        return None
+    statement = select(WebhookMessage).where(
+        WebhookMessage.id.in_([m.message_id for m, _ in failed])
+    )
+    if not _is_sqlite(session):
+        statement = statement.with_for_update()
+    found = {m.id: m for m in (await session.scalars(statement)).all()}
+    endpoint = await session.get(WebhookEndpoint, batch.endpoint_id)
+    if endpoint is None:
+        return None  # deleted while the requests were in flight
+    wake = None
+    for claimed, result in failed:
+        message = found.get(claimed.message_id)
+        if message is None:
+            continue
+        message.attempts += 1
+        message.last_attempt_at = now
+        session.add(
+            WebhookAttempt(**_attempt_row(batch, message.id, message.attempts, result, now=now))
+        )
+        delay = await delivery.after_failure(
+            session, message, endpoint, result, policy=policy, now=now
+        )
+        wake = _earliest(wake, delay)
+    return wake
+
+
+# The loop -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Drainer:
+    """What a drain needs besides the database: the rules, the HTTP session, the rate
+    limiter, and (in a worker) the slots bounding its requests in flight."""
+
+    policy: delivery.DeliveryPolicy
+    http: aiohttp.ClientSession
+    limiter: Limiter
+    slots: asyncio.Semaphore | None = None
+
+    async def drain(
+        self,
+        db: Database,
+        endpoint_id: UUID,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        budget: float | None = None,
+        keep_alive: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Outcome:
+        """Claim, send and record batches until nothing is due (or `budget` seconds have
+        passed, or `keep_alive` says the drain lock is lost)."""
+        deadline = None if budget is None else time.monotonic() + budget
+        sent, wake = 0, None
+        while keep_alive is None or await keep_alive():
+            async with db.transaction() as session:
+                found = await claim(
+                    session, endpoint_id, policy=self.policy, limiter=self.limiter, now=clock()
+                )
+            if found.batch is None:
+                limited = found.wait is not None
+                return Outcome(sent, _earliest(wake, found.wait), stepped_aside=limited)
+            results = await send(
+                self.http, found.batch, window=self.policy.send_window, slots=self.slots
+            )
+            async with db.transaction() as session:
+                retry = await record(session, found.batch, results, policy=self.policy, now=clock())
+            sent += sum(r is not None for r in results)
+            wake = _earliest(wake, retry)
+            if deadline is not None and time.monotonic() > deadline:
+                return Outcome(sent, wake, has_more=True)
+        return Outcome(sent, wake)
