@@ -120,6 +120,7 @@ def _on_startup(
     ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
     sync_policy: SyncPolicy | None = None,
     webhook_in_flight: int = webhooks.DEFAULT_IN_FLIGHT,
+    webhook_lingering: int = 0,
 ) -> StartupShutdown:
     async def startup(ctx: dict[str, Any]) -> None:
         db = database or Database.from_url(settings.effective_database_url)
@@ -130,7 +131,7 @@ def _on_startup(
         ctx["db"] = db
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         ctx["bus"] = EventBus(subscriptions)
-        webhooks.start(ctx, settings, in_flight=webhook_in_flight)
+        webhooks.start(ctx, settings, in_flight=webhook_in_flight, lingering=webhook_lingering)
         alert_jobs.start(ctx, settings)
         ctx["ctm"] = ctm_clients or {
             environment: CtmClient.for_environment(settings, environment)
@@ -178,13 +179,10 @@ def create_worker(
     every endpoint it drains (each endpoint's own `max_concurrency` holds as well)."""
     if subscriptions is None:
         subscriptions = event_subscriptions()
-    startup = _on_startup(
-        settings, subscriptions, database, ctm_clients, sync_policy, webhook_in_flight
-    )
     options: dict[str, Any] = {
         "functions": functions(),
         "cron_jobs": crons(run_at_startup=not burst),
-        "on_startup": startup,
+        "on_startup": None,  # below: it needs the final max_jobs
         "on_shutdown": _on_shutdown,
         "redis_settings": arq_settings(settings.effective_redis_url),
         "redis_pool": redis_pool,
@@ -198,6 +196,19 @@ def create_worker(
         "keep_result": 60,
     }
     options.update(overrides)
+    if options["on_startup"] is None:
+        # Up to half the job slots may hold a drain lingering for more messages (none with
+        # one slot: it would hold up the very job that makes them).
+        lingering = options["max_jobs"] // 2 if options["max_jobs"] > 1 else 0
+        options["on_startup"] = _on_startup(
+            settings,
+            subscriptions,
+            database,
+            ctm_clients,
+            sync_policy,
+            webhook_in_flight,
+            lingering,
+        )
     return Worker(**options)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -29,6 +29,9 @@ RUNTIME_KEY = "webhooks"
 DRAIN_BUDGET_SECONDS = 5.0
 # Requests in flight per worker process, over all the endpoints it drains.
 DEFAULT_IN_FLIGHT = 64
+# A drain with nothing left to send waits this long for more (holding its worker slot, so
+# only some slots may linger at once).
+LINGER_SECONDS = 0.5
 # Retries of one arq job are not failures of a delivery: the message's attempt count (in
 # the database) decides when to give up.
 MAX_JOB_TRIES = 1_000_000
@@ -39,15 +42,23 @@ SWEEP_AFTER = timedelta(seconds=60)
 class WebhookRuntime:
     drainer: Drainer
     locks: DrainLocks
+    lingering: int  # drains that may linger at once in this worker
+    lingerers: set[str] = field(default_factory=set)
 
 
-def start(ctx: dict[str, Any], settings: Settings, *, in_flight: int = DEFAULT_IN_FLIGHT) -> None:
+def start(
+    ctx: dict[str, Any],
+    settings: Settings,
+    *,
+    in_flight: int = DEFAULT_IN_FLIGHT,
+    lingering: int = 0,
+) -> None:
     """Build the delivery session, limiter and drain locks (the worker's on_startup)."""
     policy = delivery.DeliveryPolicy.from_settings(settings)
     drainer = Drainer(
         policy, policy.create_session(), RedisLimiter(ctx["redis"]), asyncio.Semaphore(in_flight)
     )
-    ctx[RUNTIME_KEY] = WebhookRuntime(drainer, DrainLocks(ctx["redis"]))
+    ctx[RUNTIME_KEY] = WebhookRuntime(drainer, DrainLocks(ctx["redis"]), lingering)
 
 
 async def stop(ctx: dict[str, Any]) -> None:
@@ -72,33 +83,33 @@ async def wake(ctx: WorkerContext, endpoint_ids: Iterable[UUID]) -> None:
     endpoint_ids = list(endpoint_ids)
     if not endpoint_ids:
         return
-    locks = runtime_of(ctx).locks
-    for endpoint_id in endpoint_ids:
-        try:
-            if not await locks.wake(endpoint_id):
-                await _send(ctx, delivery.drain_job(endpoint_id, cause=str(uuid7())))
-        except Exception as error:
-            log.error(
-                "webhook wake-up failed; the sweeper sends the messages later",
-                endpoint_id=str(endpoint_id),
-                error_class=type(error).__name__,
-            )
+    try:
+        idle = await runtime_of(ctx).locks.wake(endpoint_ids)
+        for endpoint_id in idle:
+            await _send(ctx, delivery.drain_job(endpoint_id, cause=str(uuid7())))
+    except Exception as error:
+        log.error(
+            "webhook wake-up failed; the sweeper sends the messages later",
+            endpoints=len(endpoint_ids),
+            error_class=type(error).__name__,
+        )
 
 
 async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
     """Send the endpoint's due messages while holding its drain lock; come back (a
-    deferred job) when a retry falls due."""
+    deferred job) when a retry falls due. After `DRAIN_BUDGET_SECONDS` a drain that still
+    has work hands the endpoint to a fresh job at the back of the queue."""
     runtime, ident, holder = runtime_of(ctx), UUID(endpoint_id), ctx["job_id"]
     locks, ttl = runtime.locks, runtime.drainer.policy.lease.total_seconds()
     if not await locks.acquire(ident, holder, ttl=ttl):
         return "another drain holds the endpoint"
-    sent = 0
+    deadline, sent = time.monotonic() + DRAIN_BUDGET_SECONDS, 0
     try:
         while True:
             outcome = await runtime.drainer.drain(
                 ctx["db"],
                 ident,
-                budget=DRAIN_BUDGET_SECONDS,
+                budget=max(0.0, deadline - time.monotonic()),
                 keep_alive=lambda: locks.new_round(ident, holder, ttl=ttl),
             )
             sent += outcome.sent
@@ -111,11 +122,25 @@ async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
                 if outcome.has_more:
                     await wake(ctx, [ident])
                 return f"sent {sent}, handed over"
+            if await _linger(runtime, ident, holder, until=deadline):
+                continue
             if not await locks.finish(ident, holder, ttl=ttl):
                 return f"sent {sent}"
     except BaseException:
         await locks.release(ident, holder)
         raise
+
+
+async def _linger(runtime: WebhookRuntime, endpoint_id: UUID, holder: str, *, until: float) -> bool:
+    """Wait a moment for more messages, when this worker has a lingering place free."""
+    seconds = min(LINGER_SECONDS, until - time.monotonic())
+    if seconds < 0.01 or len(runtime.lingerers) >= runtime.lingering:
+        return False
+    runtime.lingerers.add(holder)
+    try:
+        return await runtime.locks.linger(endpoint_id, seconds)
+    finally:
+        runtime.lingerers.discard(holder)
 
 
 async def deliver_message(ctx: WorkerContext, message_id: str) -> str:

@@ -112,14 +112,15 @@ async def claim(
     if not endpoint.is_enabled:
         await _fail_due(session, endpoint.id, now=now, error="EndpointDisabled")
         return Claim()
-    rows = await _due(session, endpoint, now=now)
+    rows = await _lease_due(session, endpoint, now=now, until=now + policy.lease)
     if not rows:
         return Claim()
     grant = await limiter.take(endpoint.id, len(rows), per_second=endpoint.rate_limit_per_second)
-    if grant.count == 0:
-        return Claim(wait=grant.wait)
-    rows = rows[: grant.count]
-    ids = [r.id for r in rows]
+    if grant.count < len(rows):  # over the rate limit: the rest are due again at once
+        await _set(session, [r.id for r in rows[grant.count :]], next_attempt_at=now)
+        rows = rows[: grant.count]
+        if not rows:
+            return Claim(wait=grant.wait)
     try:
         keys = await service.signing_keys(session, endpoint, now=now)
     except CryptoError as error:
@@ -130,13 +131,12 @@ async def claim(
         )
         await _set(
             session,
-            ids,
+            [r.id for r in rows],
             status=MessageStatus.FAILED,
             last_error=type(error).__name__,
             next_attempt_at=None,
         )
         return Claim()
-    await _set(session, ids, next_attempt_at=now + policy.lease)
     include_phi = endpoint.include_phi
     messages = tuple(
         Claimed(
@@ -163,42 +163,66 @@ async def claim(
     )
 
 
-async def _due(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime) -> list[Any]:
-    """Due messages, locked. Unordered: the longest due first, skipping rows another
-    transaction holds. Ordered: the run of due messages at the head of the endpoint's queue
-    (in event order): a message not due (in flight, or waiting for its retry) holds back
-    every later one, so the head is never skipped."""
-    statement = (
-        select(
-            WebhookMessage.id,
-            WebhookMessage.next_attempt_at,
-            Event.id.label("event_id"),
-            Event.type,
-            Event.occurred_at,
-            Event.payload,
-        )
-        .join(Event, Event.id == WebhookMessage.event_id)
-        .where(
-            WebhookMessage.endpoint_id == endpoint.id,
-            WebhookMessage.status == MessageStatus.PENDING,
-        )
+_CLAIMED_COLUMNS = (
+    WebhookMessage.id,
+    Event.id.label("event_id"),
+    Event.type,
+    Event.occurred_at,
+    Event.payload,
+)
+
+
+async def _lease_due(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime, until: datetime
+) -> list[Any]:
+    """Lease the endpoint's next due messages (their `next_attempt_at` moves to `until`)
+    and read their events.
+
+    Unordered: the longest due first, skipping rows another transaction holds; on
+    PostgreSQL one `UPDATE … FROM events … RETURNING`. Ordered: the run of due messages at
+    the head of the endpoint's queue in event order; a message not due (in flight, or
+    waiting for its retry) holds back every later one, so the head is never skipped."""
+    pending = (
+        WebhookMessage.endpoint_id == endpoint.id,
+        WebhookMessage.status == MessageStatus.PENDING,
     )
     if endpoint.is_ordered:
-        statement = statement.order_by(WebhookMessage.event_id).limit(ORDERED_BATCH_SIZE)
-    else:
         statement = (
-            statement.where(WebhookMessage.next_attempt_at <= now)
+            select(*_CLAIMED_COLUMNS, WebhookMessage.next_attempt_at)
+            .join(Event, Event.id == WebhookMessage.event_id)
+            .where(*pending)
+            .order_by(WebhookMessage.event_id)
+            .limit(ORDERED_BATCH_SIZE)
+        )
+        if not _is_sqlite(session):  # every SQLite write transaction holds the lock already
+            statement = statement.with_for_update(of=WebhookMessage)
+        rows = list((await session.execute(statement)).all())
+        due = [r.next_attempt_at is None or r.next_attempt_at <= now for r in rows]
+        rows = rows[: due.index(False)] if False in due else rows
+    else:
+        due_ids = (
+            select(WebhookMessage.id)
+            .where(*pending, WebhookMessage.next_attempt_at <= now)
             .order_by(WebhookMessage.next_attempt_at)
             .limit(BATCH_SIZE)
         )
-    if not _is_sqlite(session):  # every SQLite write transaction already holds the lock
-        statement = statement.with_for_update(
-            of=WebhookMessage, skip_locked=not endpoint.is_ordered
-        )
-    rows = list((await session.execute(statement)).all())
-    if endpoint.is_ordered:
-        due = [r.next_attempt_at is None or r.next_attempt_at <= now for r in rows]
-        rows = rows[: due.index(False)] if False in due else rows
+        if not _is_sqlite(session):
+            leased = (
+                update(_table(WebhookMessage))
+                .where(
+                    _table(WebhookMessage).c.id.in_(
+                        due_ids.with_for_update(skip_locked=True).scalar_subquery()
+                    ),
+                    WebhookMessage.event_id == Event.id,
+                )
+                .values(next_attempt_at=until)
+                .returning(*_CLAIMED_COLUMNS)
+            )
+            return list((await session.execute(leased)).all())
+        statement = select(*_CLAIMED_COLUMNS).join(Event, Event.id == WebhookMessage.event_id)
+        rows = list((await session.execute(statement.where(WebhookMessage.id.in_(due_ids)))).all())
+    if rows:
+        await _set(session, [r.id for r in rows], next_attempt_at=until)
     return rows
 
 
@@ -445,21 +469,27 @@ class Drainer:
         passed, or `keep_alive` says the drain lock is lost)."""
         deadline = None if budget is None else time.monotonic() + budget
         sent, wake = 0, None
-        while keep_alive is None or await keep_alive():
+        unrecorded: tuple[Batch, list[sender.SendResult | None]] | None = None
+        while True:
+            # One transaction records the last batch and claims the next.
+            more = (keep_alive is None or await keep_alive()) and (
+                deadline is None or time.monotonic() < deadline
+            )
+            found = Claim()
             async with db.transaction() as session:
-                found = await claim(
-                    session, endpoint_id, policy=self.policy, limiter=self.limiter, now=clock()
-                )
+                if unrecorded is not None:
+                    retry = await record(session, *unrecorded, policy=self.policy, now=clock())
+                    wake = _earliest(wake, retry)
+                if more:
+                    found = await claim(
+                        session, endpoint_id, policy=self.policy, limiter=self.limiter, now=clock()
+                    )
             if found.batch is None:
-                limited = found.wait is not None
-                return Outcome(sent, _earliest(wake, found.wait), stepped_aside=limited)
+                stepped_aside = found.wait is not None
+                wake = _earliest(wake, found.wait)
+                return Outcome(sent, wake, has_more=not more, stepped_aside=stepped_aside)
             results = await send(
                 self.http, found.batch, window=self.policy.send_window, slots=self.slots
             )
-            async with db.transaction() as session:
-                retry = await record(session, found.batch, results, policy=self.policy, now=clock())
             sent += sum(r is not None for r in results)
-            wake = _earliest(wake, retry)
-            if deadline is not None and time.monotonic() > deadline:
-                return Outcome(sent, wake, has_more=True)
-        return Outcome(sent, wake)
+            unrecorded = (found.batch, results)

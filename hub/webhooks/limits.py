@@ -6,7 +6,9 @@ time to live, renewed on every pass, so a worker that dies lets go on its own). 
 the drainer keeps the endpoint's `max_concurrency` itself. Whoever adds messages raises the
 endpoint's wake flag and starts a drainer only when nobody holds the lock; a drainer looks
 at the flag in the same atomic step that lets go of the lock, so a wake-up can never fall
-between its last look at the database and its exit.
+between its last look at the database and its exit. A drainer with nothing left to send
+may linger a moment, blocked on the flag, so that steady traffic keeps one drainer busy
+instead of starting one per commit.
 
 The rate limit is a one-second window counter: a drainer takes tokens for a batch and
 sends only as many messages as it was granted. A drainer over the limit does not wait
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
 WAKE_FLAG_SECONDS = 3600  # a flag nobody consumed (no drainer ran) expires on its own
+# A drain job queued but not started yet makes further wake-ups start none; if it is lost
+# (Redis lost its queue), the mark expires and the next wake-up (or the sweeper) starts one.
+STARTING_SECONDS = 60
 
 _TAKE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -33,19 +39,35 @@ redis.call('EXPIRE', KEYS[1], 2)
 return granted
 """
 
-# KEYS: flag, lock. Returns 1 when a drainer holds the lock (it will see the flag).
-_WAKE = """
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-return redis.call('EXISTS', KEYS[2])
+# The flag is a list of at most one item, so that a lingering drainer can block on it.
+_RAISE_FLAG = """
+redis.call('RPUSH', KEYS[1], '1')
+redis.call('LTRIM', KEYS[1], -1, -1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 """
 
-# KEYS: flag, lock; ARGV: flag ttl, holder, lock ttl (ms). The flag goes up first, so a
-# holder that is finishing drains again when this acquire fails.
-_ACQUIRE = """
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+# KEYS: flag, lock, starting. Returns 1 when a drainer holds the lock (it will see the
+# flag) or a drain job is already queued to start (it will look); otherwise marks one as
+# starting and returns 0: the caller enqueues it.
+_WAKE = (
+    _RAISE_FLAG
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+return 1
+"""
+)
+
+# KEYS: flag, lock, starting; ARGV: flag ttl, holder, lock ttl (ms). The flag goes up
+# first, so a holder that is finishing drains again when this acquire fails.
+_ACQUIRE = (
+    _RAISE_FLAG
+    + """
+redis.call('DEL', KEYS[3])
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
 return 0
 """
+)
 
 # KEYS: flag, lock; ARGV: holder, lock ttl (ms). Start a round: lower the flag, renew.
 _NEW_ROUND = """
@@ -124,26 +146,41 @@ class DrainLocks:
         self.redis = redis
         self.prefix = prefix
 
-    def _keys(self, endpoint_id: UUID) -> tuple[str, str]:
-        return f"{self.prefix}:wake:{endpoint_id}", f"{self.prefix}:drain:{endpoint_id}"
+    def _keys(self, endpoint_id: UUID) -> tuple[str, str, str]:
+        return (
+            f"{self.prefix}:wake:{endpoint_id}",
+            f"{self.prefix}:drain:{endpoint_id}",
+            f"{self.prefix}:starting:{endpoint_id}",
+        )
 
-    async def wake(self, endpoint_id: UUID) -> bool:
-        """Raise the flag; True when a drainer holds the lock (no new drainer is needed)."""
-        held = await self.redis.eval(_WAKE, 2, *self._keys(endpoint_id), WAKE_FLAG_SECONDS)
-        return bool(int(held))
+    async def wake(self, endpoint_ids: Sequence[UUID]) -> list[UUID]:
+        """Raise each endpoint's flag (one round trip for all); returns the endpoints no
+        drainer holds, which need a drain started."""
+        pipeline = self.redis.pipeline(transaction=False)
+        for endpoint_id in endpoint_ids:
+            keys = self._keys(endpoint_id)
+            pipeline.eval(_WAKE, 3, *keys, WAKE_FLAG_SECONDS, STARTING_SECONDS)
+        held = await pipeline.execute()
+        return [e for e, h in zip(endpoint_ids, held, strict=True) if not int(h)]
 
     async def acquire(self, endpoint_id: UUID, holder: str, *, ttl: float) -> bool:
         keys, ms = self._keys(endpoint_id), int(ttl * 1000)
-        return bool(int(await self.redis.eval(_ACQUIRE, 2, *keys, WAKE_FLAG_SECONDS, holder, ms)))
+        return bool(int(await self.redis.eval(_ACQUIRE, 3, *keys, WAKE_FLAG_SECONDS, holder, ms)))
 
     async def new_round(self, endpoint_id: UUID, holder: str, *, ttl: float) -> bool:
         """Lower the flag and renew the lock; False when the lock is no longer ours."""
-        keys, ms = self._keys(endpoint_id), int(ttl * 1000)
+        keys, ms = self._keys(endpoint_id)[:2], int(ttl * 1000)
         return bool(int(await self.redis.eval(_NEW_ROUND, 2, *keys, holder, ms)))
+
+    async def linger(self, endpoint_id: UUID, seconds: float) -> bool:
+        """Wait (holding the lock) up to `seconds` for a wake-up; True when one came. Under
+        steady traffic the drainer stays, instead of a new drain job for every commit."""
+        woken = await self.redis.blpop([self._keys(endpoint_id)[0]], timeout=seconds)
+        return woken is not None
 
     async def finish(self, endpoint_id: UUID, holder: str, *, ttl: float) -> bool:
         """Let go of the lock unless woken meanwhile; True means drain again (still held)."""
-        keys, ms = self._keys(endpoint_id), int(ttl * 1000)
+        keys, ms = self._keys(endpoint_id)[:2], int(ttl * 1000)
         return int(await self.redis.eval(_FINISH, 2, *keys, holder, ms)) == 1
 
     async def release(self, endpoint_id: UUID, holder: str) -> None:

@@ -260,6 +260,12 @@ async def wait_for(port: int, count: int, within: float) -> dict[str, float]:
         await asyncio.sleep(0.5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else 0
 
@@ -327,6 +333,8 @@ async def main() -> None:
         await asyncio.sleep(2)  # the worker connects and starts polling
         committed = await produce(settings, tenant)
         seen = await wait_for(ports[0], EVENTS, within=1800)
+        worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
+        receiver_cpu = cpu_seconds(receiver.pid)
     finally:
         for worker in workers:
             worker.terminate()
@@ -350,8 +358,14 @@ async def main() -> None:
     )
     print(f"bare aiohttp sender: {floors['aiohttp']:8.0f} signed posts/s")
     print(f"bare httpx sender:   {floors['httpx']:8.0f} signed posts/s")
+    produced = max(committed.values()) - min(committed.values())
+    print(f"events committed in: {produced:8.2f} s ({EVENTS / produced:.0f} events/s)")
     print(f"hub delivered:       {len(latencies)} of {EVENTS}")
     print(f"hub deliveries/s:    {rate:8.0f}  (ratio to fastest bare sender {rate / fastest:.3f})")
+    print(
+        f"CPU per delivery:    worker {worker_cpu / len(latencies) * 1e6:.0f} µs, "
+        f"receiver {receiver_cpu / len(latencies) * 1e6:.0f} µs (including the floors' posts)"
+    )
     print(
         f"commit to receipt:   p50 {percentile(latencies, 50) * 1000:.0f} ms, "
         f"p99 {percentile(latencies, 99) * 1000:.0f} ms"

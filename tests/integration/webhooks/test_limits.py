@@ -48,18 +48,22 @@ class TestDrainLocks:
         assert await locks.acquire(endpoint, "a", ttl=30)
         assert not await locks.acquire(endpoint, "b", ttl=30)
         assert await locks.acquire(other, "b", ttl=30)
-        assert await locks.wake(endpoint)  # held: the drainer will see the flag
-        assert not await locks.wake(uuid7())  # nobody drains it: start one
+        idle = uuid7()
+        assert await locks.wake([endpoint, idle]) == [idle]  # only the idle one needs a drain
+        assert await locks.wake([idle]) == []  # its drain job is queued: no second one
+        assert await locks.acquire(idle, "c", ttl=30)  # the job starts
+        await locks.release(idle, "c")
+        assert await locks.wake([idle]) == [idle]
 
     async def test_a_wake_up_while_draining_makes_the_drainer_go_again(self, redis: Any) -> None:
         locks, endpoint = DrainLocks(redis), uuid7()
         assert await locks.acquire(endpoint, "a", ttl=30)
         assert await locks.new_round(endpoint, "a", ttl=30)  # the flag goes down
-        assert await locks.wake(endpoint)  # messages came during the round
+        assert await locks.wake([endpoint]) == []  # messages came during the round
         assert await locks.finish(endpoint, "a", ttl=30)  # so it keeps the lock, drains again
         assert await locks.new_round(endpoint, "a", ttl=30)
         assert not await locks.finish(endpoint, "a", ttl=30)  # nothing new: let go
-        assert not await locks.wake(endpoint)  # and the next wake-up starts a drainer
+        assert await locks.wake([endpoint]) == [endpoint]  # the next wake-up starts a drainer
         assert await locks.acquire(endpoint, "b", ttl=30)
 
     async def test_a_drain_job_that_finds_the_lock_held_still_leaves_its_wake_up(
@@ -80,4 +84,4 @@ class TestDrainLocks:
         assert not await locks.new_round(endpoint, "dead", ttl=30)  # it is b's now
         assert await locks.finish(endpoint, "dead", ttl=30) is False
         await locks.release(endpoint, "dead")  # not the holder: nothing happens
-        assert await locks.wake(endpoint)
+        assert await locks.wake([endpoint]) == []
