@@ -32,6 +32,9 @@ DEFAULT_IN_FLIGHT = 64
 # A drain with nothing left to send waits this long for more (holding its worker slot, so
 # only some slots may linger at once).
 LINGER_SECONDS = 0.5
+# Woken while lingering, a drain waits this long before it claims, so that the commits
+# landing meanwhile make one batch rather than one each.
+GATHER_SECONDS = 0.02
 # Retries of one arq job are not failures of a delivery: the message's attempt count (in
 # the database) decides when to give up.
 MAX_JOB_TRIES = 1_000_000
@@ -123,6 +126,7 @@ async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
                     await wake(ctx, [ident])
                 return f"sent {sent}, handed over"
             if await _linger(runtime, ident, holder, until=deadline):
+                await asyncio.sleep(GATHER_SECONDS)
                 continue
             if not await locks.finish(ident, holder, ttl=ttl):
                 return f"sent {sent}"

@@ -185,21 +185,11 @@ async def dispatch(session: AsyncSession, event_id: UUID, bus: EventBus) -> bool
     return True
 
 
-async def dispatch_batch(
+async def dispatch_each(
     session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus
 ) -> tuple[int, list[tuple[UUID, BaseException]]]:
-    """Dispatch many events in the caller's transaction; returns how many were dispatched
-    and the events that failed (with why), left undispatched for the sweeper.
-
-    First all together: the events locked in one statement, each subscription run once over
-    its events, all marked dispatched in one statement. If that fails, one savepoint per
-    event finds the failing ones and the others still go.
-    """
-    try:
-        async with session.begin_nested():
-            return await _dispatch_together(session, event_ids, bus), []
-    except Exception:
-        log.info("batch dispatch failed; dispatching one event at a time", count=len(event_ids))
+    """Dispatch events one at a time, each in a savepoint; returns how many were
+    dispatched and those that failed (with why), left undispatched for the sweeper."""
     dispatched, failed = 0, list[tuple[UUID, BaseException]]()
     for event_id in event_ids:
         try:
@@ -210,9 +200,11 @@ async def dispatch_batch(
     return dispatched, failed
 
 
-async def _dispatch_together(
-    session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus
-) -> int:
+async def dispatch_together(session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus) -> int:
+    """Dispatch many events at once in the caller's transaction: locked in one statement,
+    each subscription run once over its events (its `batch_handler` when it has one), all
+    marked dispatched in one statement; returns how many. Any failure fails them all: the
+    caller rolls back and falls back to `dispatch_each`."""
     statement = (
         select(Event)
         .where(Event.id.in_(event_ids), Event.dispatched_at.is_(None))
@@ -220,7 +212,24 @@ async def _dispatch_together(
     )
     if not is_sqlite_session(session):
         statement = statement.with_for_update()
-    events = (await session.scalars(statement)).all()
+    return await _handle_together(session, (await session.scalars(statement)).all(), bus)
+
+
+async def dispatch_pending(session: AsyncSession, bus: EventBus, *, limit: int) -> int:
+    """Like `dispatch_together`, for the oldest undispatched events that no dispatch has
+    tried yet and no other transaction holds (whichever job they were enqueued with)."""
+    statement = (
+        select(Event)
+        .where(Event.dispatched_at.is_(None), Event.attempts == 0)
+        .order_by(Event.dispatched_at, Event.occurred_at)  # along ix_events_undispatched
+        .limit(limit)
+    )
+    if not is_sqlite_session(session):
+        statement = statement.with_for_update(skip_locked=True)
+    return await _handle_together(session, (await session.scalars(statement)).all(), bus)
+
+
+async def _handle_together(session: AsyncSession, events: Sequence[Event], bus: EventBus) -> int:
     if not events:
         return 0
     for subscription in bus.subscriptions:
@@ -284,8 +293,10 @@ __all__ = [
     "EventHandler",
     "Subscription",
     "dispatch",
-    "dispatch_batch",
+    "dispatch_each",
     "dispatch_job",
+    "dispatch_pending",
+    "dispatch_together",
     "envelope",
     "get_event",
     "list_events",

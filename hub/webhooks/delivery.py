@@ -159,14 +159,34 @@ async def fan_out_many(session: AsyncSession, events: Sequence[Event]) -> None:
                 )
             )
         ).all()
-        pairs.extend(
-            (event, row.id)
-            for event in group
-            for row in candidates
-            if matches(row.event_types, row.contracts, event)
-        )
+        pairs.extend(_matching(group, candidates))
     if pairs:
         await _insert_messages(session, pairs)
+
+
+def _matching(events: Sequence[Event], endpoints: Sequence[Any]) -> list[tuple[Event, UUID]]:
+    """`matches` for every (event, endpoint) pair, deciding each event type once per
+    endpoint and reading each event's contracts once."""
+    named: dict[UUID, set[str]] = {}
+    pairs = []
+    for endpoint in endpoints:
+        wanted: dict[str, bool] = {}
+        contracts = endpoint.contracts
+        for event in events:
+            is_wanted = wanted.get(event.type)
+            if is_wanted is None:
+                is_wanted = any(fnmatchcase(event.type, p) for p in endpoint.event_types)
+                wanted[event.type] = is_wanted
+            if not is_wanted:
+                continue
+            if contracts:
+                about = named.get(event.id)
+                if about is None:
+                    about = named[event.id] = contracts_named(event.payload)
+                if about and about.isdisjoint(contracts):
+                    continue
+            pairs.append((event, endpoint.id))
+    return pairs
 
 
 async def _insert_messages(session: AsyncSession, pairs: list[tuple[Event, UUID]]) -> None:
