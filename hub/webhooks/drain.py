@@ -258,10 +258,20 @@ def _refusal(url: str, policy: delivery.DeliveryPolicy) -> str | None:
 # Send -----------------------------------------------------------------------------------
 
 
-def _halts(result: sender.SendResult) -> bool:
-    """After this answer, the rest of the batch is not sent: the endpoint is gone (410),
-    or it asked for time (Retry-After on 429/503)."""
-    return result.status_code == 410 or result.retry_after is not None
+class Gate:
+    """What the batches a drain has in flight at once share: the endpoint's concurrency,
+    and whether an answer told it to stop sending: the endpoint is gone (410), or asked
+    for time (`Retry-After` on 429/503, kept in `pause`)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.limit = asyncio.Semaphore(max(1, concurrency))
+        self.is_halted = False
+        self.pause = 0.0
+
+    def note(self, result: sender.SendResult) -> None:
+        if result.status_code == 410 or result.retry_after is not None:
+            self.is_halted = True
+            self.pause = max(self.pause, result.retry_after or 0.0)
 
 
 async def send(
@@ -270,47 +280,45 @@ async def send(
     *,
     window: float,
     slots: asyncio.Semaphore | None = None,
+    gate: Gate | None = None,
 ) -> list[sender.SendResult | None]:
-    """Sign and post each message; None for one not sent (the batch halted, or the send
-    window closed before its turn). Never raises for a network fault."""
-    results: list[sender.SendResult | None] = [None] * len(batch.messages)
+    """Sign and post each message; None for one not sent (the drain halted, an ordered
+    batch stopped at a failure, or the send window closed before its turn). Never raises
+    for a network fault."""
     if batch.refusal is not None:
         return [sender.SendResult(None, 0, None, batch.refusal) for _ in batch.messages]
+    gate = gate or Gate(batch.max_concurrency)
+    results: list[sender.SendResult | None] = [None] * len(batch.messages)
     closes = time.monotonic() + window
-    halted = False
+    stopped = False  # an ordered batch stops at its first failure
 
     async def post(index: int) -> None:
-        nonlocal halted
-        if halted or time.monotonic() > closes:
-            return
-        message = batch.messages[index]
-        timestamp = int(time.time())  # the receiver checks it against its own clock
-        signature = signing.signature_header(
-            batch.keys, message_id=message.webhook_id, timestamp=timestamp, body=message.body
-        )
-        headers = sender.headers_for(
-            message_id=message.webhook_id, timestamp=timestamp, signature=signature
-        )
-        if slots is None:
-            result = await sender.post(http, batch.url, body=message.body, headers=headers)
-        else:
-            async with slots:
+        nonlocal stopped
+        async with gate.limit:
+            if gate.is_halted or stopped or time.monotonic() > closes:
+                return
+            message = batch.messages[index]
+            timestamp = int(time.time())  # the receiver checks it against its own clock
+            signature = signing.signature_header(
+                batch.keys, message_id=message.webhook_id, timestamp=timestamp, body=message.body
+            )
+            headers = sender.headers_for(
+                message_id=message.webhook_id, timestamp=timestamp, signature=signature
+            )
+            if slots is None:
                 result = await sender.post(http, batch.url, body=message.body, headers=headers)
+            else:
+                async with slots:
+                    result = await sender.post(http, batch.url, body=message.body, headers=headers)
         results[index] = result
-        if _halts(result) or (batch.is_ordered and not result.is_success):
-            halted = True
+        gate.note(result)
+        stopped = stopped or (batch.is_ordered and not result.is_success)
 
     if batch.is_ordered:
         for index in range(len(batch.messages)):
             await post(index)
-        return results
-    limit = asyncio.Semaphore(batch.max_concurrency)
-
-    async def guarded(index: int) -> None:
-        async with limit:
-            await post(index)
-
-    await asyncio.gather(*(guarded(index) for index in range(len(batch.messages))))
+    else:
+        await asyncio.gather(*(post(index) for index in range(len(batch.messages))))
     return results
 
 
@@ -324,9 +332,11 @@ async def record(
     *,
     policy: delivery.DeliveryPolicy,
     now: datetime,
+    pause: float = 0.0,
 ) -> float | None:
     """Write every attempt and decide what follows; the seconds until one of the batch's
-    messages is due again, if any is."""
+    messages is due again, if any is. Messages not sent are released, due again after
+    `pause` (or the `Retry-After` of this batch's answers)."""
     done = list(zip(batch.messages, results, strict=True))
     succeeded = [(m, r) for m, r in done if r is not None and r.is_success]
     failed = [(m, r) for m, r in done if r is not None and not r.is_success]
@@ -337,7 +347,7 @@ async def record(
     if unsent:
         # Released without an attempt: due again when the receiver asked (Retry-After),
         # else at once (an ordered batch that stopped waits behind its failed head).
-        pause = max((r.retry_after or 0.0 for _, r in failed), default=0.0)
+        pause = max([pause, *(r.retry_after or 0.0 for _, r in failed)])
         await session.execute(
             update(WebhookMessage)
             .where(WebhookMessage.id.in_(unsent), WebhookMessage.status == MessageStatus.PENDING)
@@ -468,28 +478,60 @@ class Drainer:
         """Claim, send and record batches until nothing is due (or `budget` seconds have
         passed, or `keep_alive` says the drain lock is lost)."""
         deadline = None if budget is None else time.monotonic() + budget
-        sent, wake = 0, None
-        unrecorded: tuple[Batch, list[sender.SendResult | None]] | None = None
-        while True:
-            # One transaction records the last batch and claims the next.
-            more = (keep_alive is None or await keep_alive()) and (
-                deadline is None or time.monotonic() < deadline
-            )
-            found = Claim()
-            async with db.transaction() as session:
-                if unrecorded is not None:
-                    retry = await record(session, *unrecorded, policy=self.policy, now=clock())
-                    wake = _earliest(wake, retry)
-                if more:
-                    found = await claim(
-                        session, endpoint_id, policy=self.policy, limiter=self.limiter, now=clock()
+        sent, wake, wait = 0, None, None
+        gate: Gate | None = None
+        sending: tuple[Batch, asyncio.Task[list[sender.SendResult | None]]] | None = None
+        finished: tuple[Batch, list[sender.SendResult | None]] | None = None
+        try:
+            while True:
+                # One transaction records the batch that came back and claims the next,
+                # while the batch claimed before is still being sent.
+                halted = gate is not None and gate.is_halted
+                more = (
+                    wait is None
+                    and not halted
+                    and (deadline is None or time.monotonic() < deadline)
+                    and (keep_alive is None or await keep_alive())
+                )
+                found = Claim()
+                async with db.transaction() as session:
+                    if finished is not None:
+                        pause = 0.0 if gate is None else gate.pause
+                        retry = await record(
+                            session, *finished, policy=self.policy, now=clock(), pause=pause
+                        )
+                        wake, finished = _earliest(wake, retry), None
+                    if more:
+                        found = await claim(
+                            session,
+                            endpoint_id,
+                            policy=self.policy,
+                            limiter=self.limiter,
+                            now=clock(),
+                        )
+                wait = wait if found.wait is None else found.wait
+                started = None
+                if found.batch is not None:
+                    gate = gate or Gate(found.batch.max_concurrency)
+                    started = (found.batch, asyncio.create_task(self._send(found.batch, gate)))
+                if sending is not None:
+                    finished = (sending[0], await sending[1])
+                    sent += sum(r is not None for r in finished[1])
+                sending = started
+                if sending is None and finished is None:
+                    # Out of time (or lock): what is still due goes to a fresh drain.
+                    has_more = not more and wait is None and not halted
+                    return Outcome(
+                        sent,
+                        _earliest(wake, wait),
+                        has_more=has_more,
+                        stepped_aside=wait is not None,
                     )
-            if found.batch is None:
-                stepped_aside = found.wait is not None
-                wake = _earliest(wake, found.wait)
-                return Outcome(sent, wake, has_more=not more, stepped_aside=stepped_aside)
-            results = await send(
-                self.http, found.batch, window=self.policy.send_window, slots=self.slots
-            )
-            sent += sum(r is not None for r in results)
-            unrecorded = (found.batch, results)
+        finally:
+            if sending is not None:
+                sending[1].cancel()  # its messages stay leased, and are sent again later
+
+    async def _send(self, batch: Batch, gate: Gate) -> list[sender.SendResult | None]:
+        return await send(
+            self.http, batch, window=self.policy.send_window, slots=self.slots, gate=gate
+        )

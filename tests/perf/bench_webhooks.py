@@ -331,9 +331,10 @@ async def main() -> None:
             for _ in range(WORKERS)
         ]
         await asyncio.sleep(2)  # the worker connects and starts polling
+        idle_cpu = sum(cpu_seconds(w.pid) for w in workers)  # start-up, before any event
         committed = await produce(settings, tenant)
         seen = await wait_for(ports[0], EVENTS, within=1800)
-        worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
+        worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - idle_cpu
         receiver_cpu = cpu_seconds(receiver.pid)
     finally:
         for worker in workers:
