@@ -7,24 +7,31 @@ document per complaint; change detection compares keyed hashes, never plaintext.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import operator
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Row, String, Table, bindparam, func, insert, select, update
-from sqlalchemy import cast as cast_
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.complaints import bulk
 from hub.complaints.models import Complaint, ComplaintChange, DueBasis, ResolutionState
+from hub.core import jobs
 from hub.core.crypto import TenantCipher
+from hub.core.db import postgres
 from hub.core.ids import TenantID, uuid7
 from hub.ctm.layouts import PHI_COLUMNS
-from hub.ctm.parser import ComplaintRecord
-from hub.events.service import insert_events
+from hub.ctm.parser import ComplaintRecord, RawRow
+from hub.ctm.records import Columns
+from hub.events.service import dispatch_many_job, insert_events
 
 PHI_FIELD = "complaints.phi"
 BENE_FIELD = "complaints.bene_identifier"
@@ -97,6 +104,9 @@ class BatchResult:
     unchanged: int = 0
 
 
+Completer = Callable[[list[RawRow], Collection[int]], list[ComplaintRecord]]
+
+
 def _plain(value: object) -> str | bool | None:
     if value is None or isinstance(value, bool | str):
         return value
@@ -109,8 +119,19 @@ def _canonical(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+# The PHI document: its keys in the file's column order (a document, not a hash input).
+_PHI_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _same(value: str) -> str:
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    id: UUID
+    content_hash: str
+    phi_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,36 +143,69 @@ class _Prepared:
     phi_hash: str
     bene_index: str | None
 
-    @property
-    def phi_json(self) -> str:
-        """The sealed document; built only for rows that are written."""
-        return _canonical(self.phi)
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """How a file's cells divide into PHI (sealed) and other non-typed fields (clear)."""
+
+    columns: Columns
+    phi_names: tuple[str, ...]
+    phi_labels: tuple[str, ...]  # "NAME\x1d": what the PHI hash prefixes each value with
+    pick_phi: Callable[[list[str]], tuple[str, ...]]
+    field_names: tuple[str, ...]
+    pick_fields: Callable[[list[str]], tuple[str, ...]]
 
 
-def _prepare(cipher: TenantCipher, record: ComplaintRecord) -> _Prepared:
+_SPLITS: dict[int, _Split] = {}
+
+
+def _split_for(columns: Columns) -> _Split:
+    split = _SPLITS.get(id(columns))
+    if split is not None and split.columns is columns:
+        return split
+    pairs = list(zip(columns.names, columns.positions, strict=True))
+    phi = [(n, p) for n, p in pairs if n in PHI_COLUMNS]
+    fields = [(n, p) for n, p in pairs if n not in PHI_COLUMNS and n not in _TYPED]
+    split = _Split(
+        columns,
+        tuple(n for n, _ in phi),
+        tuple(f"{n}\x1d" for n, _ in phi),
+        _picker([p for _, p in phi]),
+        tuple(n for n, _ in fields),
+        _picker([p for _, p in fields]),
+    )
+    if len(_SPLITS) > 64:
+        _SPLITS.clear()
+    _SPLITS[id(columns)] = split
+    return split
+
+
+def _picker(positions: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    if not positions:
+        return lambda cells: ()
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda cells: (cells[only],)
+    return operator.itemgetter(*positions)
+
+
+def _prepare(cipher: TenantCipher, record: ComplaintRecord, content_hash: str) -> _Prepared:
     # The cells as written: non-PHI ones kept in the clear for filtering, PHI ones sealed.
-    cells, columns = record.cells, record.columns
-    fields: dict[str, Any] = {}
-    phi: dict[str, Any] = {}
-    for name, position in zip(columns.names, columns.positions, strict=True):
-        if name in PHI_COLUMNS:
-            phi[name] = cells[position]
-        elif name not in _TYPED:
-            fields[name] = cells[position]
+    cells, split = record.cells, _split_for(record.columns)
+    values = split.pick_phi(cells)
+    phi: dict[str, Any] = dict(zip(split.phi_names, values, strict=True))
+    fields: dict[str, Any] = dict(zip(split.field_names, split.pick_fields(cells), strict=True))
     unknown = _canonical(dict(record.unknown)) if record.unknown else ""
     if unknown:
         # Unknown columns may hold anything, PHI included: they are kept, sealed.
         phi["_unknown"] = dict(record.unknown)
-    # Change detection hashes the cells as read (in file order), not documents: a re-sync
-    # of unchanged rows builds no JSON at all.
-    everything = "\x1f".join(cells) + "\x1e" + unknown
-    phi_text = "\x1f".join(f"{k}\x1d{v}" for k, v in phi.items() if k != "_unknown") + unknown
+    phi_text = "\x1f".join(map(operator.add, split.phi_labels, values)) + unknown
     bene = phi.get("BENE_IDENTIFIER", "").strip()
     return _Prepared(
         record=record,
         fields=fields,
         phi=phi,
-        content_hash=cipher.blind_index(everything, field=CONTENT_FIELD, normalise=_same),
+        content_hash=content_hash,
         phi_hash=cipher.blind_index(phi_text, field=PHI_FIELD, normalise=_same),
         bene_index=cipher.blind_index(bene, field=BENE_FIELD) if bene else None,
     )
@@ -187,150 +241,307 @@ def _changed_columns(
     return [*changed, "phi"] if phi_changed else changed
 
 
-async def ingest_batch(
-    session: AsyncSession,
-    cipher: TenantCipher,
-    *,
-    tenant_id: TenantID,
-    api_key_id: UUID | None,
-    layout: str,
-    records: Sequence[ComplaintRecord],
-    sync_run_id: UUID | None,
-    now: datetime,
-    deadlines: Deadlines,
-) -> BatchResult:
-    """Upsert one batch of one contract's records; emit `complaint.created/updated`."""
-    result = BatchResult()
-    if not records:
-        return result
-    prepared = [_prepare(cipher, r) for r in records]
-    contract = records[0].contract_id
-    # The hashes of the batch's complaints decide what to write; only the changed ones'
-    # typed columns are read back (to say which columns changed).
-    hashes = {
-        row.complaint_id: row
-        for row in await _stored(
-            session, tenant_id, contract, [r.complaint_id for r in records],
-            Complaint.content_hash, Complaint.phi_hash,
-        )
-    }  # fmt: skip
-    differing = [
-        p.record.complaint_id
-        for p in prepared
-        if p.record.complaint_id in hashes
-        and hashes[p.record.complaint_id].content_hash != p.content_hash
-    ]
-    stored = dict(hashes)
-    if differing:
-        details = await _stored(
-            session, tenant_id, contract, differing,
-            Complaint.content_hash, Complaint.phi_hash, Complaint.fields, Complaint.issue_level,
-            Complaint.assignment_date, Complaint.cms_resolution_date,
-        )  # fmt: skip
-        stored.update((row.complaint_id, row) for row in details)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    changes: list[dict[str, Any]] = []
-    events: list[tuple[str, dict[str, Any]]] = []
-    for p in prepared:
-        record, old = p.record, stored.get(p.record.complaint_id)
-        if old is not None and old.content_hash == p.content_hash:
-            result.unchanged += 1
-            continue
-        typed = _typed_values(p, deadlines)
-        ident = old.id if old is not None else uuid7()
-        if old is None or old.phi_hash != p.phi_hash:
-            typed["phi"] = cipher.seal(p.phi_json, field=PHI_FIELD, row=ident)
-        summary = {
-            "complaint_id": record.complaint_id,
-            "contract": contract,
-            "issue_level": record.issue_level,
-            "due_date": typed["due_date"].isoformat(),
-        }
-        if old is None:
-            result.new += 1
-            inserts.append(
-                typed | {
-                    "id": ident, "tenant_id": tenant_id, "contract": contract,
-                    "complaint_id": record.complaint_id, "api_key_id": api_key_id,
-                    "layout": layout, "resolution_state": ResolutionState.NONE,
-                    "first_seen_at": now, "last_changed_at": now, "last_seen_at": now,
-                    "last_sync_run_id": sync_run_id, "created_at": now, "updated_at": now,
-                }
-            )  # fmt: skip
-            # Its creation needs no history row: first_seen_at and last_sync_run_id say it.
-            events.append(("complaint.created", summary))
+@dataclass
+class _Writes:
+    """What one batch writes: complaint rows (new and changed, each with its id), the
+    columns each changed one changed, and the event about each; `keys` are the batch's
+    (contract, complaint ID) pairs."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[UUID, list[str]] = field(default_factory=dict)
+    events: dict[UUID, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    keys: set[tuple[str | None, str | None]] = field(default_factory=set)
+    new: set[UUID] = field(default_factory=set)
+
+
+class Importer:
+    """One download's complaints into the caller's transaction: `add` each batch of raw
+    rows in file order, then `finish`.
+
+    A row is fingerprinted as written (a keyed hash of its text) and compared with what is
+    stored: a row that matches is neither parsed nor written. The others are parsed
+    (`complete`), prepared (PHI sealed as one document) and written with their history and
+    `complaint.created` / `complaint.updated` events. On PostgreSQL a batch's write is one
+    statement, sent when the next batch's stored fingerprints have been read, so the
+    database writes one batch while Python prepares the next; a batch that names a
+    complaint of the batch in flight waits for it.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        cipher: TenantCipher,
+        *,
+        tenant_id: TenantID,
+        api_key_id: UUID | None,
+        complete: Completer,
+        sync_run_id: UUID | None,
+        now: datetime,
+        deadlines: Deadlines,
+    ) -> None:
+        self._session, self._cipher = session, cipher
+        self._tenant_id, self._api_key_id = tenant_id, api_key_id
+        self._complete, self._run, self._now = complete, sync_run_id, now
+        self._deadlines = deadlines
+        self._postgres = postgres.is_postgres(session)
+        self._unsent: _Writes | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        self.layout = "current"
+        self.result = BatchResult()
+
+    async def add(self, rows: list[RawRow]) -> None:
+        if not rows:
+            return
+        cipher, result = self._cipher, self.result
+        prints = [cipher.fingerprint(r.text, field=CONTENT_FIELD) for r in rows]
+        keys = [(r.contract_id, r.complaint_id) for r in rows]
+        counts = Counter(keys)
+        known = {k for k in counts if k[1] is not None}
+        await self._settle()
+        if self._unsent is not None and not known.isdisjoint(self._unsent.keys):
+            await self._send()  # a complaint of the previous batch again: read after it
+            await self._settle()
+        stored = await _stored_hashes(self._session, self._tenant_id, known)
+        await self._send()
+        # A complaint twice in the batch is parsed both times: the later row must win.
+        skip = {
+            index
+            for index, key in enumerate(keys)
+            if counts[key] == 1 and (old := stored.get(key)) is not None
+            and old.content_hash == prints[index]
+        }  # fmt: skip
+        result.unchanged += len(skip)
+        records = self._complete(rows, skip)
+        if not records:
+            return
+        content = {r.row: fp for r, fp in zip(rows, prints, strict=True)}
+        latest = {(r.contract_id, r.complaint_id): r for r in records}  # the last row wins
+        result.unchanged += len(records) - len(latest)
+        missing = latest.keys() - known
+        if missing:
+            await self._settle()
+            stored.update(await _stored_hashes(self._session, self._tenant_id, missing))
+        prepared = []
+        for key, record in latest.items():
+            old = stored.get(key)
+            if old is not None and old.content_hash == content[record.row]:
+                result.unchanged += 1
+                continue
+            prepared.append(_prepare(cipher, record, content[record.row]))
+        if any((p.record.contract_id, p.record.complaint_id) in stored for p in prepared):
+            await self._settle()
+        details = await _details(self._session, prepared, stored)
+        self._unsent = self._plan(prepared, stored, details)
+        self._unsent.keys = known | latest.keys()
+
+    async def abort(self) -> None:
+        """After a failure: wait out the batch in flight (its error, if any, is dropped:
+        the caller's transaction rolls back) so the connection is free again."""
+        task, self._in_flight, self._unsent = self._in_flight, None, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+
+    async def finish(self) -> BatchResult:
+        """Write what is left; the counts of the whole download."""
+        await self._settle()
+        await self._send()
+        await self._settle()
+        return self.result
+
+    def _plan(
+        self,
+        prepared: list[_Prepared],
+        stored: Mapping[tuple[str | None, str | None], _Stored],
+        details: Mapping[UUID, dict[str, Any]],
+    ) -> _Writes:
+        cipher, result, writes = self._cipher, self.result, _Writes()
+        for p in prepared:
+            record = p.record
+            old = stored.get((record.contract_id, record.complaint_id))
+            typed = _typed_values(p, self._deadlines)
+            ident = old.id if old is not None else uuid7()
+            typed["phi"] = cipher.seal(_PHI_JSON.encode(p.phi), field=PHI_FIELD, row=ident)
+            summary = {
+                "complaint_id": record.complaint_id,
+                "contract": record.contract_id,
+                "issue_level": record.issue_level,
+                "due_date": typed["due_date"].isoformat(),
+            }
+            if old is None:
+                result.new += 1
+                writes.new.add(ident)
+                # Its creation needs no history row: first_seen_at and last_sync_run_id say it.
+                writes.events[ident] = ("complaint.created", summary)
+            else:
+                columns = _changed_columns(
+                    details[ident], _comparable(p.fields, typed), old.phi_hash != p.phi_hash
+                )
+                if columns:
+                    result.changed += 1
+                    writes.changes[ident] = columns
+                    writes.events[ident] = ("complaint.updated", summary | {"changed": columns})
+                else:
+                    # Written differently, same values (quoting, column order): the stored
+                    # fingerprint is refreshed, and nothing is reported.
+                    result.unchanged += 1
+            typed["id"], typed["contract"] = ident, record.contract_id
+            typed["complaint_id"] = record.complaint_id
+            writes.rows.append(typed)
+        return writes
+
+    async def _send(self) -> None:
+        """Send the planned batch: in the background on PostgreSQL, at once elsewhere."""
+        writes, self._unsent = self._unsent, None
+        if writes is None or not writes.rows:
+            return
+        if self._postgres:
+            self._in_flight = asyncio.create_task(self._write(writes))
+            await asyncio.sleep(0)  # let it put the statement on the wire
         else:
-            result.changed += 1
-            before = dict(old.fields) | {
-                "ISSUE_LEVEL": old.issue_level,
-                "ASSIGNMENT_DATE": _plain(old.assignment_date),
-                "RESOLUTION_DATE": _plain(old.cms_resolution_date),
-            }
-            after = p.fields | {
-                "ISSUE_LEVEL": record.issue_level,
-                "ASSIGNMENT_DATE": _plain(typed["assignment_date"]),
-                "RESOLUTION_DATE": _plain(typed["cms_resolution_date"]),
-            }
-            columns = _changed_columns(before, after, old.phi_hash != p.phi_hash)
-            updates.append(
-                typed | {
-                    "id": ident, "api_key_id": api_key_id, "layout": layout,
-                    "last_changed_at": now, "last_seen_at": now,
-                    "last_sync_run_id": sync_run_id, "updated_at": now,
-                }
+            await self._write(writes)
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight (the connection serves one statement at a time)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _write(self, writes: _Writes) -> None:
+        session, now, tenant = self._session, self._now, self._tenant_id
+        constants = {
+            "tenant_id": tenant, "api_key_id": self._api_key_id, "layout": self.layout,
+            "resolution_state": ResolutionState.NONE, "last_sync_run_id": self._run,
+            "first_seen_at": now, "last_changed_at": now, "last_seen_at": now,
+            "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        if self._postgres:
+            events = [
+                (uuid7(), ident, kind, payload) for ident, (kind, payload) in writes.events.items()
+            ]
+            written, event_ids = await bulk.write_batch(
+                await postgres.driver(session), writes.rows, constants,
+                changes=[(uuid7(), ident, columns) for ident, columns in writes.changes.items()],
+                events=events,
             )  # fmt: skip
-            changes.append(_change(tenant_id, ident, sync_run_id, "updated", columns, now))
-            events.append(("complaint.updated", summary | {"changed": columns}))
-    # Core statements, executemany: the ORM's per-object bookkeeping is most of the cost of
-    # a bulk write, and none of it is needed here.
-    if inserts:
-        await session.execute(insert(_COMPLAINTS), inserts)
-    for names, group in _by_columns(updates).items():
-        statement = (
-            update(_COMPLAINTS)
-            .where(_COMPLAINTS.c.id == bindparam("_id"))
-            .values({c: bindparam(c) for c in names if c != "_id"})
-        )
-        await session.execute(statement, group)
-    if changes:
-        await session.execute(insert(_CHANGES), changes)
-    await insert_events(session, tenant_id, events, occurred_at=now)
-    return result
+            if event_ids:
+                jobs.enqueue(session, dispatch_many_job(event_ids))
+        else:
+            written = await _upsert_generic(session, writes.rows, constants, writes.new)
+            changes = [
+                _change(tenant, ident, self._run, "updated", columns, now)
+                for ident, columns in writes.changes.items()
+            ]
+            if changes:
+                await session.execute(insert(_CHANGES), changes)
+            await insert_events(session, tenant, list(writes.events.values()), occurred_at=now)
+        lost = {row["id"] for row in writes.rows} - written
+        if lost:
+            # Written meanwhile by another transaction (under its own id): theirs stands.
+            self.result.new -= len(lost & writes.new)
+            self.result.changed -= len((lost - writes.new) & writes.changes.keys())
+            self.result.unchanged += len(lost)
+
+
+def _comparable(fields: Mapping[str, Any], typed: Mapping[str, Any]) -> dict[str, Any]:
+    """The non-PHI values a change is reported on, as stored (dates ISO, strings)."""
+    return dict(fields) | {
+        "ISSUE_LEVEL": typed["issue_level"],
+        "ASSIGNMENT_DATE": _plain(typed["assignment_date"]),
+        "RESOLUTION_DATE": _plain(typed["cms_resolution_date"]),
+    }
+
+
+async def _details(
+    session: AsyncSession,
+    prepared: list[_Prepared],
+    stored: Mapping[tuple[str | None, str | None], _Stored],
+) -> dict[UUID, dict[str, Any]]:
+    """The stored non-PHI values of the complaints about to change (to say which columns
+    changed); nothing is read for new complaints."""
+    changing = [
+        old.id
+        for p in prepared
+        if (old := stored.get((p.record.contract_id, p.record.complaint_id))) is not None
+    ]
+    if not changing:
+        return {}
+    statement = select(
+        Complaint.id, Complaint.fields, Complaint.issue_level, Complaint.assignment_date,
+        Complaint.cms_resolution_date,
+    ).where(Complaint.id.in_(changing))  # fmt: skip
+    return {
+        row.id: dict(row.fields) | {
+            "ISSUE_LEVEL": row.issue_level,
+            "ASSIGNMENT_DATE": _plain(row.assignment_date),
+            "RESOLUTION_DATE": _plain(row.cms_resolution_date),
+        }
+        for row in await session.execute(statement)
+    }  # fmt: skip
 
 
 _COMPLAINTS = cast("Table", Complaint.__table__)
 _CHANGES = cast("Table", ComplaintChange.__table__)
+_ON_INSERT_ONLY = ("tenant_id", "resolution_state", "first_seen_at", "created_at")
 
 
-def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Group update rows by the columns they set (executemany needs one shape)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        row = {("_id" if k == "id" else k): v for k, v in row.items()}
-        groups.setdefault(tuple(sorted(row)), []).append(row)
-    return groups
-
-
-async def _stored(
-    session: AsyncSession, tenant_id: TenantID, contract: str, ids: list[str], *columns: Any
-) -> Sequence[Row[Any]]:
-    """Stored rows of one contract for these complaint ids. On PostgreSQL the ids come as
-    one array joined through `unnest`, so each is an index probe whatever the table's
-    statistics say (500 parameters in an IN list compare every row with every value)."""
-    wanted = (Complaint.id, Complaint.complaint_id, *columns)
-    mine = (Complaint.tenant_id == tenant_id, Complaint.contract == contract)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        given = func.unnest(cast_(ids, ARRAY(String))).table_valued("cid").render_derived("given")
+async def _upsert_generic(
+    session: AsyncSession, rows: list[dict[str, Any]], constants: dict[str, Any], new: set[UUID]
+) -> set[UUID]:
+    """SQLite (one writer at a time): an INSERT of the new rows and an UPDATE of the
+    changed ones, as two executemany statements."""
+    inserts = [row | constants for row in rows if row["id"] in new]
+    updates = [
+        {("_id" if k == "id" else k): v for k, v in (row | constants).items()
+         if k not in _ON_INSERT_ONLY and k not in {"contract", "complaint_id"}}
+        for row in rows if row["id"] not in new
+    ]  # fmt: skip
+    # Core statements, executemany: the ORM's per-object bookkeeping is most of the cost of
+    # a bulk write, and none of it is needed here.
+    if inserts:
+        await session.execute(insert(_COMPLAINTS), inserts)
+    if updates:
         statement = (
-            select(*wanted)
-            .select_from(given)
-            .join(Complaint, Complaint.complaint_id == given.c.cid)
-            .where(*mine)
+            update(_COMPLAINTS)
+            .where(_COMPLAINTS.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in updates[0] if c != "_id"})
         )
-    else:
-        statement = select(*wanted).where(*mine, Complaint.complaint_id.in_(ids))
-    return (await session.execute(statement)).all()
+        await session.execute(statement, updates)
+    return {row["id"] for row in rows}
+
+
+async def _stored_hashes(
+    session: AsyncSession, tenant_id: TenantID, keys: Collection[tuple[str | None, str | None]]
+) -> dict[tuple[str | None, str | None], _Stored]:
+    """The stored fingerprints of these (contract, complaint ID) pairs. On PostgreSQL the
+    ids come as one array joined through `unnest`, so each is an index probe whatever the
+    table's statistics say (500 parameters in an IN list compare every row with every
+    value)."""
+    by_contract: dict[str, list[str]] = {}
+    for contract, complaint in keys:
+        if contract is not None and complaint is not None:
+            by_contract.setdefault(contract, []).append(complaint)
+    found: dict[tuple[str | None, str | None], _Stored] = {}
+    for contract, ids in by_contract.items():
+        if postgres.is_postgres(session):
+            connection = await postgres.driver(session)
+            rows = await bulk.stored_hashes(connection, tenant_id, contract, ids)
+        else:
+            rows = [
+                (r.complaint_id, r.id, r.content_hash, r.phi_hash)
+                for r in await session.execute(
+                    select(
+                        Complaint.complaint_id, Complaint.id, Complaint.content_hash,
+                        Complaint.phi_hash,
+                    ).where(
+                        Complaint.tenant_id == tenant_id, Complaint.contract == contract,
+                        Complaint.complaint_id.in_(ids),
+                    )
+                )
+            ]  # fmt: skip
+        for complaint, ident, content_hash, phi_hash in rows:
+            found[(contract, complaint)] = _Stored(ident, content_hash, phi_hash)
+    return found
 
 
 def _change(

@@ -37,12 +37,39 @@ class RecordSplitter:
         self._carry = text[cut:]
         return list(csv.reader(io.StringIO(text[:cut], newline="")))
 
+    def feed_raw(self, chunk: bytes) -> list[str | list[str]]:
+        """Like `feed`, but each record as its raw text (line end dropped) where that can be
+        cut without parsing; a record is a list of cells only where the text uses bare CR
+        line ends, which only `csv.reader` splits correctly."""
+        text = self._carry + self._decode(chunk, final=False)
+        self._bytes_seen += len(chunk)
+        cut = self._cut(text)
+        if cut <= 0:
+            self._carry = text
+            return []
+        self._carry = text[cut:]
+        return _raw_records(text[:cut])
+
+    def close_raw(self) -> list[str | list[str]]:
+        """`close` for `feed_raw`: the last records as text (cells past a bare CR)."""
+        text = self._carry + self._decode(b"", final=True)
+        self._carry = ""
+        if not text:
+            return []
+        if text.count('"') % 2:
+            return list(self.close_text(text))
+        return _raw_records(text if text.endswith(("\n", "\r")) else text + "\n")
+
     def close(self) -> list[list[str]]:
         """The last records; rejects a file that ends inside a quoted field (truncated)."""
         text = self._carry + self._decode(b"", final=True)
         self._carry = ""
         if not text:
             return []
+        return self.close_text(text)
+
+    @staticmethod
+    def close_text(text: str) -> list[list[str]]:
         try:
             return list(csv.reader(io.StringIO(text, newline=""), strict=True))
         except csv.Error as error:
@@ -63,13 +90,59 @@ class RecordSplitter:
 
     @staticmethod
     def _cut(text: str) -> int:
-        """Position just after the last line end outside quotes, or 0."""
-        end = max(text.rfind("\n"), text.rfind("\r"))
+        """Position just after the last line end outside quotes, or 0. A CR that ends the
+        text may be half of a CRLF whose LF is in the next chunk: the cut stays before it."""
+        end = max(text.rfind("\n"), text.rfind("\r", 0, len(text) - 1))
         while end >= 0:
             if text.count('"', 0, end + 1) % 2 == 0:
                 return end + 1
             end = max(text.rfind("\n", 0, end), text.rfind("\r", 0, end))
         return 0
+
+
+def _raw_records(block: str) -> list[str | list[str]]:
+    """The records of `block` (which ends with a line end outside quotes): one string per
+    one-line record. A record over several lines (a quoted field holding line breaks) or
+    with bare CR line ends is read by `csv.reader` and comes out as its cells."""
+    lines = block.split("\n")
+    if not lines[-1]:
+        lines.pop()  # nothing after the last LF (a block may also end with a bare CR)
+    quoted = '"' in block
+    if not quoted and "\r" not in block:
+        return list(lines)
+    records: list[str | list[str]] = []
+    pending: str | None = None
+    for line in lines:
+        if pending is not None:
+            pending += "\n" + line
+            if pending.count('"') % 2 == 0:
+                # Line breaks inside quotes: csv.reader reads it (and a stray quote as it
+                # would in the whole file, possibly as several records).
+                records.extend(csv.reader(io.StringIO(pending, newline="")))
+                pending = None
+            continue
+        if quoted and line.count('"') % 2:
+            pending = line
+            continue
+        if line.endswith("\r"):
+            line = line[:-1]
+        if "\r" in line and _bare_cr(line):
+            records.extend(csv.reader(io.StringIO(line, newline="")))
+        else:
+            records.append(line)
+    if pending is not None:  # cannot happen for a block cut outside quotes
+        records.extend(csv.reader(io.StringIO(pending, newline="")))
+    return records
+
+
+def _bare_cr(text: str) -> bool:
+    """Whether a CR outside quotes ends a record inside `text` (old Mac line ends)."""
+    at = text.find("\r")
+    while at >= 0:
+        if text.count('"', 0, at) % 2 == 0:
+            return True
+        at = text.find("\r", at + 1)
+    return False
 
 
 class _Line:

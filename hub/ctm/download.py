@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -11,7 +11,7 @@ import httpx
 from hub.ctm import modeled
 from hub.ctm.credentials import CtmCredentials
 from hub.ctm.errors import CtmProtocolError, FileTruncated, TruncatedDownload
-from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary
+from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary, RawRow
 
 if TYPE_CHECKING:
     from hub.ctm.client import CtmClient
@@ -39,23 +39,49 @@ class ComplaintDownload:
         self._start, self._end = start, end
         self._parser = parser
         self._iterator: AsyncGenerator[list[ComplaintRecord], None] | None = None
+        self._rows: AsyncGenerator[list[RawRow], None] | None = None
 
     @property
     def summary(self) -> ParseSummary:
         return self._parser.summary
 
     def __aiter__(self) -> AsyncIterator[list[ComplaintRecord]]:
-        if self._iterator is not None:
+        if self._iterator is not None or self._rows is not None:
             raise RuntimeError("a download can be iterated once")
         self._iterator = self._batches()
         return self._iterator
 
+    def rows(self) -> AsyncIterator[list[RawRow]]:
+        """Iterate the download as unparsed rows (the parser's triage mode): hand every
+        batch to `complete` before asking for the next one."""
+        if self._iterator is not None or self._rows is not None:
+            raise RuntimeError("a download can be iterated once")
+        self._rows = self._raw_batches()
+        return self._rows
+
+    def complete(self, batch: list[RawRow], skip: Collection[int] = ()) -> list[ComplaintRecord]:
+        """The batch's records, parsed, except the positions in `skip`."""
+        return self._parser.complete(batch, skip)
+
     async def aclose(self) -> None:
         """Stop early: close the response now rather than when the iterator is collected."""
-        if self._iterator is not None:
-            await self._iterator.aclose()
+        for iterator in (self._iterator, self._rows):
+            if iterator is not None:
+                await iterator.aclose()
 
-    async def _batches(self) -> AsyncGenerator[list[ComplaintRecord], None]:
+    async def _raw_batches(self) -> AsyncGenerator[list[RawRow], None]:
+        response = await self._open()
+        try:
+            _check_csv_type(response)
+            async for batch in self._parser.arows(self._body(response)):
+                yield batch
+        except FileTruncated as error:
+            raise TruncatedDownload(f"contract {self.contract}: {error}") from None
+        finally:
+            self._parser.finish()
+            await response.aclose()
+
+    async def _open(self) -> httpx.Response:
         params = {
             modeled.DOWNLOAD_CONTRACT_PARAM: self.contract,
             modeled.DOWNLOAD_START_PARAM: self._start.strftime(modeled.DOWNLOAD_DATE_FORMAT),
@@ -66,9 +92,12 @@ class ComplaintDownload:
         def build(headers: dict[str, str]) -> httpx.Request:
             return http.build_request("GET", modeled.DOWNLOAD_PATH, params=params, headers=headers)
 
-        response = await self._client._call(
+        return await self._client._call(
             "download", self._credentials, self.contract, build, stream=True
         )
+
+    async def _batches(self) -> AsyncGenerator[list[ComplaintRecord], None]:
+        response = await self._open()
         try:
             _check_csv_type(response)
             async for batch in self._parser.aparse(self._body(response)):

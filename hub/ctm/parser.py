@@ -9,6 +9,8 @@ temporary SQLite file past `memory_keys` complaints, so memory stays flat in fil
 
 from __future__ import annotations
 
+import csv
+import io
 import operator
 import re
 from collections.abc import (
@@ -23,14 +25,14 @@ from collections.abc import (
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from hub.ctm import layouts
 from hub.ctm.csvstream import RecordSplitter
 from hub.ctm.dedupe import DEFAULT_MEMORY_KEYS, SeenComplaints
 from hub.ctm.errors import FileRejected
 from hub.ctm.layouts import ChangeRequest, IssueLevel, Kind
-from hub.ctm.records import Columns, ComplaintRecord, Issue, ParseSummary, Value
+from hub.ctm.records import Columns, ComplaintRecord, Issue, ParseSummary, RawRow, Value
 
 DEFAULT_BATCH_SIZE = 500
 _US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
@@ -66,6 +68,8 @@ class _Quarantine(Exception):
 
 
 Getter = Callable[[list[str]], tuple[str, ...]]
+Row = TypeVar("Row")
+KeysOf = Callable[[Row], tuple[str | None, str | None]]
 
 
 def _getter(positions: list[int]) -> Getter:
@@ -158,6 +162,7 @@ class ComplaintParser:
         self._header: _Header | None = None
         self._read_row: Callable[[list[str], int], ComplaintRecord] | None = None
         self._batch: list[ComplaintRecord] = []
+        self._rows: list[RawRow] = []
         self._duplicates = 0
         self._dates: dict[tuple[str, ...], tuple[date | None, ...]] = {}
         self._contracts: dict[str, str] = {}
@@ -198,11 +203,168 @@ class ComplaintParser:
         if self._batch:
             batches.append(self._batch)
             self._batch = []
-        # Duplicate warnings are raised per chunk, after the row's other warnings.
-        self.summary.warnings.sort(key=lambda issue: issue.row)
-        self.summary.rows_imported = self.summary.rows_read - len(self.summary.quarantined)
-        self.summary.rows_imported -= self._duplicates
+        self._count()
         return batches
+
+    # Triage: rows first, parsed on demand ---------------------------------------------------
+    #
+    # `feed_rows` / `close_rows` (or `arows`) hand out batches of `RawRow`s: each row's text,
+    # number, complaint ID and contract, without parsing it. The caller decides which rows
+    # it needs (a sync skips the ones whose fingerprint matches what it stored) and passes
+    # every batch, in order, to `complete`, which parses the others, quarantines bad ones
+    # and finds duplicates across the whole file. Warnings concern the parsed rows only.
+
+    async def arows(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[list[RawRow]]:
+        async for chunk in chunks:
+            for batch in self.feed_rows(chunk):
+                yield batch
+        for batch in self.close_rows():
+            yield batch
+
+    def feed_rows(self, chunk: bytes) -> list[list[RawRow]]:
+        if self._closed:
+            raise RuntimeError("parser already closed")
+        return self._triage(self._splitter.feed_raw(chunk))
+
+    def close_rows(self) -> list[list[RawRow]]:
+        """End of input: the last batch. Counts are final once `complete` saw every batch."""
+        self._closed = True
+        try:
+            batches = self._triage(self._splitter.close_raw())
+            if self._splitter.bytes_seen == 0:
+                raise FileRejected("empty file")
+            if self._header is None:
+                raise FileRejected("the file has no header row")
+        except BaseException:
+            self._seen.close()
+            raise
+        if self._rows:
+            batches.append(self._rows)
+            self._rows = []
+        self._count()
+        return batches
+
+    def complete(self, rows: list[RawRow], skip: Collection[int] = ()) -> list[ComplaintRecord]:
+        """Parse `rows` except the positions in `skip` (rows the caller knows unchanged,
+        hence good); quarantine bad ones; record every row's complaint for duplicates."""
+        record_of = self._read_row
+        if record_of is None:
+            raise RuntimeError("complete() before the header was read")
+        summary = self.summary
+        texts = [r.text for i, r in enumerate(rows) if i not in skip and r.cells is None]
+        parsed = iter(_cells_of(texts))
+        keys: list[tuple[str, str, int]] = []
+        records: list[ComplaintRecord] = []
+        for index, raw in enumerate(rows):
+            if index in skip:
+                if raw.complaint_id is None or raw.contract_id is None:
+                    raise ValueError(f"row {raw.row} cannot be skipped: its complaint is unknown")
+                keys.append((raw.contract_id, raw.complaint_id, raw.row))
+                continue
+            cells = raw.cells if raw.cells is not None else next(parsed)
+            try:
+                if cells is None:
+                    raise _Quarantine("the row is not well-formed CSV (a stray quote?)")
+                record = record_of(cells, raw.row)
+            except _Quarantine as fault:
+                kept = tuple(cells) if cells is not None else (raw.text,)
+                summary.quarantined.append(Issue(raw.row, str(fault), kept))
+                continue
+            keys.append((record.contract_id, record.complaint_id, record.row))
+            records.append(record)
+        for (contract, complaint, row), previous in zip(
+            keys, self._seen.remember_all(keys), strict=True
+        ):
+            if previous is not None:
+                self._duplicate(contract, complaint, row, previous)
+        if self._closed:
+            self._count()
+        return records
+
+    def finish(self) -> None:
+        """Release the duplicate index (a temporary file past `memory_keys` complaints)."""
+        self._seen.close()
+
+    def _triage(self, records: list[str | list[str]]) -> list[list[RawRow]]:
+        full: list[list[RawRow]] = []
+        batch, batch_size = self._rows, self._batch_size
+        rows = iter(records)
+        if self._header is None:
+            for record in rows:
+                names = record if isinstance(record, list) else _header_cells(record)
+                if any(names):
+                    self._start(names)
+                    break
+        header = self._header
+        if header is None:
+            return full
+        keys_of, keys_of_cells = self._keys_reader(header)
+        row = self.summary.rows_read
+        try:
+            for record in rows:
+                if isinstance(record, list):
+                    if not any(record):
+                        continue
+                    cells: list[str] | None = record
+                    text = "\x1f".join(record)
+                    complaint, contract = keys_of_cells(record)
+                else:
+                    text, cells = record, None
+                    if not text.strip(',"'):
+                        # Only commas and quotes: blank unless a cell holds a quote.
+                        cells = _cells_of([text])[0]
+                        if cells is not None and not any(cells):
+                            continue
+                    complaint, contract = keys_of(text)
+                row += 1
+                batch.append(RawRow(row, text, cells, complaint, contract))
+                if len(batch) >= batch_size:
+                    full.append(batch)
+                    batch = self._rows = []
+        finally:
+            self.summary.rows_read = row
+        return full
+
+    def _keys_reader(self, header: _Header) -> tuple[KeysOf[str], KeysOf[list[str]]]:
+        """Complaint ID and (valid) contract of a row, from its text when both cells come
+        before the first quoted comma, or from its cells; (None, None) when only parsing
+        can tell."""
+        id_at, contract_at = header.id_at, header.contract_at
+        span = max(id_at, contract_at) + 1
+        known, check = self._contracts, self._check_contract
+
+        def valid(complaint: str | None, contract: str | None) -> tuple[str | None, str | None]:
+            if complaint is None or contract is None:
+                return None, None
+            complaint = complaint.strip()
+            checked = known.get(contract)
+            if checked is None:
+                checked = check(contract)
+                if checked is None:
+                    return None, None  # parsing will say what is wrong with it
+                if len(known) < _CACHE_LIMIT:
+                    known[contract] = checked
+            return (complaint, checked) if complaint else (None, None)
+
+        def of_text(text: str) -> tuple[str | None, str | None]:
+            parts = text.split(",", span)
+            if len(parts) < span:
+                return None, None
+            return valid(_plain_cell(parts[id_at]), _plain_cell(parts[contract_at]))
+
+        def of_cells(cells: list[str]) -> tuple[str | None, str | None]:
+            if len(cells) < span:
+                return None, None
+            return valid(cells[id_at], cells[contract_at])
+
+        return of_text, of_cells
+
+    def _count(self) -> None:
+        # Duplicate warnings are raised after the row's other warnings: sort by row.
+        summary = self.summary
+        summary.warnings.sort(key=lambda issue: issue.row)
+        summary.quarantined.sort(key=lambda issue: issue.row)
+        summary.rows_imported = summary.rows_read - len(summary.quarantined) - self._duplicates
 
     # Rows -------------------------------------------------------------------------------
 
@@ -235,7 +397,7 @@ class ComplaintParser:
         seen = self._seen.remember_all([(r.contract_id, r.complaint_id, r.row) for r in good])
         for record, previous in zip(good, seen, strict=True):
             if previous is not None:
-                self._duplicate(record, previous)
+                self._duplicate(record.contract_id, record.complaint_id, record.row, previous)
             batch.append(record)
             if len(batch) >= batch_size:
                 full.append(batch)
@@ -248,15 +410,12 @@ class ComplaintParser:
         self.summary.layout = layouts.detect_layout(cells)
         self.summary.unknown_columns.extend(unknown)
 
-    def _duplicate(self, record: ComplaintRecord, previous: int) -> None:
+    def _duplicate(self, contract: str, complaint: str, row: int, previous: int) -> None:
         self._duplicates += 1
         self.summary.warnings.append(
-            Issue(
-                record.row,
-                f"complaint {record.complaint_id} of {record.contract_id} is also in row "
-                f"{previous}; row {record.row} wins",
-            )
-        )
+            Issue(row, f"complaint {complaint} of {contract} is also in row {previous}; "
+                       f"row {row} wins")
+        )  # fmt: skip
 
     def _row_reader(self, header: _Header) -> Callable[[list[str], int], ComplaintRecord]:
         """The hot path, as a closure over the header's positions and the caches: it runs
@@ -391,6 +550,43 @@ class ComplaintParser:
         return extra
 
 
+def _plain_cell(text: str) -> str | None:
+    """A cell's value from its raw text when no parsing is needed: unquoted, or quoted
+    with no quote inside; None otherwise."""
+    if '"' not in text:
+        return text
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and '"' not in text[1:-1]:
+        return text[1:-1]
+    return None
+
+
+def _header_cells(text: str) -> list[str]:
+    """The header row's cells, read leniently (as `feed` reads every row)."""
+    return next(csv.reader(io.StringIO(text, newline="")), [])
+
+
+def _cells_of(texts: list[str]) -> list[list[str] | None]:
+    """Each record's cells (one record per text); None for a text that is not one
+    well-formed record."""
+    if not texts:
+        return []
+    try:
+        cells: list[list[str] | None] = list(csv.reader(texts))
+        if len(cells) == len(texts):
+            return cells
+    except csv.Error:
+        pass
+    found: list[list[str] | None] = []
+    for text in texts:
+        try:
+            one = list(csv.reader([text]))
+        except csv.Error:
+            found.append(None)
+            continue
+        found.append(one[0] if len(one) == 1 else [] if not one else None)
+    return found
+
+
 def parse_bytes(
     data: bytes, *, allowed_contracts: Collection[str] | None = None
 ) -> tuple[list[ComplaintRecord], ParseSummary]:
@@ -406,6 +602,7 @@ __all__ = [
     "ComplaintRecord",
     "Issue",
     "ParseSummary",
+    "RawRow",
     "Value",
     "parse_bytes",
     "parse_date",

@@ -106,6 +106,26 @@ class ComplaintRecord:
         return f"ComplaintRecord(row={self.row}, contract_id={self.contract_id!r}, ...)"
 
 
+@dataclass(slots=True, eq=False)
+class RawRow:
+    """One data row of a download before it is parsed (the parser's `feed_rows` mode).
+
+    `text` is the record as written, line end dropped (for a file with bare CR line ends,
+    its cells joined by U+001F): what a sync fingerprints to skip unchanged rows without
+    parsing them. `complaint_id` and `contract_id` are read off the text where that is
+    cheap and certain, else None (the row must be parsed to know). PHI: never logged.
+    """
+
+    row: int
+    text: str
+    cells: list[str] | None
+    complaint_id: str | None
+    contract_id: str | None
+
+    def __repr__(self) -> str:
+        return f"RawRow(row={self.row}, contract_id={self.contract_id!r}, ...)"
+
+
 @dataclass
 class ParseSummary:
     layout: Layout | None = None

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 import structlog
@@ -14,7 +14,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
-from hub.core.db import utcnow
+from hub.core.db import postgres, utcnow
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
@@ -25,7 +25,22 @@ SCHEMA_VERSION = 1
 SWEEP_BATCH = 500
 
 EventHandler = Callable[[AsyncSession, Event], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
+
+
+class EventFacts(Protocol):
+    """What a batch handler reads of each event (rows, not entities: a batch is many)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def tenant_id(self) -> UUID | None: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+BatchHandler = Callable[[AsyncSession, Sequence[EventFacts]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,9 @@ def record_events(
     return events
 
 
+_COPIED = ("id", "tenant_id", "type", "payload", "occurred_at", "attempts")
+
+
 async def insert_events(
     session: AsyncSession,
     tenant_id: TenantID | None,
@@ -112,12 +130,20 @@ async def insert_events(
     *,
     occurred_at: datetime | None = None,
 ) -> list[UUID]:
-    """Like `record_events`, written with one executemany INSERT instead of ORM objects:
-    a sync's thousands of `complaint.*` events cost one statement and one Redis job."""
+    """Like `record_events`, written in bulk instead of as ORM objects (`COPY` on
+    PostgreSQL, one executemany INSERT elsewhere): a sync's thousands of `complaint.*`
+    events cost one statement and one Redis job."""
     rows = _event_rows(tenant_id, items, occurred_at or utcnow())
     if not rows:
         return []
-    await session.execute(insert(cast("Table", Event.__table__)), rows)
+    if postgres.is_postgres(session):
+        records = [
+            (r["id"], r["tenant_id"], r["type"], postgres.jsonb(r["payload"]), r["occurred_at"], 0)
+            for r in rows
+        ]
+        await postgres.copy_rows(session, "events", _COPIED, records)
+    else:
+        await session.execute(insert(cast("Table", Event.__table__)), rows)
     ids = [row["id"] for row in rows]
     jobs.enqueue(session, dispatch_many_job(ids))
     return ids
@@ -206,48 +232,56 @@ async def dispatch_together(session: AsyncSession, event_ids: Sequence[UUID], bu
     marked dispatched in one statement; returns how many. Any failure fails them all: the
     caller rolls back and falls back to `dispatch_each`."""
     statement = (
-        select(Event)
+        select(*_FACTS)
         .where(Event.id.in_(event_ids), Event.dispatched_at.is_(None))
         .order_by(Event.id)  # one lock order, so two batches never deadlock
     )
     if not is_sqlite_session(session):
         statement = statement.with_for_update()
-    return await _handle_together(session, (await session.scalars(statement)).all(), bus)
+    return await _handle_together(session, (await session.execute(statement)).all(), bus)
 
 
 async def dispatch_pending(session: AsyncSession, bus: EventBus, *, limit: int) -> int:
     """Like `dispatch_together`, for the oldest undispatched events that no dispatch has
     tried yet and no other transaction holds (whichever job they were enqueued with)."""
     statement = (
-        select(Event)
+        select(*_FACTS)
         .where(Event.dispatched_at.is_(None), Event.attempts == 0)
         .order_by(Event.dispatched_at, Event.occurred_at)  # along ix_events_undispatched
         .limit(limit)
     )
     if not is_sqlite_session(session):
         statement = statement.with_for_update(skip_locked=True)
-    return await _handle_together(session, (await session.scalars(statement)).all(), bus)
+    return await _handle_together(session, (await session.execute(statement)).all(), bus)
 
 
-async def _handle_together(session: AsyncSession, events: Sequence[Event], bus: EventBus) -> int:
-    if not events:
+_FACTS = (Event.id, Event.tenant_id, Event.type, Event.payload)
+
+
+async def _handle_together(session: AsyncSession, rows: Sequence[Any], bus: EventBus) -> int:
+    if not rows:
         return 0
+    facts: Sequence[EventFacts] = rows
+    entities: dict[UUID, Event] | None = None  # loaded only for handlers of one event
     for subscription in bus.subscriptions:
-        matching = [e for e in events if fnmatch.fnmatchcase(e.type, subscription.pattern)]
+        matching = [e for e in facts if fnmatch.fnmatchcase(e.type, subscription.pattern)]
         if not matching:
             continue
         if subscription.batch_handler is not None:
             await subscription.batch_handler(session, matching)
-        else:
-            for event in matching:
-                await subscription.handler(session, event)
+            continue
+        if entities is None:
+            found = await session.scalars(select(Event).where(Event.id.in_([e.id for e in facts])))
+            entities = {e.id: e for e in found}
+        for fact in matching:
+            await subscription.handler(session, entities[fact.id])
     await session.execute(
         update(Event)
-        .where(Event.id.in_([e.id for e in events]))
+        .where(Event.id.in_([e.id for e in facts]))
         .values(dispatched_at=utcnow(), attempts=Event.attempts + 1, last_error=None)
         .execution_options(synchronize_session=False)
     )
-    return len(events)
+    return len(facts)
 
 
 async def record_failure(session: AsyncSession, event_id: UUID, error: BaseException) -> int:
@@ -289,7 +323,9 @@ def is_sqlite_session(session: AsyncSession) -> bool:
 
 
 __all__ = [
+    "BatchHandler",
     "EventBus",
+    "EventFacts",
     "EventHandler",
     "Subscription",
     "dispatch",

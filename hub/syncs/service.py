@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
-from hub.complaints.service import Deadlines, ingest_batch
+from hub.complaints.service import Deadlines, Importer
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
 from hub.core.errors import Invalid, NotFound
@@ -247,16 +247,25 @@ async def _import(
             credentials, plan.contract, plan.start, plan.end, batch_size=policy.batch_size
         )
         now = utcnow()
-        async for batch in download:
-            layout = download.summary.layout
-            counts = await ingest_batch(
-                session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
-                layout=layout.value if layout else "current", records=batch,
-                sync_run_id=plan.run_id, now=now, deadlines=policy.deadlines,
-            )  # fmt: skip
-            result.new += counts.new
-            result.changed += counts.changed
-            result.unchanged += counts.unchanged
+        importer = Importer(
+            session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
+            complete=download.complete, sync_run_id=plan.run_id, now=now,
+            deadlines=policy.deadlines,
+        )  # fmt: skip
+        try:
+            async for batch in download.rows():
+                layout = download.summary.layout
+                importer.layout = layout.value if layout else "current"
+                await importer.add(batch)
+            counts = await importer.finish()
+        except BaseException:
+            await importer.abort()
+            raise
+        result.new, result.changed, result.unchanged = (
+            counts.new,
+            counts.changed,
+            counts.unchanged,
+        )
         summary = download.summary
         file_name = f"{plan.contract}_{plan.start:%Y%m%d}_{plan.end:%Y%m%d}.csv"
         for issue in summary.quarantined:

@@ -149,6 +149,7 @@ class TenantCipher:
         "_fields",
         "_header",
         "_index",
+        "_prints",
         "tenant_id",
     )
 
@@ -171,6 +172,7 @@ class TenantCipher:
         self._aad_prefix = _FORMAT_BYTE + tenant_id.bytes
         self._index = hmac.new(index_key, digestmod=hashlib.sha256) if index_key else None
         self._fields: dict[str, bytes] = {}  # field name -> UTF-8, a handful per tenant
+        self._prints: dict[str, bytes] = {}  # field name -> its fingerprint key
 
     def _field(self, field: str) -> bytes:
         encoded = self._fields.get(field)
@@ -235,6 +237,20 @@ class TenantCipher:
         mac = self._index.copy()
         mac.update(field.encode() + b"\x00" + normalise(value).encode())
         return mac.hexdigest()
+
+    def fingerprint(self, value: str, *, field: str) -> str:
+        """A keyed BLAKE2b (hex, 128 bits) of `value` exactly as given, bound to `field`: the
+        cheap "has this changed?" hash for whole downloaded rows, where `blind_index`'s
+        normalising would cost more than the hashing. Its key is derived from the index key
+        per field, so equal rows give equal fingerprints within one tenant and field only."""
+        key = self._prints.get(field)
+        if key is None:
+            if self._index is None:
+                raise TenantKeyMissing(tenant_id=self.tenant_id, version=None, field=field)
+            mac = self._index.copy()
+            mac.update(b"fingerprint\x00" + field.encode())
+            key = self._prints[field] = mac.digest()
+        return hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest()
 
     def __repr__(self) -> str:
         return f"TenantCipher(tenant_id={self.tenant_id}, versions={sorted(self.versions)})"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 from hub.ctm.csvstream import RecordWriter
+from hub.ctm.dedupe import DEFAULT_MEMORY_KEYS
 from hub.ctm.layouts import Layout
+from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary, RawRow
 from hub.ctm.simulator import data
 
 MINIMAL = "COMPLAINT_ID,CONTRACT_ID,ISSUE_LEVEL,RECEIVED_DATE"
@@ -34,3 +38,30 @@ def good_row(complaint_id: str = "1001", **cells: str) -> dict[str, str]:
     }
     row.update(cells)
     return row
+
+
+def parse_triaged(
+    data: bytes,
+    *,
+    allowed_contracts: Collection[str] | None = None,
+    chunk: int | None = None,
+    skip: Callable[[list[RawRow]], set[int]] = lambda batch: set(),
+    memory_keys: int = DEFAULT_MEMORY_KEYS,
+    batch_size: int = 500,
+) -> tuple[list[ComplaintRecord], ParseSummary]:
+    """Parse as a sync does: rows first (`feed_rows`), each batch completed before the
+    next is fed, the positions `skip` names left unparsed."""
+    parser = ComplaintParser(
+        allowed_contracts=allowed_contracts, memory_keys=memory_keys, batch_size=batch_size
+    )
+    size = chunk or max(len(data), 1)
+    records: list[ComplaintRecord] = []
+    try:
+        for start in range(0, len(data), size):
+            for batch in parser.feed_rows(data[start : start + size]):
+                records += parser.complete(batch, skip(batch))
+        for batch in parser.close_rows():
+            records += parser.complete(batch, skip(batch))
+    finally:
+        parser.finish()
+    return records, parser.summary
