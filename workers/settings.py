@@ -11,7 +11,7 @@ from arq.cron import CronJob
 from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Function, Worker, func
 
-from hub.core import jobs
+from hub.core import heap, jobs
 from hub.core.crypto import Crypto
 from hub.core.db import Database
 from hub.core.redis import arq_settings
@@ -121,6 +121,7 @@ def _on_startup(
     sync_policy: SyncPolicy | None = None,
     webhook_in_flight: int = webhooks.DEFAULT_IN_FLIGHT,
     webhook_lingering: int = 0,
+    settle_heap: bool = False,
 ) -> StartupShutdown:
     async def startup(ctx: dict[str, Any]) -> None:
         db = database or Database.from_url(settings.effective_database_url)
@@ -140,6 +141,8 @@ def _on_startup(
         ctx["owns_ctm"] = ctm_clients is None
         ctx["sync_policy"] = sync_policy or SyncPolicy.from_settings(settings)
         ctx["owns_db"] = database is None
+        if settle_heap:
+            heap.settle()
 
     return startup
 
@@ -208,6 +211,7 @@ def create_worker(
             sync_policy,
             webhook_in_flight,
             lingering,
+            settle_heap=not burst,  # a serving worker; not a test's burst in a shared process
         )
     return Worker(**options)
 
