@@ -28,7 +28,7 @@ from hub.core import jobs
 from hub.core.db import utcnow
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
-from hub.events.service import record_event
+from hub.events.service import EventFacts, record_event
 from hub.settings import Settings
 from hub.webhooks import sender
 from hub.webhooks.guard import AddressPolicy
@@ -122,7 +122,7 @@ def contracts_named(payload: dict[str, Any]) -> set[str]:
     return found
 
 
-def matches(event_types: Sequence[str], contracts: Sequence[str], event: Event) -> bool:
+def matches(event_types: Sequence[str], contracts: Sequence[str], event: EventFacts) -> bool:
     """Subscribed to the type, and about one of the contracts (events naming no contract,
     such as `webhook.test`, pass the contract filter)."""
     if not any(fnmatchcase(event.type, pattern) for pattern in event_types):
@@ -138,17 +138,17 @@ async def fan_out(session: AsyncSession, event: Event) -> None:
     await fan_out_many(session, [event])
 
 
-async def fan_out_many(session: AsyncSession, events: Sequence[Event]) -> None:
+async def fan_out_many(session: AsyncSession, events: Sequence[EventFacts]) -> None:
     """The outbox handler: one message per event and matching enabled endpoint.
 
     Idempotent: an event dispatched twice finds its messages and makes none again. Runs for
     every event, so it reads columns and inserts rows without loading entities: one query
     for each tenant's endpoints, one for messages already made, one insert."""
-    by_tenant: dict[UUID, list[Event]] = defaultdict(list)
+    by_tenant: dict[UUID, list[EventFacts]] = defaultdict(list)
     for event in events:
         if event.tenant_id is not None:
             by_tenant[event.tenant_id].append(event)
-    pairs: list[tuple[Event, UUID]] = []
+    pairs: list[tuple[EventFacts, UUID]] = []
     for tenant_id, group in by_tenant.items():
         candidates = (
             await session.execute(
@@ -164,7 +164,9 @@ async def fan_out_many(session: AsyncSession, events: Sequence[Event]) -> None:
         await _insert_messages(session, pairs)
 
 
-def _matching(events: Sequence[Event], endpoints: Sequence[Any]) -> list[tuple[Event, UUID]]:
+def _matching(
+    events: Sequence[EventFacts], endpoints: Sequence[Any]
+) -> list[tuple[EventFacts, UUID]]:
     """`matches` for every (event, endpoint) pair, deciding each event type once per
     endpoint and reading each event's contracts once."""
     named: dict[UUID, set[str]] = {}
@@ -189,7 +191,7 @@ def _matching(events: Sequence[Event], endpoints: Sequence[Any]) -> list[tuple[E
     return pairs
 
 
-async def _insert_messages(session: AsyncSession, pairs: list[tuple[Event, UUID]]) -> None:
+async def _insert_messages(session: AsyncSession, pairs: list[tuple[EventFacts, UUID]]) -> None:
     event_ids = list({event.id for event, _ in pairs})
     found = await session.execute(
         select(WebhookMessage.event_id, WebhookMessage.endpoint_id).where(
