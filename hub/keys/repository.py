@@ -104,7 +104,7 @@ async def key_contracts(
         .where(ApiKeyContract.tenant_id == tenant_id, ApiKeyContract.api_key_id.in_(key_ids))
         .order_by(Contract.number)
     )
-    return [row.tuple() for row in rows]
+    return [(mapping, contract) for mapping, contract in rows]
 
 
 async def key_versions(
