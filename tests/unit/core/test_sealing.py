@@ -235,3 +235,34 @@ class TestBlindIndex:
         )
         with pytest.raises(TenantKeyMissing, match=r"complaints\.mbi"):
             bare.blind_index("x", field="complaints.mbi")
+
+
+class TestFingerprint:
+    def test_exact_text_gives_the_same_fingerprint(self, cipher: TenantCipher) -> None:
+        row = '"1001","H1234","said ""no"", then hung up"'
+        first = cipher.fingerprint(row, field="complaints.content")
+        assert first == cipher.fingerprint(row, field="complaints.content")
+        assert len(first) == 32
+        assert int(first, 16) >= 0
+
+    def test_nothing_is_normalised(self, cipher: TenantCipher) -> None:
+        base = cipher.fingerprint("a,b", field="f")
+        assert base != cipher.fingerprint("a,b ", field="f")
+        assert base != cipher.fingerprint("A,b", field="f")
+
+    def test_differs_by_field_and_tenant_and_is_not_the_blind_index(
+        self, cipher: TenantCipher
+    ) -> None:
+        base = cipher.fingerprint("1EG4TE5MK73", field="complaints.content")
+        assert base != cipher.fingerprint("1EG4TE5MK73", field="complaints.other")
+        assert base != make_cipher().fingerprint("1EG4TE5MK73", field="complaints.content")
+        assert base not in cipher.blind_index(
+            "1EG4TE5MK73", field="complaints.content", normalise=str
+        )
+
+    def test_missing_index_key_is_named(self) -> None:
+        bare = TenantCipher(
+            uuid7(), active_version=1, data_keys={1: os.urandom(32)}, index_key=None
+        )
+        with pytest.raises(TenantKeyMissing, match=r"complaints\.content"):
+            bare.fingerprint("x", field="complaints.content")
