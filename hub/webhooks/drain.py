@@ -218,7 +218,8 @@ async def _lease_due(
                 .values(next_attempt_at=until)
                 .returning(*_CLAIMED_COLUMNS)
             )
-            return list((await session.execute(leased)).all())
+            # Sent oldest event first (as far as a batch sent at once has an order).
+            return sorted((await session.execute(leased)).all(), key=lambda r: r.event_id)
         statement = select(*_CLAIMED_COLUMNS).join(Event, Event.id == WebhookMessage.event_id)
         rows = list((await session.execute(statement.where(WebhookMessage.id.in_(due_ids)))).all())
     if rows:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # requests that did not verify
     hits: int = 0
+    delay: float = 0.0  # seconds each request takes
+    in_flight: int = 0
+    most_in_flight: int = 0  # requests in flight at once, at most
     handler: Callable[[web.Request], Any] | None = None
     runner: web.AppRunner | None = None
     port: int = 0
@@ -140,6 +144,16 @@ class Receiver:
             await self.runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
         if self.handler is not None:
             return await self.handler(request)  # type: ignore[no-any-return]

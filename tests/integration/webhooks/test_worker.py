@@ -17,14 +17,15 @@ from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID
 from hub.core.jobs import ArqQueue
 from hub.core.redis import connect
-from hub.events.service import record_event
+from hub.events.models import Event
+from hub.events.service import Subscription, record_event, record_events
 from hub.settings import Settings
 from hub.webhooks import replay
 from hub.webhooks.models import MessageStatus, WebhookMessage
 from tests.conftest import delete_all_rows
 from tests.integration.webhooks.support import Receiver, make_endpoint
 from tests.support import make_member, make_tenant
-from workers.settings import create_worker
+from workers.settings import create_worker, event_subscriptions
 
 
 @pytest.fixture
@@ -36,10 +37,20 @@ async def live(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator
         await delete_all_rows(engine)
 
 
-async def run_burst(settings: Settings, database: Database, redis_url: str) -> None:
+async def run_burst(
+    settings: Settings,
+    database: Database,
+    redis_url: str,
+    subscriptions: list[Subscription] | None = None,
+) -> None:
     pool = await connect(redis_url)
     worker = create_worker(
-        settings, database=database, redis_pool=pool, burst=True, poll_delay=0.05
+        settings,
+        subscriptions=subscriptions,
+        database=database,
+        redis_pool=pool,
+        burst=True,
+        poll_delay=0.05,
     )
     try:
         await asyncio.wait_for(worker.async_run(), timeout=60)
@@ -90,3 +101,69 @@ class TestWorker:
         assert len(set(receiver.ids())) == 3
         assert len(receiver.ids()) == 3
         assert await statuses(live) == [MessageStatus.SUCCEEDED] * 3
+
+
+class TestDrainJobs:
+    async def test_a_failed_attempt_comes_back_as_a_deferred_drain(
+        self, settings: Settings, live: Database, redis_url: str, receiver: Receiver
+    ) -> None:
+        settings = settings.model_copy(update={"webhook_retry_schedule": "0,1"})
+        async with live.transaction() as session:
+            tenant = await make_tenant(session, "plan-r")
+            admin = await make_member(session, tenant, email="r@plan-r.example")
+            _, secret = await make_endpoint(session, admin, url=receiver.url)
+            receiver.secrets = [secret]
+            receiver.script = [500]
+            record_event(session, TenantID(tenant.id), "complaint.created", {"n": 1})
+        await run_burst(settings, live, redis_url)
+        assert receiver.hits == 2
+        assert len(receiver.received) == 1
+        assert await statuses(live) == [MessageStatus.SUCCEEDED]
+
+    async def test_one_dispatch_job_carries_every_event_waiting(
+        self, settings: Settings, live: Database, redis: Any, redis_url: str, receiver: Receiver
+    ) -> None:
+        async with live.transaction() as session:
+            tenant = await make_tenant(session, "plan-g")
+            admin = await make_member(session, tenant, email="g@plan-g.example")
+            _, secret = await make_endpoint(session, admin, url=receiver.url)
+            receiver.secrets = [secret]
+        batches = []
+        for batch in range(3):
+            async with live.transaction() as session:
+                items = [("complaint.created", {"batch": batch, "n": n}) for n in range(4)]
+                batches.append(record_events(session, TenantID(tenant.id), items))
+        await redis.flushdb()  # every dispatch job lost but one
+        await redis.enqueue_job("events.dispatch_many", ",".join(str(e.id) for e in batches[0]))
+        await run_burst(settings, live, redis_url)
+        assert len(set(receiver.ids())) == 12
+        assert len(receiver.ids()) == 12
+        assert await statuses(live) == [MessageStatus.SUCCEEDED] * 12
+
+    async def test_a_failing_event_in_a_batch_is_left_to_the_sweeper_and_the_rest_go(
+        self, settings: Settings, live: Database, redis_url: str, receiver: Receiver
+    ) -> None:
+        async def refuse_poison(session: Any, event: Event) -> None:
+            if event.payload.get("poison"):
+                raise RuntimeError("handler failed")
+
+        subscriptions = [
+            *event_subscriptions(),
+            Subscription("complaint.*", refuse_poison, "test.refuse_poison"),
+        ]
+        async with live.transaction() as session:
+            tenant = await make_tenant(session, "plan-p")
+            admin = await make_member(session, tenant, email="p@plan-p.example")
+            _, secret = await make_endpoint(session, admin, url=receiver.url)
+            receiver.secrets = [secret]
+            items = [("complaint.created", {"n": n, "poison": n == 1}) for n in range(3)]
+            events = record_events(session, TenantID(tenant.id), items)
+        await run_burst(settings, live, redis_url, subscriptions=subscriptions)
+        assert sorted(r.payload["data"]["n"] for r in receiver.received) == [0, 2]
+        async with live.transaction() as session:
+            poison = await session.get(Event, events[1].id)
+            assert poison is not None
+            assert poison.dispatched_at is None
+            assert poison.attempts == 1
+            assert poison.last_error == "RuntimeError"
+        assert await statuses(live) == [MessageStatus.SUCCEEDED] * 2

@@ -1,0 +1,218 @@
+"""The batch path: a drain claims batches with a lease, sends them within the endpoint's
+limits (two batches in flight at once), stops a batch on 410 or Retry-After, and records
+every attempt; a drainer that dies leaves its batch to be sent again once the lease ends."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.core.db import Database
+from hub.webhooks import drain, replay
+from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
+from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
+from tests.support import Member
+
+
+async def endpoint_for(
+    db: Database, admin: Member, receiver: Receiver, **options: object
+) -> WebhookEndpoint:
+    async with db.transaction() as session:
+        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
+    receiver.secrets = [secret]
+    return endpoint
+
+
+async def attempts_of(db: Database, endpoint: WebhookEndpoint) -> list[WebhookAttempt]:
+    async with db.transaction() as session:
+        statement = select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint.id)
+        return list((await session.scalars(statement)).all())
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 4, so that a few messages make several batches (and two in flight)."""
+    monkeypatch.setattr(drain, "BATCH_SIZE", 4)
+    monkeypatch.setattr(drain, "ORDERED_BATCH_SIZE", 4)
+
+
+class TestBatches:
+    async def test_many_batches_deliver_every_message_once_with_one_attempt_each(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver)
+        await harness.record(admin.tenant_id, "complaint.created", {}, 13)
+        assert await harness.run_due() == 13
+        assert receiver.refused == []
+        assert sorted(receiver.ids()) == sorted(
+            str(m.id) for m in await harness.messages(endpoint.id)
+        )
+        attempts = await attempts_of(db, endpoint)
+        assert len(attempts) == 13
+        assert {(a.number, a.status_code, a.error_class, a.is_success) for a in attempts} == {
+            (1, 200, None, True)
+        }
+        assert all(a.response_body == "ok" and a.duration_ms >= 0 for a in attempts)
+        messages = await harness.messages(endpoint.id)
+        assert {m.status for m in messages} == {MessageStatus.SUCCEEDED}
+        assert all(m.next_attempt_at is None and m.delivered_at is not None for m in messages)
+
+    async def test_ordered_endpoint_keeps_event_order_across_batches(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
+    ) -> None:
+        await endpoint_for(db, admin, receiver, is_ordered=True, max_concurrency=8)
+        receiver.delay = 0.005
+        await harness.record(admin.tenant_id, "complaint.created", {}, 11)
+        assert await harness.run_due() == 11
+        assert [r.payload["data"]["n"] for r in receiver.received] == list(range(11))
+        assert receiver.most_in_flight == 1  # one at a time, whatever the concurrency
+
+    async def test_ordered_failure_mid_batch_holds_back_the_rest(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver, is_ordered=True)
+        receiver.script = [200, 500]
+        await harness.record(admin.tenant_id, "complaint.created", {}, 6)
+        assert await harness.run_due() == 2  # the first, then the failing second; no more
+        assert [r.payload["data"]["n"] for r in receiver.received] == [0]
+        harness.advance(seconds=5)
+        assert await harness.run_due() == 5
+        assert [r.payload["data"]["n"] for r in receiver.received] == [0, 1, 2, 3, 4, 5]
+        assert [m.attempts for m in await harness.messages(endpoint.id)] == [1, 2, 1, 1, 1, 1]
+
+
+class TestLimits:
+    async def test_concurrency_limit_holds_across_batches_in_flight(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
+    ) -> None:
+        await endpoint_for(db, admin, receiver, max_concurrency=3)
+        receiver.delay = 0.02
+        await harness.record(admin.tenant_id, "complaint.created", {}, 20)
+        assert await harness.run_due() == 20
+        assert len(set(receiver.ids())) == 20
+        assert 1 < receiver.most_in_flight <= 3
+
+    async def test_worker_slots_bound_requests_over_every_endpoint(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
+    ) -> None:
+        await endpoint_for(db, admin, receiver, max_concurrency=8)
+        receiver.delay = 0.02
+        await harness.record(admin.tenant_id, "complaint.created", {}, 12)
+        drainer = drain.Drainer(harness.policy, harness.http, harness.limiter, asyncio.Semaphore(2))
+        [endpoint_id] = await harness.due()
+        outcome = await drainer.drain(db, endpoint_id, clock=lambda: harness.now)
+        assert outcome.sent == 12
+        assert receiver.most_in_flight <= 2
+
+    async def test_over_the_rate_limit_the_drain_steps_aside(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver, rate_limit_per_second=5)
+        await harness.record(admin.tenant_id, "complaint.created", {}, 12)
+        first = await harness.drain(endpoint.id)
+        assert first.stepped_aside
+        assert first.wake_in is not None
+        assert 0 < first.wake_in <= 1
+        assert 5 <= first.sent <= 10  # the window may turn once while it runs
+        assert len(receiver.received) == first.sent
+        pending = [
+            m for m in await harness.messages(endpoint.id) if m.status is MessageStatus.PENDING
+        ]
+        assert len(pending) == 12 - first.sent
+        assert all(
+            m.next_attempt_at is not None and m.next_attempt_at <= harness.now for m in pending
+        )
+        while len(receiver.received) < 12:  # each coming back when told, a window at a time
+            outcome = await harness.drain(endpoint.id)
+            assert outcome.sent <= 10
+            if outcome.wake_in is not None:
+                await asyncio.sleep(outcome.wake_in)
+        assert len(set(receiver.ids())) == 12
+
+
+class TestHalts:
+    async def test_410_mid_batch_disables_once_and_sends_no_more(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        receiver.script = [200, 410]
+        await harness.record(admin.tenant_id, "complaint.created", {}, 5)
+        assert await harness.run_due() == 2
+        assert receiver.hits == 2
+        found = await harness.endpoint(endpoint.id)
+        assert not found.is_enabled
+        messages = await harness.messages(endpoint.id)
+        assert [m.status for m in messages] == [MessageStatus.SUCCEEDED] + [
+            MessageStatus.FAILED
+        ] * 4
+        assert [m.attempts for m in messages] == [1, 1, 0, 0, 0]  # the unsent never tried
+        assert len(await attempts_of(db, endpoint)) == 2
+        assert len(await harness.events_of_type(admin.tenant_id, "webhook.endpoint_disabled")) == 1
+
+    async def test_410s_in_flight_together_disable_the_endpoint_once(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=8)
+        receiver.default_status = 410
+        await harness.record(admin.tenant_id, "complaint.created", {}, 4)
+        sent = await harness.run_due()
+        assert 1 <= sent <= 4
+        assert {m.status for m in await harness.messages(endpoint.id)} == {MessageStatus.FAILED}
+        assert len(await harness.events_of_type(admin.tenant_id, "webhook.endpoint_disabled")) == 1
+
+    async def test_retry_after_mid_batch_holds_the_rest_until_then(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        receiver.script = [200, 503]
+        receiver.reply_headers = {"Retry-After": "30"}
+        await harness.record(admin.tenant_id, "complaint.created", {}, 4)
+        outcome = await harness.drain(endpoint.id)
+        assert outcome.sent == 2
+        assert outcome.wake_in == 30
+        messages = await harness.messages(endpoint.id)
+        assert [m.attempts for m in messages] == [1, 1, 0, 0]  # the rest not even tried
+        later = harness.now + timedelta(seconds=30)
+        assert [m.next_attempt_at for m in messages[1:]] == [later] * 3
+        harness.advance(seconds=29)
+        assert await harness.run_due() == 0
+        harness.advance(seconds=1)
+        assert await harness.run_due() == 3
+        assert len(set(receiver.ids())) == 4
+
+
+class TestLeases:
+    async def test_a_batch_claimed_by_a_drainer_that_died_is_sent_after_its_lease(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint = await endpoint_for(db, admin, receiver)
+        await harness.record(admin.tenant_id, "complaint.created", {}, 3)
+        async with db.transaction() as session:  # claimed, then the worker died
+            claimed = await drain.claim(
+                session,
+                endpoint.id,
+                policy=harness.policy,
+                limiter=harness.limiter,
+                now=harness.now,
+            )
+        assert claimed.batch is not None
+        assert len(claimed.batch.messages) == 3
+        assert await harness.run_due() == 0  # leased: no other drainer takes them
+        async with db.transaction() as session:
+            assert (
+                await replay.sweep(session, older_than=timedelta(seconds=60), now=harness.now) == 0
+            )
+        lease_over = harness.now + harness.policy.lease + timedelta(seconds=61)
+        async with db.transaction() as session:  # the sweeper finds the endpoint
+            assert (
+                await replay.sweep(session, older_than=timedelta(seconds=60), now=lease_over) == 1
+            )
+        harness.now = lease_over
+        assert await harness.run_due() == 3
+        assert sorted(receiver.ids()) == sorted(str(m.message_id) for m in claimed.batch.messages)
+        async with db.transaction() as session:
+            count = await session.scalar(select(func.count()).select_from(WebhookAttempt))
+        assert count == 3
