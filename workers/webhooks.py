@@ -117,9 +117,7 @@ async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
             )
             sent += outcome.sent
             if outcome.wake_in is not None:
-                due = int(time.time() + outcome.wake_in)
-                job = delivery.drain_job(ident, cause=f"at:{due}", defer=outcome.wake_in)
-                await _send(ctx, job)
+                await _send(ctx, _comeback(ident, holder, outcome.wake_in))
             if outcome.has_more or outcome.stepped_aside:
                 await locks.release(ident, holder)
                 if outcome.has_more:
@@ -133,6 +131,16 @@ async def drain_endpoint(ctx: WorkerContext, endpoint_id: str) -> str:
     except BaseException:
         await locks.release(ident, holder)
         raise
+
+
+def _comeback(endpoint_id: UUID, holder: str, seconds: float) -> jobs.Job:
+    """A deferred drain; drains asking to come back in the same second share one job (but
+    never this job's own id: arq would take it for this very job, and drop it)."""
+    cause = f"at:{int(time.time() + seconds)}"
+    job = delivery.drain_job(endpoint_id, cause=cause, defer=seconds)
+    if job.job_id == holder:
+        job = delivery.drain_job(endpoint_id, cause=f"{cause}:again", defer=seconds)
+    return job
 
 
 async def _linger(runtime: WebhookRuntime, endpoint_id: UUID, holder: str, *, until: float) -> bool:
