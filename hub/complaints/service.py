@@ -284,6 +284,7 @@ class Importer:
         self._complete, self._run, self._now = complete, sync_run_id, now
         self._deadlines = deadlines
         self._postgres = postgres.is_postgres(session)
+        self._fingerprint = cipher.fingerprinter(CONTENT_FIELD)
         self._unsent: _Writes | None = None
         self._in_flight: asyncio.Task[None] | None = None
         self.layout = "current"
@@ -293,7 +294,8 @@ class Importer:
         if not rows:
             return
         cipher, result = self._cipher, self.result
-        prints = [cipher.fingerprint(r.text, field=CONTENT_FIELD) for r in rows]
+        fingerprint = self._fingerprint
+        prints = [fingerprint(r.text) for r in rows]
         keys = [(r.contract_id, r.complaint_id) for r in rows]
         counts = Counter(keys)
         known = {k for k in counts if k[1] is not None}

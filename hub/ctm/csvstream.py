@@ -101,27 +101,30 @@ class RecordSplitter:
 
 
 def _raw_records(block: str) -> list[str | list[str]]:
-    """The records of `block` (which ends with a line end outside quotes): one string per
-    one-line record. A record over several lines (a quoted field holding line breaks) or
-    with bare CR line ends is read by `csv.reader` and comes out as its cells."""
-    lines = block.split("\n")
+    """The records of `block` (which ends with a line end outside quotes), each as its
+    text: physical lines are joined while a quoted field holds line breaks (by the parity
+    of quotes, as `_cut` does). Text with bare CR line ends (outside quotes) is read by
+    `csv.reader`, which splits it there, and its records come out as cells."""
+    crs = block.count("\r")
+    if crs and crs == block.count("\r\n") == block.count("\n"):
+        lines, ends = block.split("\r\n"), "\r\n"  # CRLF throughout: no CR left to strip
+    else:
+        lines, ends = block.split("\n"), "\n"
     if not lines[-1]:
-        lines.pop()  # nothing after the last LF (a block may also end with a bare CR)
+        lines.pop()  # nothing after the last line end (a block may also end with a bare CR)
     quoted = '"' in block
-    if not quoted and "\r" not in block:
+    if not quoted and (ends == "\r\n" or not crs):
         return list(lines)
     records: list[str | list[str]] = []
     pending: str | None = None
     for line in lines:
         if pending is not None:
-            pending += "\n" + line
-            if pending.count('"') % 2 == 0:
-                # Line breaks inside quotes: csv.reader reads it (and a stray quote as it
-                # would in the whole file, possibly as several records).
-                records.extend(csv.reader(io.StringIO(pending, newline="")))
-                pending = None
-            continue
-        if quoted and line.count('"') % 2:
+            # Line breaks inside quotes: the record goes on until its quotes balance.
+            pending += ends + line
+            if pending.count('"') % 2:
+                continue
+            line, pending = pending, None
+        elif quoted and line.count('"') % 2:
             pending = line
             continue
         if line.endswith("\r"):
@@ -131,7 +134,7 @@ def _raw_records(block: str) -> list[str | list[str]]:
         else:
             records.append(line)
     if pending is not None:  # cannot happen for a block cut outside quotes
-        records.extend(csv.reader(io.StringIO(pending, newline="")))
+        records.append(pending)
     return records
 
 

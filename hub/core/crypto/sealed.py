@@ -243,6 +243,10 @@ class TenantCipher:
         cheap "has this changed?" hash for whole downloaded rows, where `blind_index`'s
         normalising would cost more than the hashing. Its key is derived from the index key
         per field, so equal rows give equal fingerprints within one tenant and field only."""
+        return self.fingerprinter(field)(value)
+
+    def fingerprinter(self, field: str) -> Callable[[str], str]:
+        """`fingerprint` for one field, as a function (for a loop over many values)."""
         key = self._prints.get(field)
         if key is None:
             if self._index is None:
@@ -250,7 +254,12 @@ class TenantCipher:
             mac = self._index.copy()
             mac.update(b"fingerprint\x00" + field.encode())
             key = self._prints[field] = mac.digest()
-        return hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest()
+        blake2b, bound = hashlib.blake2b, key
+
+        def fingerprint(value: str) -> str:
+            return blake2b(value.encode(), key=bound, digest_size=16).hexdigest()
+
+        return fingerprint
 
     def __repr__(self) -> str:
         return f"TenantCipher(tenant_id={self.tenant_id}, versions={sorted(self.versions)})"

@@ -80,14 +80,25 @@ class TestRowText:
             (None, None), (None, None), (None, None),
         ]  # fmt: skip
 
-    def test_a_record_over_several_lines_is_one_row_read_as_cells(self) -> None:
+    def test_a_record_over_several_lines_is_one_row(self) -> None:
         data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY="a\r\nb\nc\rd")])
         parser = ComplaintParser()
         (row,) = [r for b in [*parser.feed_rows(data), *parser.close_rows()] for r in b]
-        assert row.cells is not None
-        assert "a\r\nb\nc\rd" in row.cells
-        assert row.text == "\x1f".join(row.cells)
+        assert '"a\r\nb\nc\rd"' in row.text
         assert (row.complaint_id, row.contract_id) == ("1", "H1234")
+        (record,) = parser.complete([row])
+        assert record.text("COMPLAINT_SUMMARY") == "a\r\nb\nc\rd"
+
+    def test_a_stray_quote_joining_rows_quarantines_them_as_one_with_their_text(self) -> None:
+        data = lines(MINIMAL, '1,H1234,Urg"ent,1/2/2025', "2,H1234,Urgent,1/2/2025",
+                     '3,H1234,Urg"ent,1/2/2025', "4,H1234,Urgent,1/2/2025")  # fmt: skip
+        records, summary = parse_triaged(data)
+        assert [r.complaint_id for r in records] == ["4"]
+        (issue,) = summary.quarantined
+        assert (issue.row, issue.message) == (1, "the row is not well-formed CSV (a stray quote?)")
+        assert issue.cells == (
+            '1,H1234,Urg"ent,1/2/2025\r\n2,H1234,Urgent,1/2/2025\r\n3,H1234,Urg"ent,1/2/2025',
+        )
 
     def test_bare_cr_line_ends_split_rows(self) -> None:
         data = lines(MINIMAL, "1,H1234,Urgent,1/2/2025", "2,H1234,x,1/2/2025", newline="\r")
