@@ -19,7 +19,9 @@ from uuid import UUID
 
 import aiohttp
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
@@ -192,13 +194,8 @@ def _matching(
 
 
 async def _insert_messages(session: AsyncSession, pairs: list[tuple[EventFacts, UUID]]) -> None:
-    event_ids = list({event.id for event, _ in pairs})
-    found = await session.execute(
-        select(WebhookMessage.event_id, WebhookMessage.endpoint_id).where(
-            WebhookMessage.event_id.in_(event_ids)
-        )
-    )
-    existing = {(row[0], row[1]) for row in found}
+    """One INSERT for all; a message already made (the event dispatched twice) is skipped
+    by the unique (event, endpoint) constraint."""
     now = utcnow()
     rows = [
         {
@@ -215,11 +212,13 @@ async def _insert_messages(session: AsyncSession, pairs: list[tuple[EventFacts, 
             "updated_at": now,
         }
         for event, endpoint_id in pairs
-        if (event.id, endpoint_id) not in existing
     ]
-    if rows:
-        await session.execute(insert(_messages_table()), rows)
-        wake_later(session, {endpoint_id for event, endpoint_id in pairs})
+    dialect = session.get_bind().dialect.name
+    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_messages_table())
+    await session.execute(
+        statement.on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"]), rows
+    )
+    wake_later(session, {endpoint_id for _, endpoint_id in pairs})
 
 
 def _messages_table() -> Table:
