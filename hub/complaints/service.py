@@ -13,10 +13,10 @@ import enum
 import json
 import operator
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -105,6 +105,7 @@ class BatchResult:
 
 
 Completer = Callable[[list[RawRow], Collection[int]], list[ComplaintRecord]]
+T = TypeVar("T")
 
 
 def _plain(value: object) -> str | bool | None:
@@ -244,27 +245,76 @@ def _changed_columns(
 @dataclass
 class _Writes:
     """What one batch writes: complaint rows (new and changed, each with its id), the
-    columns each changed one changed, and the event about each; `keys` are the batch's
-    (contract, complaint ID) pairs."""
+    columns each changed one changed, and the event about each."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[UUID, list[str]] = field(default_factory=dict)
     events: dict[UUID, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    keys: set[tuple[str | None, str | None]] = field(default_factory=set)
     new: set[UUID] = field(default_factory=set)
+
+
+@dataclass
+class _Batch:
+    """A batch of rows between arriving and being processed: their fingerprints and keys,
+    and the read of what is stored for them (in flight)."""
+
+    rows: list[RawRow]
+    prints: list[str]
+    keys: list[tuple[str | None, str | None]]
+    counts: Counter[tuple[str | None, str | None]]
+    known: set[tuple[str | None, str | None]]
+    stored: asyncio.Task[dict[tuple[str | None, str | None], _Stored]] | None = None
+
+    @property
+    def fully_known(self) -> bool:
+        return len(self.known) == len(self.counts)
+
+
+class _Line:
+    """The import's database work on its one connection, in the order it is asked for:
+    each step starts when the one before it has ended (and fails if it failed). `run`
+    returns the step's task: await it for the result, or leave it to run (a write)."""
+
+    def __init__(self) -> None:
+        self._tail: asyncio.Task[Any] | None = None
+
+    def run(self, step: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        before = self._tail
+
+        async def in_turn() -> T:
+            if before is not None:
+                await before
+            return await step()
+
+        task = asyncio.create_task(in_turn())
+        self._tail = task
+        return task
+
+    async def drain(self) -> None:
+        if self._tail is not None:
+            await self._tail
+
+    async def abandon(self) -> None:
+        """Wait for what is running to end, its outcome dropped (the caller rolls back)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            with contextlib.suppress(Exception):
+                await tail
 
 
 class Importer:
     """One download's complaints into the caller's transaction: `add` each batch of raw
-    rows in file order, then `finish`.
+    rows in file order, then `finish` (or `abort` after a failure).
 
     A row is fingerprinted as written (a keyed hash of its text) and compared with what is
     stored: a row that matches is neither parsed nor written. The others are parsed
     (`complete`), prepared (PHI sealed as one document) and written with their history and
-    `complaint.created` / `complaint.updated` events. On PostgreSQL a batch's write is one
-    statement, sent when the next batch's stored fingerprints have been read, so the
-    database writes one batch while Python prepares the next; a batch that names a
-    complaint of the batch in flight waits for it.
+    `complaint.created` / `complaint.updated` events.
+
+    The database works while Python does: a batch is processed when the next one arrives,
+    after the write of the batch before it and the read of the next one's stored
+    fingerprints have been sent (on PostgreSQL a batch's write is one statement). A batch
+    that may name a complaint of the batch before it waits for that one's write.
     """
 
     def __init__(
@@ -285,30 +335,73 @@ class Importer:
         self._deadlines = deadlines
         self._postgres = postgres.is_postgres(session)
         self._fingerprint = cipher.fingerprinter(CONTENT_FIELD)
+        self._line = _Line()
+        self._waiting: _Batch | None = None
         self._unsent: _Writes | None = None
-        self._in_flight: asyncio.Task[None] | None = None
         self.layout = "current"
         self.result = BatchResult()
 
     async def add(self, rows: list[RawRow]) -> None:
         if not rows:
             return
-        cipher, result = self._cipher, self.result
         fingerprint = self._fingerprint
-        prints = [fingerprint(r.text) for r in rows]
         keys = [(r.contract_id, r.complaint_id) for r in rows]
         counts = Counter(keys)
-        known = {k for k in counts if k[1] is not None}
-        await self._settle()
-        if self._unsent is not None and not known.isdisjoint(self._unsent.keys):
-            await self._send()  # a complaint of the previous batch again: read after it
-            await self._settle()
-        stored = await _stored_hashes(self._session, self._tenant_id, known)
-        await self._send()
+        batch = _Batch(
+            rows, [fingerprint(r.text) for r in rows], keys, counts,
+            {k for k in counts if k[1] is not None},
+        )  # fmt: skip
+        waiting = self._waiting
+        if waiting is not None and not (
+            waiting.fully_known and batch.known.isdisjoint(waiting.known)
+        ):
+            # This batch may name a complaint of the one before: that one is written first.
+            await self._process(waiting)
+            waiting = self._waiting = None
+        self._send()
+        batch.stored = self._read(batch.known)
+        await asyncio.sleep(0)  # let them put their statements on the wire
+        if waiting is not None:
+            await self._process(waiting)
+        self._waiting = batch
+
+    async def finish(self) -> BatchResult:
+        """Write what is left; the counts of the whole download."""
+        self._send()
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            await self._process(waiting)
+        self._send()
+        await self._line.drain()
+        return self.result
+
+    async def abort(self) -> None:
+        """After a failure: wait out the database work in flight, its outcome dropped (the
+        caller's transaction rolls back), so the connection is free again."""
+        self._waiting, self._unsent = None, None
+        await self._line.abandon()
+
+    def _read(
+        self, keys: Collection[tuple[str | None, str | None]]
+    ) -> asyncio.Task[dict[tuple[str | None, str | None], _Stored]]:
+        session, tenant = self._session, self._tenant_id
+        return self._line.run(lambda: _stored_hashes(session, tenant, keys))
+
+    def _send(self) -> None:
+        """Put the planned batch's write in line (it runs while Python goes on)."""
+        writes, self._unsent = self._unsent, None
+        if writes is not None and writes.rows:
+            self._line.run(lambda: self._write(writes))
+
+    async def _process(self, batch: _Batch) -> None:
+        cipher, result, rows, prints = self._cipher, self.result, batch.rows, batch.prints
+        assert batch.stored is not None
+        stored = dict(await batch.stored)
+        counts = batch.counts
         # A complaint twice in the batch is parsed both times: the later row must win.
         skip = {
             index
-            for index, key in enumerate(keys)
+            for index, key in enumerate(batch.keys)
             if counts[key] == 1 and (old := stored.get(key)) is not None
             and old.content_hash == prints[index]
         }  # fmt: skip
@@ -319,10 +412,9 @@ class Importer:
         content = {r.row: fp for r, fp in zip(rows, prints, strict=True)}
         latest = {(r.contract_id, r.complaint_id): r for r in records}  # the last row wins
         result.unchanged += len(records) - len(latest)
-        missing = latest.keys() - known
+        missing = latest.keys() - batch.known
         if missing:
-            await self._settle()
-            stored.update(await _stored_hashes(self._session, self._tenant_id, missing))
+            stored.update(await self._read(missing))
         prepared = []
         for key, record in latest.items():
             old = stored.get(key)
@@ -330,26 +422,12 @@ class Importer:
                 result.unchanged += 1
                 continue
             prepared.append(_prepare(cipher, record, content[record.row]))
+        details: dict[UUID, dict[str, Any]] = {}
         if any((p.record.contract_id, p.record.complaint_id) in stored for p in prepared):
-            await self._settle()
-        details = await _details(self._session, prepared, stored)
+            session = self._session
+            details = await self._line.run(lambda: _details(session, prepared, stored))
+        self._send()  # a plan still unsent goes first: writes keep the batches' order
         self._unsent = self._plan(prepared, stored, details)
-        self._unsent.keys = known | latest.keys()
-
-    async def abort(self) -> None:
-        """After a failure: wait out the batch in flight (its error, if any, is dropped:
-        the caller's transaction rolls back) so the connection is free again."""
-        task, self._in_flight, self._unsent = self._in_flight, None, None
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await task
-
-    async def finish(self) -> BatchResult:
-        """Write what is left; the counts of the whole download."""
-        await self._settle()
-        await self._send()
-        await self._settle()
-        return self.result
 
     def _plan(
         self,
@@ -391,23 +469,6 @@ class Importer:
             typed["complaint_id"] = record.complaint_id
             writes.rows.append(typed)
         return writes
-
-    async def _send(self) -> None:
-        """Send the planned batch: in the background on PostgreSQL, at once elsewhere."""
-        writes, self._unsent = self._unsent, None
-        if writes is None or not writes.rows:
-            return
-        if self._postgres:
-            self._in_flight = asyncio.create_task(self._write(writes))
-            await asyncio.sleep(0)  # let it put the statement on the wire
-        else:
-            await self._write(writes)
-
-    async def _settle(self) -> None:
-        """Wait for the batch in flight (the connection serves one statement at a time)."""
-        task, self._in_flight = self._in_flight, None
-        if task is not None:
-            await task
 
     async def _write(self, writes: _Writes) -> None:
         session, now, tenant = self._session, self._now, self._tenant_id

@@ -260,3 +260,21 @@ async def test_stored_fingerprints_are_index_probes_whatever_the_statistics(
     shape = "\n".join(row[0] for row in plan)
     assert "Index Scan using uq_complaints_tenant_id_contract_complaint_id" in shape
     assert "Hash" not in shape
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 7, 500])
+async def test_every_batch_is_written_whatever_the_batching(setup: Setup, batch_size: int) -> None:
+    """Batches are processed one behind and written two behind: none may be lost or run
+    out of order, whatever the number of batches and the size of the last one."""
+    setup.policy = syncs.SyncPolicy(batch_size=batch_size)
+    first = await setup.sync(full_file(Layout.CURRENT, rows(10)))
+    assert (first.new, first.changed, first.unchanged) == (10, 0, 0)
+    assert await count(setup, Complaint) == 10
+    assert await count(setup, Event, Event.type == "complaint.created") == 10
+    changes = {f"c{n}": {"ISSUE_LEVEL": "Immediate Need"} for n in (1, 5, 10)}
+    second = await setup.sync(full_file(Layout.CURRENT, rows(12, **changes)))
+    assert (second.new, second.changed, second.unchanged) == (2, 3, 7)
+    assert await count(setup, Complaint, Complaint.is_immediate_need.is_(True)) == 3
+    assert await count(setup, ComplaintChange) == 3
+    third = await setup.sync(full_file(Layout.CURRENT, rows(12, **changes)))
+    assert (third.new, third.changed, third.unchanged) == (0, 0, 12)
