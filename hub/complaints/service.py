@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints import bulk
 from hub.complaints.models import Complaint, ComplaintChange, DueBasis, ResolutionState
-from hub.core import jobs
+from hub.core import jobs, jsontext
 from hub.core.crypto import TenantCipher
 from hub.core.db import postgres
 from hub.core.ids import TenantID, uuid7
@@ -120,14 +120,6 @@ def _canonical(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-# The PHI document: its keys in the file's column order (a document, not a hash input).
-_PHI_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _same(value: str) -> str:
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class _Stored:
     id: UUID
@@ -207,7 +199,7 @@ def _prepare(cipher: TenantCipher, record: ComplaintRecord, content_hash: str) -
         fields=fields,
         phi=phi,
         content_hash=content_hash,
-        phi_hash=cipher.blind_index(phi_text, field=PHI_FIELD, normalise=_same),
+        phi_hash=cipher.fingerprint(phi_text, field=PHI_FIELD),
         bene_index=cipher.blind_index(bene, field=BENE_FIELD) if bene else None,
     )
 
@@ -441,7 +433,7 @@ class Importer:
             old = stored.get((record.contract_id, record.complaint_id))
             typed = _typed_values(p, self._deadlines)
             ident = old.id if old is not None else uuid7()
-            typed["phi"] = cipher.seal(_PHI_JSON.encode(p.phi), field=PHI_FIELD, row=ident)
+            typed["phi"] = cipher.seal(jsontext.dumps(p.phi), field=PHI_FIELD, row=ident)
             summary = {
                 "complaint_id": record.complaint_id,
                 "contract": record.contract_id,

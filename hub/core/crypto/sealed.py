@@ -172,7 +172,7 @@ class TenantCipher:
         self._aad_prefix = _FORMAT_BYTE + tenant_id.bytes
         self._index = hmac.new(index_key, digestmod=hashlib.sha256) if index_key else None
         self._fields: dict[str, bytes] = {}  # field name -> UTF-8, a handful per tenant
-        self._prints: dict[str, bytes] = {}  # field name -> its fingerprint key
+        self._prints: dict[str, Callable[[str], str]] = {}  # field -> its fingerprinter
 
     def _field(self, field: str) -> bytes:
         encoded = self._fields.get(field)
@@ -247,18 +247,19 @@ class TenantCipher:
 
     def fingerprinter(self, field: str) -> Callable[[str], str]:
         """`fingerprint` for one field, as a function (for a loop over many values)."""
-        key = self._prints.get(field)
-        if key is None:
-            if self._index is None:
-                raise TenantKeyMissing(tenant_id=self.tenant_id, version=None, field=field)
-            mac = self._index.copy()
-            mac.update(b"fingerprint\x00" + field.encode())
-            key = self._prints[field] = mac.digest()
-        blake2b, bound = hashlib.blake2b, key
+        made = self._prints.get(field)
+        if made is not None:
+            return made
+        if self._index is None:
+            raise TenantKeyMissing(tenant_id=self.tenant_id, version=None, field=field)
+        mac = self._index.copy()
+        mac.update(b"fingerprint\x00" + field.encode())
+        blake2b, key = hashlib.blake2b, mac.digest()
 
         def fingerprint(value: str) -> str:
-            return blake2b(value.encode(), key=bound, digest_size=16).hexdigest()
+            return blake2b(value.encode(), key=key, digest_size=16).hexdigest()
 
+        self._prints[field] = fingerprint
         return fingerprint
 
     def __repr__(self) -> str:

@@ -8,12 +8,13 @@ commit or roll back with everything else it wrote.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core import jsontext
 
 
 def is_postgres(session: AsyncSession) -> bool:
@@ -27,12 +28,9 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
     return cast("asyncpg.Connection", raw.driver_connection)
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def jsonb(value: Any) -> str:
     """A document as asyncpg's jsonb codec (as SQLAlchemy sets it up) takes it: text."""
-    return _JSON.encode(value)
+    return jsontext.dumps(value)
 
 
 async def copy_rows(

@@ -1,0 +1,35 @@
+"""Compact JSON text: the same as json.dumps with compact separators and UTF-8 kept."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.core import jsontext
+
+DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@given(DOCUMENTS)
+def test_same_text_as_json_dumps(document: Any) -> None:
+    assert jsontext.dumps(document) == json.dumps(
+        document, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def test_utf8_and_control_characters() -> None:
+    assert jsontext.dumps({"k": 'é漢😀 "\n\x00'}) == '{"k":"é漢😀 \\"\\n\\u0000"}'
+
+
+def test_something_json_cannot_hold_is_refused_by_type() -> None:
+    with pytest.raises(TypeError, match="Object of type date is not JSON serializable"):
+        jsontext.dumps({"when": date(2025, 1, 2)})
