@@ -34,7 +34,7 @@ from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, 
 
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 100
+BATCH_SIZE = 50
 ORDERED_BATCH_SIZE = 20
 
 
