@@ -246,7 +246,7 @@ async def authenticate(
     ).one_or_none()
     if row is None:
         return None
-    token, user = row.tuple()
+    token, user = row
     if token.revoked_at is not None or not user.is_active:
         return None
     if token.expires_at is not None and token.expires_at <= now:

@@ -147,4 +147,4 @@ async def active_coverage(
         )
         .order_by(Contract.number, ApiKey.environment, ApiKey.created_at, ApiKey.id)
     )
-    return [row.tuple() for row in rows]
+    return [(number, environment, key) for number, environment, key in rows]
