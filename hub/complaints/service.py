@@ -296,7 +296,8 @@ class _Line:
 
 class Importer:
     """One download's complaints into the caller's transaction: `add` each batch of raw
-    rows in file order, then `finish` (or `abort` after a failure).
+    rows in file order, then `finish` (or `abort` after a failure). `after_batch` runs in
+    the database's turn after each batch is parsed.
 
     A row is fingerprinted as written (a keyed hash of its text) and compared with what is
     stored: a row that matches is neither parsed nor written. The others are parsed
@@ -320,8 +321,10 @@ class Importer:
         sync_run_id: UUID | None,
         now: datetime,
         deadlines: Deadlines,
+        after_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._session, self._cipher = session, cipher
+        self._after_batch = after_batch
         self._tenant_id, self._api_key_id = tenant_id, api_key_id
         self._complete, self._run, self._now = complete, sync_run_id, now
         self._deadlines = deadlines
@@ -399,6 +402,8 @@ class Importer:
         }  # fmt: skip
         result.unchanged += len(skip)
         records = self._complete(rows, skip)
+        if self._after_batch is not None:
+            self._line.run(self._after_batch)  # e.g. store the rows this batch quarantined
         if not records:
             return
         content = {r.row: fp for r, fp in zip(rows, prints, strict=True)}

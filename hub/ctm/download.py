@@ -11,7 +11,7 @@ import httpx
 from hub.ctm import modeled
 from hub.ctm.credentials import CtmCredentials
 from hub.ctm.errors import CtmProtocolError, FileTruncated, TruncatedDownload
-from hub.ctm.parser import ComplaintParser, ComplaintRecord, ParseSummary, RawRow
+from hub.ctm.parser import ComplaintParser, ComplaintRecord, Issue, ParseSummary, RawRow
 
 if TYPE_CHECKING:
     from hub.ctm.client import CtmClient
@@ -62,6 +62,10 @@ class ComplaintDownload:
     def complete(self, batch: list[RawRow], skip: Collection[int] = ()) -> list[ComplaintRecord]:
         """The batch's records, parsed, except the positions in `skip`."""
         return self._parser.complete(batch, skip)
+
+    def take_quarantined(self) -> list[Issue]:
+        """The quarantined rows found since the last call (see the parser's)."""
+        return self._parser.take_quarantined()
 
     async def aclose(self) -> None:
         """Stop early: close the response now rather than when the iterator is collected."""

@@ -32,7 +32,15 @@ from hub.ctm.csvstream import RecordSplitter
 from hub.ctm.dedupe import DEFAULT_MEMORY_KEYS, SeenComplaints
 from hub.ctm.errors import FileRejected
 from hub.ctm.layouts import ChangeRequest, IssueLevel, Kind
-from hub.ctm.records import Columns, ComplaintRecord, Issue, ParseSummary, RawRow, Value
+from hub.ctm.records import (
+    MAX_KEPT_WARNINGS,
+    Columns,
+    ComplaintRecord,
+    Issue,
+    ParseSummary,
+    RawRow,
+    Value,
+)
 
 DEFAULT_BATCH_SIZE = 500
 _US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
@@ -250,7 +258,6 @@ class ComplaintParser:
         record_of = self._read_row
         if record_of is None:
             raise RuntimeError("complete() before the header was read")
-        summary = self.summary
         texts = [r.text for i, r in enumerate(rows) if i not in skip and r.cells is None]
         parsed = iter(_cells_of(texts))
         keys: list[tuple[str, str, int]] = []
@@ -268,7 +275,7 @@ class ComplaintParser:
                 record = record_of(cells, raw.row)
             except _Quarantine as fault:
                 kept = tuple(cells) if cells is not None else (raw.text,)
-                summary.quarantined.append(Issue(raw.row, str(fault), kept))
+                self._quarantine(Issue(raw.row, str(fault), kept))
                 continue
             keys.append((record.contract_id, record.complaint_id, record.row))
             records.append(record)
@@ -359,12 +366,28 @@ class ComplaintParser:
 
         return of_text, of_cells
 
+    def take_quarantined(self) -> list[Issue]:
+        """The quarantined rows found since the last call, handed over (and no longer held:
+        a consumer storing them as it goes keeps memory flat however many there are)."""
+        taken, self.summary.quarantined = self.summary.quarantined, []
+        return taken
+
+    def _quarantine(self, issue: Issue) -> None:
+        self.summary.quarantined_count += 1
+        self.summary.quarantined.append(issue)
+
+    def _warn(self, issue: Issue) -> None:
+        summary = self.summary
+        summary.warning_count += 1
+        if len(summary.warnings) < MAX_KEPT_WARNINGS:
+            summary.warnings.append(issue)
+
     def _count(self) -> None:
         # Duplicate warnings are raised after the row's other warnings: sort by row.
         summary = self.summary
         summary.warnings.sort(key=lambda issue: issue.row)
         summary.quarantined.sort(key=lambda issue: issue.row)
-        summary.rows_imported = summary.rows_read - len(summary.quarantined) - self._duplicates
+        summary.rows_imported = summary.rows_read - summary.quarantined_count - self._duplicates
 
     # Rows -------------------------------------------------------------------------------
 
@@ -391,7 +414,7 @@ class ComplaintParser:
                 try:
                     good.append(record_of(cells, row))
                 except _Quarantine as fault:
-                    summary.quarantined.append(Issue(row, str(fault), tuple(cells)))
+                    self._quarantine(Issue(row, str(fault), tuple(cells)))
         finally:
             summary.rows_read = row
         seen = self._seen.remember_all([(r.contract_id, r.complaint_id, r.row) for r in good])
@@ -412,7 +435,7 @@ class ComplaintParser:
 
     def _duplicate(self, contract: str, complaint: str, row: int, previous: int) -> None:
         self._duplicates += 1
-        self.summary.warnings.append(
+        self._warn(
             Issue(row, f"complaint {complaint} of {contract} is also in row {previous}; "
                        f"row {row} wins")
         )  # fmt: skip
@@ -479,7 +502,7 @@ class ComplaintParser:
     def _convert_choices(
         self, given: tuple[str, ...], header: _Header, row: int
     ) -> tuple[Value, ...]:
-        warned = len(self.summary.warnings)
+        warned = self.summary.warning_count
         values: list[Value] = []
         for name, text in zip(header.choice_names, given, strict=True):
             if name == "ISSUE_LEVEL":
@@ -490,7 +513,7 @@ class ComplaintParser:
                 values.append(self._choice(_YES_NO, name, text, row))
         converted = tuple(values)
         # Only clean combinations are remembered: a warning must be raised for every row.
-        if len(self.summary.warnings) == warned and len(self._choices) < _CACHE_LIMIT:
+        if self.summary.warning_count == warned and len(self._choices) < _CACHE_LIMIT:
             self._choices[given] = converted
         return converted
 
@@ -522,7 +545,7 @@ class ComplaintParser:
         known = _ISSUE_LEVELS.get(text.strip().lower())
         if known is not None:
             return known
-        self.summary.warnings.append(
+        self._warn(
             Issue(row, f"ISSUE_LEVEL {text.strip()[:40]!r} is not a known issue level; "
                        "kept as given and treated as not immediate need")
         )  # fmt: skip
@@ -532,9 +555,7 @@ class ComplaintParser:
         key = text.strip().lower()
         if key in table:
             return table[key]
-        self.summary.warnings.append(
-            Issue(row, f"{name} {text.strip()[:40]!r} is not one of its values; left empty")
-        )
+        self._warn(Issue(row, f"{name} {text.strip()[:40]!r} is not one of its values; left empty"))
         return None
 
     def _unknown(self, cells: list[str], header: _Header) -> dict[str, str]:

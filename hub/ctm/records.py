@@ -12,6 +12,7 @@ from hub.ctm import layouts
 from hub.ctm.layouts import ChangeRequest, Layout
 
 Value = str | date | bool | ChangeRequest | None
+MAX_KEPT_WARNINGS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +129,19 @@ class RawRow:
 
 @dataclass
 class ParseSummary:
+    """What a parse found. Memory stays flat in file size: `warnings` keeps the first
+    `MAX_KEPT_WARNINGS` (`warning_count` counts them all), and a consumer may take the
+    quarantined rows away as it goes (`ComplaintParser.take_quarantined`;
+    `quarantined_count` counts them all)."""
+
     layout: Layout | None = None
     rows_read: int = 0
     rows_imported: int = 0
     quarantined: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     unknown_columns: list[str] = field(default_factory=list)
+    quarantined_count: int = 0
+    warning_count: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from hub.ctm.parser import ComplaintParser, ParseSummary
+from hub.ctm.parser import ComplaintParser, Issue, ParseSummary
 
 CHUNK_BYTES = 64 * 1024
 
@@ -17,11 +17,26 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def parse_file(path: Path, *, allowed_contracts: Collection[str] | None = None) -> ParseSummary:
-    """Parse the whole file in chunks; raises FileRejected when the file is refused."""
+    """Parse the whole file in chunks; raises FileRejected when the file is refused. The
+    summary keeps the first `MAX_LISTED` quarantined rows, without their cells (counts
+    are whole): a file of a million bad rows is described in flat memory."""
     parser = ComplaintParser(allowed_contracts=allowed_contracts)
-    for _ in parser.parse(_chunks(path)):
-        pass  # records are dropped: only the summary matters here
+    listed: list[Issue] = []
+    for chunk in _chunks(path):  # records are dropped: only the summary matters
+        parser.feed(chunk)
+        _keep(listed, parser.take_quarantined())
+    parser.close()
+    _keep(listed, parser.take_quarantined())
+    parser.summary.quarantined = listed
     return parser.summary
+
+
+MAX_LISTED = 1000
+
+
+def _keep(listed: list[Issue], issues: list[Issue]) -> None:
+    room = MAX_LISTED - len(listed)
+    listed.extend(Issue(issue.row, issue.message) for issue in issues[:room])
 
 
 def render_summary(name: str, summary: ParseSummary) -> str:
@@ -31,11 +46,17 @@ def render_summary(name: str, summary: ParseSummary) -> str:
         f"layout:          {layout}",
         f"rows read:       {summary.rows_read}",
         f"rows imported:   {summary.rows_imported}",
-        f"quarantined:     {len(summary.quarantined)}",
+        f"quarantined:     {summary.quarantined_count}",
     ]
     lines += [f"  row {issue.row}: {issue.message}" for issue in summary.quarantined]
-    lines.append(f"warnings:        {len(summary.warnings)}")
+    lines += _more(summary.quarantined_count - len(summary.quarantined))
+    lines.append(f"warnings:        {summary.warning_count}")
     lines += [f"  row {issue.row}: {issue.message}" for issue in summary.warnings]
+    lines += _more(summary.warning_count - len(summary.warnings))
     unknown = ", ".join(summary.unknown_columns) or "none"
     lines.append(f"unknown columns: {unknown}")
     return "\n".join(lines)
+
+
+def _more(count: int) -> list[str]:
+    return [f"  … and {count} more"] if count > 0 else []

@@ -14,10 +14,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
@@ -25,7 +26,7 @@ from hub.complaints.service import Deadlines, Importer
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
 from hub.core.errors import Invalid, NotFound
-from hub.core.ids import TenantID
+from hub.core.ids import TenantID, uuid7
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.errors import (
     ContractAccessDenied,
@@ -36,6 +37,7 @@ from hub.ctm.errors import (
     KeyRejected,
     RateLimited,
 )
+from hub.ctm.records import Issue
 from hub.events.service import record_event
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment, KeyStatus
@@ -247,10 +249,17 @@ async def _import(
             credentials, plan.contract, plan.start, plan.end, batch_size=policy.batch_size
         )
         now = utcnow()
+        file_name = f"{plan.contract}_{plan.start:%Y%m%d}_{plan.end:%Y%m%d}.csv"
+
+        async def store_quarantined() -> None:
+            await _store_quarantined(
+                session, cipher, plan, file_name, download.take_quarantined(), now
+            )
+
         importer = Importer(
             session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
             complete=download.complete, sync_run_id=plan.run_id, now=now,
-            deadlines=policy.deadlines,
+            deadlines=policy.deadlines, after_batch=store_quarantined,
         )  # fmt: skip
         try:
             async for batch in download.rows():
@@ -261,28 +270,20 @@ async def _import(
         except BaseException:
             await importer.abort()
             raise
+        await store_quarantined()
         result.new, result.changed, result.unchanged = (
             counts.new,
             counts.changed,
             counts.unchanged,
         )
         summary = download.summary
-        file_name = f"{plan.contract}_{plan.start:%Y%m%d}_{plan.end:%Y%m%d}.csv"
-        for issue in summary.quarantined:
-            row = QuarantinedRow(
-                tenant_id=plan.tenant_id, sync_run_id=plan.run_id, contract=plan.contract,
-                file_name=file_name, row_number=issue.row, reason=issue.message[:500],
-            )  # fmt: skip
-            if issue.cells is not None:
-                row.raw = cipher.seal(json.dumps(list(issue.cells)), field=RAW_FIELD, row=row.id)
-            session.add(row)
-        result.quarantined = len(summary.quarantined)
+        result.quarantined = summary.quarantined_count
         run = await session.get(SyncRun, plan.run_id)
         assert run is not None
         _finish(run, result, started, layout=summary.layout.value if summary.layout else None)
         run.rows_read, run.warnings, run.bytes_read = (
             summary.rows_read,
-            len(summary.warnings),
+            summary.warning_count,
             download.bytes_read,
         )
         cursor = await _cursor(session, plan.tenant_id, key.id, plan.contract)
@@ -302,6 +303,35 @@ async def _import(
             },
         )  # fmt: skip
     return result
+
+
+async def _store_quarantined(
+    session: AsyncSession,
+    cipher: crypto.TenantCipher,
+    plan: _Plan,
+    file_name: str,
+    issues: list[Issue],
+    now: datetime,
+) -> None:
+    """Bad rows as they are found, each with its number, reason and cells (sealed): kept
+    for the tenant, never silently dropped, and never all held in memory at once."""
+    if not issues:
+        return
+    rows = []
+    for issue in issues:
+        ident = uuid7()
+        raw = json.dumps(list(issue.cells)) if issue.cells is not None else None
+        rows.append({
+            "id": ident, "tenant_id": plan.tenant_id, "sync_run_id": plan.run_id,
+            "contract": plan.contract, "file_name": file_name, "row_number": issue.row,
+            "reason": issue.message[:500],
+            "raw": cipher.seal(raw, field=RAW_FIELD, row=ident) if raw is not None else None,
+            "created_at": now, "updated_at": now,
+        })  # fmt: skip
+    await session.execute(insert(_QUARANTINED), rows)
+
+
+_QUARANTINED = cast("Table", QuarantinedRow.__table__)
 
 
 def _finish(run: SyncRun, result: SyncResult, started: float, *, layout: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """Benchmark of the sync pipeline into PostgreSQL (printed, not asserted).
 
-    .venv/bin/python -m tests.perf.bench_sync [--contracts 20] [--rows 5000] [--rss-rows 1000000]
+    .venv/bin/python -m tests.perf.bench_sync [--contracts 20] [--rows 5000]
+        [--rss-rows 1000000] [--rss-bad-rows 200000]
 
 Needs PostgreSQL: HUB_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1/postgres;
 a scratch database `ctmhub_bench` is created and dropped on that server).
@@ -14,7 +15,8 @@ a scratch database `ctmhub_bench` is created and dropped on that server).
    >= 5x), and the rows the database wrote to `complaints` (target 0, read from
    pg_stat_user_tables).
 3. Peak RSS of a worker process syncing one contract whose download has `--rss-rows` rows
-   (target < 300 MB), measured in a child process.
+   (target < 300 MB), measured in a child process; and of one whose `--rss-bad-rows` rows
+   are all quarantined (each stored, sealed, as it is found).
 """
 
 from __future__ import annotations
@@ -65,8 +67,11 @@ def _templates(count: int = 300) -> list[list[str]]:
     return found[:count]
 
 
-def csv_file(contract: str, rows: int, templates: list[list[str]]) -> Iterator[bytes]:
-    """A current-layout download of `rows` complaints for `contract`, in 64 KiB chunks."""
+def csv_file(
+    contract: str, rows: int, templates: list[list[str]], row_contract: str | None = None
+) -> Iterator[bytes]:
+    """A current-layout download of `rows` complaints for `contract`, in 64 KiB chunks
+    (each row naming `row_contract` instead, when given)."""
     from hub.ctm.simulator.data import header
 
     writer = RecordWriter()
@@ -76,7 +81,7 @@ def csv_file(contract: str, rows: int, templates: list[list[str]]) -> Iterator[b
     for n in range(rows):
         cells = list(templates[n % len(templates)])
         cells[0] = f"{contract[1:]}{n:09d}"
-        cells[1] = contract
+        cells[1] = row_contract or contract
         cells[4] = today  # RECEIVED_DATE: inside the first sync's window
         line = writer.encode(cells)
         chunk.append(line)
@@ -87,9 +92,11 @@ def csv_file(contract: str, rows: int, templates: list[list[str]]) -> Iterator[b
     yield b"".join(chunk)
 
 
-def fake_cms(files: dict[str, bytes | int], templates: list[list[str]]) -> httpx.MockTransport:
+def fake_cms(
+    files: dict[str, bytes | int | tuple[int, str]], templates: list[list[str]]
+) -> httpx.MockTransport:
     """CMS from memory: a token for any key, and each contract's file (bytes, or a row
-    count to stream without holding the file)."""
+    count to stream without holding the file, optionally with the contract its rows name)."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == modeled.TOKEN_PATH:
@@ -98,8 +105,9 @@ def fake_cms(files: dict[str, bytes | int], templates: list[list[str]]) -> httpx
         body = files[contract]
 
         async def stream() -> Any:
-            if isinstance(body, int):
-                for piece in csv_file(contract, body, templates):
+            if isinstance(body, int | tuple):
+                count, named = (body, None) if isinstance(body, int) else body
+                for piece in csv_file(contract, count, templates, named):
                     yield piece
             else:
                 for start in range(0, len(body), 64 * 1024):
@@ -143,21 +151,21 @@ async def floor(url: str, files: dict[str, bytes]) -> float:
     return count / elapsed
 
 
-async def onboard(db: Database, contracts: list[str]) -> tuple[Any, Any]:
+async def onboard(db: Database, contracts: list[str], slug: str = "bench") -> tuple[Any, Any]:
     from hub.keys import service as keys
     from hub.keys.schemas import KeyCreate, TechnicalPoc
     from tests.support import make_member, make_tenant
 
     async with db.transaction() as session:
         member = await make_member(
-            session, await make_tenant(session, "bench"), email="rp@bench.example"
+            session, await make_tenant(session, slug), email=f"rp@{slug}.example"
         )
         for number in contracts:
             await keys.add_contract(session, member.principal, number=number)
         key = await keys.create_key(
             session, member.principal,
             data=KeyCreate(
-                environment="sandbox", key_id="BENCH-KEY", secret="bench-secret",
+                environment="sandbox", key_id=f"{slug.upper()}-KEY", secret="bench-secret",
                 hpms_user_id="BENCH01", technical_poc=TechnicalPoc("Pat", "pat@bench.example"),
                 contracts=contracts, verify=False,
             ),
@@ -256,49 +264,51 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"worker peak RSS syncing a {args.rss_rows:,}-row download: "
                 f"{peak:.0f} MB (target < 300 MB)"
             )
+        if args.rss_bad_rows:
+            peak = rss_child(sa_url, args.rss_bad_rows, bad=True)
+            print(
+                f"worker peak RSS syncing a {args.rss_bad_rows:,}-row download whose every "
+                f"row is quarantined: {peak:.0f} MB"
+            )
     finally:
         await _drop(admin_url)
 
 
-def rss_child(url: str, rows: int) -> float:
+def rss_child(url: str, rows: int, *, bad: bool = False) -> float:
     done = subprocess.run(
         [sys.executable, "-m", "tests.perf.bench_sync",
-         "--child-rss", str(rows), "--child-url", url],
-        capture_output=True, text=True, check=True,
+         "--child-rss", str(rows), "--child-url", url, *(["--child-bad"] if bad else [])],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the RSS child failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
 
 
-async def child_rss(url: str, rows: int) -> None:
+async def child_rss(url: str, rows: int, bad: bool) -> None:
+    """One sync of a `rows`-row download of contract H9000; with `bad`, every row names a
+    contract the key does not cover, so every row is quarantined (stored as it goes)."""
     db = _database(url)
     async with db.transaction() as session:
         await session.execute(text("DELETE FROM complaints"))
         await session.execute(text("DELETE FROM events"))
-    from sqlalchemy import select
-
-    from hub.keys.models import ApiKey
-    from tests.support import Member
-
-    async with db.transaction() as session:
-        key = await session.scalar(select(ApiKey))
-    if key is None:
-        member, key = await onboard(db, ["H9000"])
-        tenant_id = member.tenant_id
-    else:
-        tenant_id = key.tenant_id
-    del Member
+    member, key = await onboard(db, ["H9000"], slug=f"rss{os.getpid()}")
     client = CtmClient(
         CtmEnvironment.SANDBOX, base_url="http://cms.bench",
-        transport=fake_cms({"H9000": rows}, _templates()), retry=RetryPolicy(attempts=1),
+        transport=fake_cms({"H9000": (rows, "H9999") if bad else rows}, _templates()),
+        retry=RetryPolicy(attempts=1),
     )  # fmt: skip
     from hub.syncs import service as syncs
 
     heap.settle()
     result = await syncs.run_sync(
-        db, {CtmEnvironment.SANDBOX: client}, tenant_id=tenant_id, key_id=key.id, contract="H9000"
-    )
+        db, {CtmEnvironment.SANDBOX: client}, tenant_id=member.tenant_id, key_id=key.id,
+        contract="H9000",
+    )  # fmt: skip
     if result.outcome.value != "succeeded":
         raise SystemExit(f"sync failed: {result.error}")
+    if (result.quarantined if bad else result.new) != rows:
+        raise SystemExit(f"sync saw {result.new} new and {result.quarantined} quarantined rows")
     print(peak_rss_mb())
 
 
@@ -318,11 +328,13 @@ def main() -> None:
     parser.add_argument("--contracts", type=int, default=20)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--rss-rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-bad-rows", type=int, default=200_000)
     parser.add_argument("--child-rss", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--child-bad", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_rss:
-        asyncio.run(child_rss(args.child_url, args.child_rss))
+        asyncio.run(child_rss(args.child_url, args.child_rss, args.child_bad))
     else:
         asyncio.run(main_async(args))
 

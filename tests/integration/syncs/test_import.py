@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -148,8 +150,6 @@ def rows(count: int, **changes: dict[str, str]) -> list[dict[str, str]]:
 
 
 def _today() -> str:
-    from datetime import date
-
     return date.today().strftime("%m/%d/%Y")
 
 
@@ -278,3 +278,37 @@ async def test_every_batch_is_written_whatever_the_batching(setup: Setup, batch_
     assert await count(setup, ComplaintChange) == 3
     third = await setup.sync(full_file(Layout.CURRENT, rows(12, **changes)))
     assert (third.new, third.changed, third.unchanged) == (0, 0, 12)
+
+
+class TestQuarantine:
+    async def test_bad_rows_are_stored_sealed_as_they_are_found(self, setup: Setup) -> None:
+        from hub.core import crypto
+        from hub.syncs.models import QuarantinedRow, SyncRun
+        from hub.syncs.service import RAW_FIELD
+
+        listed = rows(9)
+        for n in (2, 5, 6, 9):  # rows 2, 5, 6 and 9 of the file are bad
+            listed[n - 1] = dict(listed[n - 1], RECEIVED_DATE="someday")
+        listed[0] = dict(listed[0], ISSUE_LEVEL="Odd")  # a warning, not a quarantine
+        result = await setup.sync(full_file(Layout.CURRENT, listed))
+        assert (result.new, result.quarantined) == (5, 4)
+        async with setup.db.transaction(read_only=True) as session:
+            stored = (
+                await session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.row_number))
+            ).all()
+            run = await session.get(SyncRun, result.run_id)
+            cipher = await crypto.cipher_for(session, setup.member.tenant_id)
+        assert [q.row_number for q in stored] == [2, 5, 6, 9]
+        assert {q.reason for q in stored} == {
+            "RECEIVED_DATE is not a date (MM/DD/YYYY or YYYY-MM-DD)"
+        }
+        end = date.today()
+        start = end - setup.policy.first_window  # every sync here asks the first window
+        assert {q.file_name for q in stored} == {f"H1234_{start:%Y%m%d}_{end:%Y%m%d}.csv"}
+        assert run is not None
+        assert (run.rows_read, run.rows_quarantined, run.warnings) == (9, 4, 1)
+        first = stored[0]
+        assert first.raw is not None
+        cells = json.loads(cipher.open(first.raw, field=RAW_FIELD, row=first.id))
+        assert cells[NAMES.index("COMPLAINT_ID")] == "2"
+        assert cells[NAMES.index("RECEIVED_DATE")] == "someday"

@@ -74,3 +74,18 @@ class TestCtmParse:
         code, _, err = run(str(path))
         assert code == 1
         assert "rejected: empty file" in err
+
+    def test_a_file_of_many_bad_rows_lists_the_first_and_counts_them_all(
+        self, tmp_path: Path
+    ) -> None:
+        from hub.ctm.report import MAX_LISTED
+
+        count = MAX_LISTED + 7
+        path = tmp_path / "download.csv"
+        path.write_bytes(lines(MINIMAL, *(f"{n},H1234,Urgent,bad" for n in range(count))))
+        code, out, _ = run(str(path))
+        assert code == 0
+        assert f"quarantined:     {count}" in out
+        assert f"row {MAX_LISTED}: RECEIVED_DATE is not a date" in out
+        assert f"row {MAX_LISTED + 1}: " not in out
+        assert "  … and 7 more" in out

@@ -200,3 +200,31 @@ def test_triage_reads_any_file_as_feed_does(
     expected = parse_bytes(data)
     got = parse_triaged(data, chunk=chunk)
     assert [r.values for r in got[0]] == [r.values for r in expected[0]]
+
+
+class TestFlatMemory:
+    def test_quarantined_rows_can_be_taken_as_they_come(self) -> None:
+        parser = ComplaintParser(batch_size=2)
+        data = lines(MINIMAL, *(f"{n},H1234,Urgent,bad" for n in range(1, 6)))
+        taken = []
+        for batch in parser.feed_rows(data):
+            parser.complete(batch)
+            taken += parser.take_quarantined()
+        for batch in parser.close_rows():
+            parser.complete(batch)
+            taken += parser.take_quarantined()
+        assert [i.row for i in taken] == [1, 2, 3, 4, 5]
+        assert parser.summary.quarantined == []
+        assert parser.summary.quarantined_count == 5
+        assert parser.summary.rows_imported == 0
+
+    def test_warnings_past_the_kept_number_are_counted(self) -> None:
+        from hub.ctm.records import MAX_KEPT_WARNINGS
+
+        count = MAX_KEPT_WARNINGS + 5
+        data = lines(MINIMAL, *(f"{n},H1234,Odd{n},1/2/2025" for n in range(count)))
+        records, summary = parse_bytes(data)
+        assert len(records) == count
+        assert summary.warning_count == count
+        assert len(summary.warnings) == MAX_KEPT_WARNINGS
+        assert summary.warnings[0].row == 1
