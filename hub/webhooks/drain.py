@@ -137,6 +137,17 @@ async def claim(
             next_attempt_at=None,
         )
         return Claim()
+    return Claim(_batch(endpoint, slug, rows, keys, policy=policy))
+
+
+def _batch(
+    endpoint: WebhookEndpoint,
+    slug: str,
+    rows: Sequence[Any],
+    keys: Sequence[bytes],
+    *,
+    policy: delivery.DeliveryPolicy,
+) -> Batch:
     include_phi = endpoint.include_phi
     messages = tuple(
         Claimed(
@@ -148,18 +159,16 @@ async def claim(
         )
         for r in rows
     )
-    return Claim(
-        Batch(
-            endpoint_id=endpoint.id,
-            tenant_id=endpoint.tenant_id,
-            url=endpoint.url,
-            keys=tuple(keys),
-            is_ordered=endpoint.is_ordered,
-            max_concurrency=max(1, endpoint.max_concurrency),
-            was_failing=endpoint.failing_since is not None,
-            refusal=_refusal(endpoint.url, policy),
-            messages=messages,
-        )
+    return Batch(
+        endpoint_id=endpoint.id,
+        tenant_id=endpoint.tenant_id,
+        url=endpoint.url,
+        keys=tuple(keys),
+        is_ordered=endpoint.is_ordered,
+        max_concurrency=max(1, endpoint.max_concurrency),
+        was_failing=endpoint.failing_since is not None,
+        refusal=_refusal(endpoint.url, policy),
+        messages=messages,
     )
 
 
@@ -221,7 +230,8 @@ async def _lease_due(
             # Sent oldest event first (as far as a batch sent at once has an order).
             return sorted((await session.execute(leased)).all(), key=lambda r: r.event_id)
         statement = select(*_CLAIMED_COLUMNS).join(Event, Event.id == WebhookMessage.event_id)
-        rows = list((await session.execute(statement.where(WebhookMessage.id.in_(due_ids)))).all())
+        found = await session.execute(statement.where(WebhookMessage.id.in_(due_ids)))
+        rows = sorted(found.all(), key=lambda r: r.event_id)
     if rows:
         await _set(session, [r.id for r in rows], next_attempt_at=until)
     return rows
@@ -483,6 +493,7 @@ class Drainer:
         gate: Gate | None = None
         sending: tuple[Batch, asyncio.Task[list[sender.SendResult | None]]] | None = None
         finished: tuple[Batch, list[sender.SendResult | None]] | None = None
+        started: tuple[Batch, asyncio.Task[list[sender.SendResult | None]]] | None = None
         try:
             while True:
                 # One transaction records the batch that came back and claims the next,
@@ -494,22 +505,10 @@ class Drainer:
                     and (deadline is None or time.monotonic() < deadline)
                     and (keep_alive is None or await keep_alive())
                 )
-                found = Claim()
-                async with db.transaction() as session:
-                    if finished is not None:
-                        pause = 0.0 if gate is None else gate.pause
-                        retry = await record(
-                            session, *finished, policy=self.policy, now=clock(), pause=pause
-                        )
-                        wake, finished = _earliest(wake, retry), None
-                    if more:
-                        found = await claim(
-                            session,
-                            endpoint_id,
-                            policy=self.policy,
-                            limiter=self.limiter,
-                            now=clock(),
-                        )
+                found, retry = await self._record_and_claim(
+                    db, endpoint_id, finished, gate, claim_next=more, now=clock
+                )
+                wake, finished = _earliest(wake, retry), None
                 wait = wait if found.wait is None else found.wait
                 started = None
                 if found.batch is not None:
@@ -529,8 +528,31 @@ class Drainer:
                         stepped_aside=wait is not None,
                     )
         finally:
-            if sending is not None:
-                sending[1].cancel()  # its messages stay leased, and are sent again later
+            for pair in (sending, started):  # cut short: their messages stay leased, and
+                if pair is not None:  # are sent again when the lease runs out
+                    pair[1].cancel()
+
+    async def _record_and_claim(
+        self,
+        db: Database,
+        endpoint_id: UUID,
+        finished: tuple[Batch, list[sender.SendResult | None]] | None,
+        gate: Gate | None,
+        *,
+        claim_next: bool,
+        now: Callable[[], datetime],
+    ) -> tuple[Claim, float | None]:
+        """One transaction: record the batch that came back, claim the next."""
+        found, retry = Claim(), None
+        async with db.transaction() as session:
+            if finished is not None:
+                pause = 0.0 if gate is None else gate.pause
+                retry = await record(session, *finished, policy=self.policy, now=now(), pause=pause)
+            if claim_next:
+                found = await claim(
+                    session, endpoint_id, policy=self.policy, limiter=self.limiter, now=now()
+                )
+        return found, retry
 
     async def _send(self, batch: Batch, gate: Gate) -> list[sender.SendResult | None]:
         return await send(
