@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import NewType
 from uuid import UUID, SafeUUID
+
+from hub.core.randomness import RandomBlocks
 
 # Made only by hub.auth after it has checked the caller's membership (and by the CLI and
 # workers, which act for a tenant they loaded). A repository taking a `TenantID` cannot be
@@ -15,28 +15,9 @@ TenantID = NewType("TenantID", UUID)
 
 _last_ms = 0
 _counter = 0
-# Randomness drawn from the OS in blocks (one system call per 4096 ids). A forked child
-# forgets the block it inherited, so parent and child never hand out the same bits.
-_BLOCK = 4096
-_randoms: Iterator[int] = iter(())
-_fork_hook_installed = False
+# 80 random bits per id, drawn in blocks (never shared with a forked child).
+_RANDOM: RandomBlocks[int] = RandomBlocks(10, lambda bits: int.from_bytes(bits, "big"))
 _SAFE = SafeUUID.unknown
-
-
-def _forget_randoms() -> None:
-    global _randoms
-    _randoms = iter(())
-
-
-def _refill() -> int:
-    global _randoms, _fork_hook_installed
-    if not _fork_hook_installed:
-        os.register_at_fork(after_in_child=_forget_randoms)
-        _fork_hook_installed = True
-    block = os.urandom(10 * _BLOCK)
-    fresh = iter([int.from_bytes(block[i : i + 10], "big") for i in range(0, len(block), 10)])
-    _randoms = fresh
-    return next(fresh)
 
 
 def uuid7() -> UUID:
@@ -47,7 +28,7 @@ def uuid7() -> UUID:
     """
     global _last_ms, _counter
     now_ms = time.time_ns() // 1_000_000
-    random_bits = next(_randoms, None) or _refill()
+    random_bits = _RANDOM.take()
     if now_ms <= _last_ms:
         _counter += 1
         if _counter > 0xFFF:

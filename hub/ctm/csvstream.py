@@ -28,27 +28,26 @@ class RecordSplitter:
         return self._bytes_seen
 
     def feed(self, chunk: bytes) -> list[list[str]]:
-        text = self._carry + self._decode(chunk, final=False)
-        self._bytes_seen += len(chunk)
-        cut = self._cut(text)
-        if cut <= 0:
-            self._carry = text
-            return []
-        self._carry = text[cut:]
-        return list(csv.reader(io.StringIO(text[:cut], newline="")))
+        block = self._block(chunk)
+        return list(csv.reader(io.StringIO(block, newline=""))) if block else []
 
     def feed_raw(self, chunk: bytes) -> list[str | list[str]]:
         """Like `feed`, but each record as its raw text (line end dropped) where that can be
         cut without parsing; a record is a list of cells only where the text uses bare CR
         line ends, which only `csv.reader` splits correctly."""
+        block = self._block(chunk)
+        return _raw_records(block) if block else []
+
+    def _block(self, chunk: bytes) -> str:
+        """The whole records the text so far holds ('' for none yet); the rest is kept."""
         text = self._carry + self._decode(chunk, final=False)
         self._bytes_seen += len(chunk)
         cut = self._cut(text)
         if cut <= 0:
             self._carry = text
-            return []
+            return ""
         self._carry = text[cut:]
-        return _raw_records(text[:cut])
+        return text[:cut]
 
     def close_raw(self) -> list[str | list[str]]:
         """`close` for `feed_raw`: the last records as text (cells past a bare CR)."""

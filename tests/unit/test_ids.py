@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import time
 from uuid import UUID
 
 from hub.core.ids import uuid7
+from tests.forks import made_in_a_child
 
 
 class TestUuid7:
@@ -35,19 +35,7 @@ class TestUuid7:
 
     def test_a_forked_child_never_reuses_the_parents_randomness(self) -> None:
         uuid7()  # the parent now holds a block of random bits
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: make ids, send their random parts, leave without cleanup
-            os.close(read_end)
-            os.write(write_end, b"".join(uuid7().bytes[8:] for _ in range(500)))
-            os._exit(0)
-        os.close(write_end)
-        received = b""
-        while chunk := os.read(read_end, 65536):
-            received += chunk
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        child = {received[i : i + 8] for i in range(0, len(received), 8)}
+        child = set(made_in_a_child(lambda: uuid7().bytes[8:], 500))
         parent = {uuid7().bytes[8:] for _ in range(500)}
         assert len(child) == 500
         assert not child & parent

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
-import threading
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +29,7 @@ from hub.core.crypto.errors import (
     TenantKeyMissing,
     UnknownFormatVersion,
 )
+from hub.core.randomness import RandomBlocks
 
 FORMAT_VERSION = 1
 _FORMAT_BYTE = bytes([FORMAT_VERSION])
@@ -97,30 +96,8 @@ class SealedColumn(TypeDecorator[Sealed]):
         return None if value is None else Sealed(bytes(value))
 
 
-# Nonces: 96 random bits each, drawn from the OS in blocks so one system call serves 4096
-# seals. A forked child forgets the block it inherited, so parent and child never share one.
-_NONCES_PER_BLOCK = 4096
-_nonces: Iterator[bytes] = iter(())
-_fork_hook = threading.Lock()
-_fork_hook_installed = False
-
-
-def _forget_nonces() -> None:
-    global _nonces
-    _nonces = iter(())
-
-
-def _refill_nonces() -> bytes:
-    global _nonces, _fork_hook_installed
-    if not _fork_hook_installed:
-        with _fork_hook:
-            if not _fork_hook_installed:
-                os.register_at_fork(after_in_child=_forget_nonces)
-                _fork_hook_installed = True
-    block = os.urandom(NONCE_BYTES * _NONCES_PER_BLOCK)
-    fresh = iter([block[i : i + NONCE_BYTES] for i in range(0, len(block), NONCE_BYTES)])
-    _nonces = fresh
-    return next(fresh)
+# Nonces: 96 random bits each, drawn in blocks (never shared with a forked child).
+_NONCES: RandomBlocks[bytes] = RandomBlocks(NONCE_BYTES, bytes)
 
 
 _SPACES = re.compile(r"\s+")
@@ -189,8 +166,7 @@ class TenantCipher:
         return frozenset(int.from_bytes(h[1:], "big") for h in self._by_header)
 
     def seal(self, plaintext: str, *, field: str, row: UUID) -> Sealed:
-        # A list iterator's next() is atomic under the GIL: no nonce is handed out twice.
-        nonce = next(_nonces, None) or _refill_nonces()
+        nonce = _NONCES.take()
         aad = self._aad_prefix + row.bytes + (self._fields.get(field) or self._field(field))
         return Sealed(self._header + nonce + self._active.encrypt(nonce, plaintext.encode(), aad))
 

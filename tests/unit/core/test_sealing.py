@@ -19,6 +19,7 @@ from hub.core.crypto import (
     UnknownFormatVersion,
 )
 from hub.core.ids import uuid7
+from tests.forks import made_in_a_child
 
 FIELD = "api_key_versions.secret"
 SECRET = "canary-7f3a-not-for-logs"
@@ -155,20 +156,9 @@ class TestNonces:
     def test_a_forked_child_never_reuses_the_parents_nonces(self, cipher: TenantCipher) -> None:
         row = uuid7()
         cipher.seal("x", field=FIELD, row=row)  # the parent now holds a block of nonces
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: seal, send its nonces, leave without cleanup
-            os.close(read_end)
-            sent = b"".join(cipher.seal("x", field=FIELD, row=row).token[5:17] for _ in range(500))
-            os.write(write_end, sent)
-            os._exit(0)
-        os.close(write_end)
-        received = b""
-        while chunk := os.read(read_end, 65536):
-            received += chunk
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        child = {received[i : i + 12] for i in range(0, len(received), 12)}
+        child = set(
+            made_in_a_child(lambda: cipher.seal("x", field=FIELD, row=row).token[5:17], 500)
+        )
         parent = {cipher.seal("x", field=FIELD, row=row).token[5:17] for _ in range(500)}
         assert len(child) == 500
         assert not child & parent
