@@ -39,12 +39,12 @@ _ARRAYS: tuple[tuple[str, str], ...] = (
     ("due_date", "date"), ("due_basis", "text"), ("cms_resolution_date", "date"),
     ("category", "text"), ("subcategory", "text"), ("fields", "jsonb"), ("phi", "bytea"),
     ("bene_index", "text"), ("content_hash", "text"), ("phi_hash", "text"),
+    ("last_changed_at", "timestamptz"),
 )  # fmt: skip
 _SCALARS: tuple[tuple[str, str], ...] = (
     ("tenant_id", "uuid"), ("api_key_id", "uuid"), ("layout", "text"),
     ("resolution_state", "text"), ("last_sync_run_id", "uuid"), ("first_seen_at", "timestamptz"),
-    ("last_changed_at", "timestamptz"), ("last_seen_at", "timestamptz"),
-    ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
 )  # fmt: skip
 # Kept from the first insert: who owns it, when it was first seen, its resolution.
 _KEPT = {"id", "tenant_id", "contract", "complaint_id", "resolution_state", "first_seen_at",

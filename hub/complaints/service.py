@@ -419,7 +419,7 @@ class Importer:
                 result.unchanged += 1
                 continue
             prepared.append(_prepare(cipher, record, content[record.row]))
-        details: dict[UUID, dict[str, Any]] = {}
+        details: dict[UUID, tuple[dict[str, Any], datetime]] = {}
         if any((p.record.contract_id, p.record.complaint_id) in stored for p in prepared):
             session = self._session
             details = await self._line.run(lambda: _details(session, prepared, stored))
@@ -430,7 +430,7 @@ class Importer:
         self,
         prepared: list[_Prepared],
         stored: Mapping[tuple[str | None, str | None], _Stored],
-        details: Mapping[UUID, dict[str, Any]],
+        details: Mapping[UUID, tuple[dict[str, Any], datetime]],
     ) -> _Writes:
         cipher, result, writes = self._cipher, self.result, _Writes()
         for p in prepared:
@@ -451,8 +451,9 @@ class Importer:
                 # Its creation needs no history row: first_seen_at and last_sync_run_id say it.
                 writes.events[ident] = ("complaint.created", summary)
             else:
+                before, changed_at = details[ident]
                 columns = _changed_columns(
-                    details[ident], _comparable(p.fields, typed), old.phi_hash != p.phi_hash
+                    before, _comparable(p.fields, typed), old.phi_hash != p.phi_hash
                 )
                 if columns:
                     result.changed += 1
@@ -460,8 +461,10 @@ class Importer:
                     writes.events[ident] = ("complaint.updated", summary | {"changed": columns})
                 else:
                     # Written differently, same values (quoting, column order): the stored
-                    # fingerprint is refreshed, and nothing is reported.
+                    # fingerprint is refreshed, and nothing is reported or marked changed.
                     result.unchanged += 1
+                    typed["last_changed_at"] = changed_at
+            typed.setdefault("last_changed_at", self._now)
             typed["id"], typed["contract"] = ident, record.contract_id
             typed["complaint_id"] = record.complaint_id
             writes.rows.append(typed)
@@ -472,7 +475,7 @@ class Importer:
         constants = {
             "tenant_id": tenant, "api_key_id": self._api_key_id, "layout": self.layout,
             "resolution_state": ResolutionState.NONE, "last_sync_run_id": self._run,
-            "first_seen_at": now, "last_changed_at": now, "last_seen_at": now,
+            "first_seen_at": now, "last_seen_at": now,
             "created_at": now, "updated_at": now,
         }  # fmt: skip
         if self._postgres:
@@ -516,9 +519,9 @@ async def _details(
     session: AsyncSession,
     prepared: list[_Prepared],
     stored: Mapping[tuple[str | None, str | None], _Stored],
-) -> dict[UUID, dict[str, Any]]:
+) -> dict[UUID, tuple[dict[str, Any], datetime]]:
     """The stored non-PHI values of the complaints about to change (to say which columns
-    changed); nothing is read for new complaints."""
+    changed), and when each last changed; nothing is read for new complaints."""
     changing = [
         old.id
         for p in prepared
@@ -528,14 +531,17 @@ async def _details(
         return {}
     statement = select(
         Complaint.id, Complaint.fields, Complaint.issue_level, Complaint.assignment_date,
-        Complaint.cms_resolution_date,
+        Complaint.cms_resolution_date, Complaint.last_changed_at,
     ).where(Complaint.id.in_(changing))  # fmt: skip
     return {
-        row.id: dict(row.fields) | {
-            "ISSUE_LEVEL": row.issue_level,
-            "ASSIGNMENT_DATE": _plain(row.assignment_date),
-            "RESOLUTION_DATE": _plain(row.cms_resolution_date),
-        }
+        row.id: (
+            dict(row.fields) | {
+                "ISSUE_LEVEL": row.issue_level,
+                "ASSIGNMENT_DATE": _plain(row.assignment_date),
+                "RESOLUTION_DATE": _plain(row.cms_resolution_date),
+            },
+            row.last_changed_at,
+        )
         for row in await session.execute(statement)
     }  # fmt: skip
 

@@ -96,9 +96,9 @@ class Setup:
         async with self.db.transaction(read_only=True) as session:
             return await session.scalar(statement)
 
-    async def stamps(self) -> dict[str, Any]:
+    async def stamps(self, column: Any = Complaint.updated_at) -> dict[str, Any]:
         async with self.db.transaction(read_only=True) as session:
-            rows = await session.execute(select(Complaint.complaint_id, Complaint.updated_at))
+            rows = await session.execute(select(Complaint.complaint_id, column))
             return {complaint_id: stamp for complaint_id, stamp in rows}
 
     async def comments(self, complaint_id: str) -> str:
@@ -179,6 +179,8 @@ class TestResync:
             full_file(Layout.CURRENT, rows(8, c5={"ISSUE_LEVEL": "Immediate Need"}))
         )
         assert (result.new, result.changed, result.unchanged) == (0, 1, 7)
+        changed_at = await setup.stamps(Complaint.last_changed_at)
+        assert changed_at["5"] > changed_at["4"]
         (event,) = await updates(setup)
         assert event.payload["complaint_id"] == "5"
         assert event.payload["changed"] == ["ISSUE_LEVEL"]
@@ -188,8 +190,10 @@ class TestResync:
         self, setup: Setup
     ) -> None:
         await setup.sync(full_file(Layout.CURRENT, rows(8)))
+        changed_at = await setup.stamps(Complaint.last_changed_at)
         requoted = await setup.sync(minimal_quoting(rows(8)))
         assert (requoted.new, requoted.changed, requoted.unchanged) == (0, 0, 8)
+        assert await setup.stamps(Complaint.last_changed_at) == changed_at
         assert await count(setup, Event, Event.type == "complaint.updated") == 0
         assert await count(setup, ComplaintChange) == 0
         # The stored fingerprints now match the new writing: the next sync skips every row.
