@@ -93,18 +93,21 @@ asyncio.run(main())
 """
 
 WORKER = r"""
-import sys
+import asyncio, contextlib, sys
 from hub.settings import load_settings
 from workers.settings import create_worker
 settings = load_settings()
 concurrency = int(sys.argv[1])
-create_worker(
+worker = create_worker(
     settings,
     max_jobs=concurrency,
     webhook_in_flight=concurrency,
     poll_delay=0.01,
     handle_signals=True,
-).run()
+)
+# Stopped by SIGTERM at the end: arq cancels its lingering drains, which is not an error.
+with contextlib.suppress(asyncio.CancelledError):
+    worker.run()
 """
 
 
