@@ -29,7 +29,7 @@ from hub.core.crypto import TenantCipher
 from hub.core.db import postgres
 from hub.core.ids import TenantID, uuid7
 from hub.ctm.layouts import PHI_COLUMNS
-from hub.ctm.parser import ComplaintRecord, RawRow
+from hub.ctm.parser import ComplaintRecord, Issue, RawRow
 from hub.ctm.records import Columns
 from hub.events.service import dispatch_many_job, insert_events
 
@@ -257,9 +257,11 @@ class _Batch:
     known: set[tuple[str | None, str | None]]
     stored: asyncio.Task[dict[tuple[str | None, str | None], _Stored]] | None = None
 
-    @property
-    def fully_known(self) -> bool:
-        return len(self.known) == len(self.counts)
+    def may_name(self, other: _Batch) -> bool:
+        """Whether this batch may name a complaint `other` names (certainly not when every
+        row of `other` has a known complaint and none is one of this batch's)."""
+        fully_known = len(other.known) == len(other.counts)
+        return not (fully_known and self.known.isdisjoint(other.known))
 
 
 class _Line:
@@ -296,8 +298,9 @@ class _Line:
 
 class Importer:
     """One download's complaints into the caller's transaction: `add` each batch of raw
-    rows in file order, then `finish` (or `abort` after a failure). `after_batch` runs in
-    the database's turn after each batch is parsed.
+    rows in file order, then `finish` (or `abort` after a failure). The rows a batch
+    quarantines (`take_quarantined`) are stored in the database's turn
+    (`store_quarantined`), as they are found.
 
     A row is fingerprinted as written (a keyed hash of its text) and compared with what is
     stored: a row that matches is neither parsed nor written. The others are parsed
@@ -305,9 +308,9 @@ class Importer:
     `complaint.created` / `complaint.updated` events.
 
     The database works while Python does: a batch is processed when the next one arrives,
-    after the write of the batch before it and the read of the next one's stored
-    fingerprints have been sent (on PostgreSQL a batch's write is one statement). A batch
-    that may name a complaint of the batch before it waits for that one's write.
+    once the next one's stored fingerprints are read and the write of the batch before it
+    is on the wire (on PostgreSQL a batch's write is one statement). A batch that may name
+    a complaint of a batch not yet written is read after that one's write.
     """
 
     def __init__(
@@ -321,18 +324,20 @@ class Importer:
         sync_run_id: UUID | None,
         now: datetime,
         deadlines: Deadlines,
-        after_batch: Callable[[], Awaitable[None]] | None = None,
+        take_quarantined: Callable[[], list[Issue]] = list,
+        store_quarantined: Callable[[list[Issue]], Awaitable[None]] | None = None,
     ) -> None:
         self._session, self._cipher = session, cipher
-        self._after_batch = after_batch
+        self._take_quarantined, self._store_quarantined = take_quarantined, store_quarantined
         self._tenant_id, self._api_key_id = tenant_id, api_key_id
         self._complete, self._run, self._now = complete, sync_run_id, now
         self._deadlines = deadlines
         self._postgres = postgres.is_postgres(session)
         self._fingerprint = cipher.fingerprinter(CONTENT_FIELD)
         self._line = _Line()
-        self._waiting: _Batch | None = None
-        self._unsent: _Writes | None = None
+        self._waiting: _Batch | None = None  # arrived, its read sent, not processed yet
+        self._unsent: _Writes | None = None  # processed, its write not sent yet
+        self._unsent_batch: _Batch | None = None
         self.layout = "current"
         self.result = BatchResult()
 
@@ -347,15 +352,23 @@ class Importer:
             {k for k in counts if k[1] is not None},
         )  # fmt: skip
         waiting = self._waiting
-        if waiting is not None and not (
-            waiting.fully_known and batch.known.isdisjoint(waiting.known)
-        ):
+        if waiting is not None and batch.may_name(waiting):
             # This batch may name a complaint of the one before: that one is written first.
             await self._process(waiting)
             waiting = self._waiting = None
-        self._send()
+            self._send()
+        elif self._unsent_batch is not None and batch.may_name(self._unsent_batch):
+            self._send()
+        # The read of this batch's stored fingerprints goes before the write of the batch
+        # planned last (they name different complaints). With a write behind it, wait for
+        # the read so that the write is on the wire before the batch waiting is processed;
+        # without one (a re-sync), the read runs while it is processed.
+        if waiting is not None and waiting.stored is not None:
+            await waiting.stored  # back long since, as a rule: now nothing stands before
         batch.stored = self._read(batch.known)
-        await asyncio.sleep(0)  # let them put their statements on the wire
+        if self._send():
+            await batch.stored
+        await asyncio.sleep(0)  # the next step's turn: it sends its statement
         if waiting is not None:
             await self._process(waiting)
         self._waiting = batch
@@ -373,7 +386,7 @@ class Importer:
     async def abort(self) -> None:
         """After a failure: wait out the database work in flight, its outcome dropped (the
         caller's transaction rolls back), so the connection is free again."""
-        self._waiting, self._unsent = None, None
+        self._waiting, self._unsent, self._unsent_batch = None, None, None
         await self._line.abandon()
 
     def _read(
@@ -382,11 +395,14 @@ class Importer:
         session, tenant = self._session, self._tenant_id
         return self._line.run(lambda: _stored_hashes(session, tenant, keys))
 
-    def _send(self) -> None:
-        """Put the planned batch's write in line (it runs while Python goes on)."""
-        writes, self._unsent = self._unsent, None
-        if writes is not None and writes.rows:
-            self._line.run(lambda: self._write(writes))
+    def _send(self) -> bool:
+        """Put the planned batch's write in line (it runs while Python goes on); whether
+        there was one."""
+        writes, self._unsent, self._unsent_batch = self._unsent, None, None
+        if writes is None or not writes.rows:
+            return False
+        self._line.run(lambda: self._write(writes))
+        return True
 
     async def _process(self, batch: _Batch) -> None:
         cipher, result, rows, prints = self._cipher, self.result, batch.rows, batch.prints
@@ -402,8 +418,9 @@ class Importer:
         }  # fmt: skip
         result.unchanged += len(skip)
         records = self._complete(rows, skip)
-        if self._after_batch is not None:
-            self._line.run(self._after_batch)  # e.g. store the rows this batch quarantined
+        store = self._store_quarantined
+        if store is not None and (issues := self._take_quarantined()):
+            self._line.run(lambda: store(issues))  # bad rows, stored as they are found
         if not records:
             return
         content = {r.row: fp for r, fp in zip(rows, prints, strict=True)}
@@ -425,6 +442,7 @@ class Importer:
             details = await self._line.run(lambda: _details(session, prepared, stored))
         self._send()  # a plan still unsent goes first: writes keep the batches' order
         self._unsent = self._plan(prepared, stored, details)
+        self._unsent_batch = batch
 
     def _plan(
         self,

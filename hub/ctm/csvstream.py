@@ -128,7 +128,7 @@ def _raw_records(block: str) -> list[str | list[str]]:
             continue
         if line.endswith("\r"):
             line = line[:-1]
-        if "\r" in line and _bare_cr(line):
+        if ends == "\n" and "\r" in line and _bare_cr(line):
             records.extend(csv.reader(io.StringIO(line, newline="")))
         else:
             records.append(line)

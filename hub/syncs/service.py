@@ -251,15 +251,14 @@ async def _import(
         now = utcnow()
         file_name = f"{plan.contract}_{plan.start:%Y%m%d}_{plan.end:%Y%m%d}.csv"
 
-        async def store_quarantined() -> None:
-            await _store_quarantined(
-                session, cipher, plan, file_name, download.take_quarantined(), now
-            )
+        async def store_quarantined(issues: list[Issue]) -> None:
+            await _store_quarantined(session, cipher, plan, file_name, issues, now)
 
         importer = Importer(
             session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
             complete=download.complete, sync_run_id=plan.run_id, now=now,
-            deadlines=policy.deadlines, after_batch=store_quarantined,
+            deadlines=policy.deadlines, take_quarantined=download.take_quarantined,
+            store_quarantined=store_quarantined,
         )  # fmt: skip
         try:
             async for batch in download.rows():
@@ -270,7 +269,7 @@ async def _import(
         except BaseException:
             await importer.abort()
             raise
-        await store_quarantined()
+        await store_quarantined(download.take_quarantined())  # those the file's end found
         result.new, result.changed, result.unchanged = (
             counts.new,
             counts.changed,
