@@ -8,7 +8,7 @@ with their history rows and events.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ import asyncpg
 
 from hub.core.crypto import Sealed
 from hub.core.db.postgres import jsonb
+from hub.core.ids import uuid7
 
 # One index probe per id, whatever the statistics say. They never know a running import's
 # rows (uncommitted): a plain join (or a LATERAL the planner may flatten into one) then
@@ -51,6 +52,15 @@ _KEPT = {"id", "tenant_id", "contract", "complaint_id", "resolution_state", "fir
          "created_at"}  # fmt: skip
 
 
+# A complaint event's data, built from the row as written: what `complaint.created` and
+# `complaint.updated` carry (identifiers and metadata, never PHI), and the changed columns.
+EVENT_PAYLOAD = (
+    "jsonb_build_object('complaint_id', w.complaint_id, 'contract', w.contract, "
+    "'issue_level', w.issue_level, 'due_date', w.due_date) || CASE WHEN e.changed IS NULL "
+    "THEN '{}'::jsonb ELSE jsonb_build_object('changed', e.changed) END"
+)
+
+
 def _write_statement() -> str:
     arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ARRAYS, start=1))
     names = ", ".join(name for name, _ in _ARRAYS)
@@ -74,7 +84,7 @@ def _write_statement() -> str:
         f"{updates} "
         "WHERE complaints.id = excluded.id "
         "AND complaints.content_hash IS DISTINCT FROM excluded.content_hash "
-        "RETURNING id), "
+        "RETURNING id, complaint_id, contract, issue_level, due_date), "
         "history AS ("
         "INSERT INTO complaint_changes "
         "(id, tenant_id, complaint_pk, sync_run_id, kind, changed, created_at, updated_at) "
@@ -84,10 +94,10 @@ def _write_statement() -> str:
         "WHERE h.pk IN (SELECT id FROM written)), "
         "announced AS ("
         "INSERT INTO events (id, tenant_id, type, payload, occurred_at, attempts) "
-        f"SELECT e.id, ${tenant}::uuid, e.type, e.payload, ${now}::timestamptz, 0 "
+        f"SELECT e.id, ${tenant}::uuid, e.type, {EVENT_PAYLOAD}, ${now}::timestamptz, 0 "
         f"FROM unnest(${n + 3}::uuid[], ${n + 4}::uuid[], ${n + 5}::text[], ${n + 6}::jsonb[]) "
-        "AS e(id, pk, type, payload) "
-        "WHERE e.pk IN (SELECT id FROM written) RETURNING id) "
+        "AS e(id, pk, type, changed) "
+        "JOIN written AS w ON w.id = e.pk RETURNING id) "
         "SELECT true, id FROM written UNION ALL SELECT false, id FROM announced"
     )
 
@@ -126,28 +136,24 @@ async def write_batch(
     rows: Sequence[dict[str, Any]],
     constants: dict[str, Any],
     *,
-    changes: Sequence[tuple[UUID, UUID, list[str]]],
-    events: Sequence[tuple[UUID, UUID, str, dict[str, Any]]],
+    changes: Mapping[UUID, list[str]],
+    events: Mapping[UUID, str],
 ) -> tuple[set[UUID], list[UUID]]:
-    """Upsert the batch's new and changed complaints with their history and events: the
-    ids of the complaints written, and of the events recorded."""
+    """Upsert the batch's new and changed complaints with the history of the changed ones
+    (`changes`: complaint id -> columns) and an event each (`events`: complaint id ->
+    type): the ids of the complaints written, and of the events recorded."""
     arrays = []
     for name, _ in _ARRAYS:
         convert = _CONVERT.get(name)
         values = [row[name] for row in rows]
         arrays.append(values if convert is None else [convert(v) for v in values])
     scalars = [_value(constants[name]) for name, _ in _SCALARS]
-    history = [
-        [change[0] for change in changes],
-        [change[1] for change in changes],
-        [jsonb(change[2]) for change in changes],
-    ]
+    changed = {pk: jsonb(columns) for pk, columns in changes.items()}
+    history = [[uuid7() for _ in changed], list(changed), list(changed.values())]
     announced = [
-        [event[0] for event in events],
-        [event[1] for event in events],
-        [event[2] for event in events],
-        [jsonb(event[3]) for event in events],
-    ]
+        [uuid7() for _ in events], list(events), list(events.values()),
+        [changed.get(pk) for pk in events],
+    ]  # fmt: skip
     written: set[UUID] = set()
     event_ids: list[UUID] = []
     for is_complaint, ident in await connection.fetch(

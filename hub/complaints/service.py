@@ -241,7 +241,7 @@ class _Writes:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[UUID, list[str]] = field(default_factory=dict)
-    events: dict[UUID, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    events: dict[UUID, str] = field(default_factory=dict)  # complaint id -> event type
     new: set[UUID] = field(default_factory=set)
 
 
@@ -457,17 +457,11 @@ class Importer:
             typed = _typed_values(p, self._deadlines)
             ident = old.id if old is not None else uuid7()
             typed["phi"] = cipher.seal(jsontext.dumps(p.phi), field=PHI_FIELD, row=ident)
-            summary = {
-                "complaint_id": record.complaint_id,
-                "contract": record.contract_id,
-                "issue_level": record.issue_level,
-                "due_date": typed["due_date"].isoformat(),
-            }
             if old is None:
                 result.new += 1
                 writes.new.add(ident)
                 # Its creation needs no history row: first_seen_at and last_sync_run_id say it.
-                writes.events[ident] = ("complaint.created", summary)
+                writes.events[ident] = "complaint.created"
             else:
                 before, changed_at = details[ident]
                 columns = _changed_columns(
@@ -476,7 +470,7 @@ class Importer:
                 if columns:
                     result.changed += 1
                     writes.changes[ident] = columns
-                    writes.events[ident] = ("complaint.updated", summary | {"changed": columns})
+                    writes.events[ident] = "complaint.updated"
                 else:
                     # Written differently, same values (quoting, column order): the stored
                     # fingerprint is refreshed, and nothing is reported or marked changed.
@@ -497,13 +491,9 @@ class Importer:
             "created_at": now, "updated_at": now,
         }  # fmt: skip
         if self._postgres:
-            events = [
-                (uuid7(), ident, kind, payload) for ident, (kind, payload) in writes.events.items()
-            ]
             written, event_ids = await bulk.write_batch(
                 await postgres.driver(session), writes.rows, constants,
-                changes=[(uuid7(), ident, columns) for ident, columns in writes.changes.items()],
-                events=events,
+                changes=writes.changes, events=writes.events,
             )  # fmt: skip
             if event_ids:
                 jobs.enqueue(session, dispatch_many_job(event_ids))
@@ -515,13 +505,28 @@ class Importer:
             ]
             if changes:
                 await session.execute(insert(_CHANGES), changes)
-            await insert_events(session, tenant, list(writes.events.values()), occurred_at=now)
+            events = [
+                (kind, _event_data(row, writes.changes.get(row["id"])))
+                for row in writes.rows
+                if (kind := writes.events.get(row["id"])) is not None
+            ]
+            await insert_events(session, tenant, events, occurred_at=now)
         lost = {row["id"] for row in writes.rows} - written
         if lost:
             # Written meanwhile by another transaction (under its own id): theirs stands.
             self.result.new -= len(lost & writes.new)
             self.result.changed -= len((lost - writes.new) & writes.changes.keys())
             self.result.unchanged += len(lost)
+
+
+def _event_data(row: Mapping[str, Any], changed: list[str] | None) -> dict[str, Any]:
+    """What `complaint.created` / `.updated` carry (as `bulk.EVENT_PAYLOAD` builds it on
+    PostgreSQL): identifiers and metadata, never PHI, and the changed columns."""
+    data = {
+        "complaint_id": row["complaint_id"], "contract": row["contract"],
+        "issue_level": row["issue_level"], "due_date": row["due_date"].isoformat(),
+    }  # fmt: skip
+    return data if changed is None else data | {"changed": changed}
 
 
 def _comparable(fields: Mapping[str, Any], typed: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -161,6 +161,32 @@ async def updates(setup: Setup) -> list[Event]:
     async with setup.db.transaction(read_only=True) as session:
         found = await session.scalars(select(Event).where(Event.type == "complaint.updated"))
         return list(found.all())
+
+
+async def test_events_carry_identifiers_and_metadata_never_phi(setup: Setup) -> None:
+    listed = rows(2, c2={"ISSUE_LEVEL": "Immediate Need", "ASSIGNMENT_DATE": "01/02/2026"})
+    await setup.sync(full_file(Layout.CURRENT, listed))
+    async with setup.db.transaction(read_only=True) as session:
+        created = (
+            await session.scalars(
+                select(Event).where(Event.type == "complaint.created").order_by(Event.id)
+            )
+        ).all()
+    due = date.today() + timedelta(days=7)
+    assert [e.payload for e in created] == [
+        {"complaint_id": "1", "contract": "H1234", "issue_level": "Standard",
+         "due_date": due.isoformat()},
+        {"complaint_id": "2", "contract": "H1234", "issue_level": "Immediate Need",
+         "due_date": "2026-01-04"},
+    ]  # fmt: skip
+    assert all(e.tenant_id == setup.member.tenant_id for e in created)
+    listed[0] = dict(listed[0], CMS_COMMENTS="other words")
+    await setup.sync(full_file(Layout.CURRENT, listed))
+    (updated,) = await updates(setup)
+    assert updated.payload == {
+        "complaint_id": "1", "contract": "H1234", "issue_level": "Standard",
+        "due_date": due.isoformat(), "changed": ["phi"],
+    }  # fmt: skip
 
 
 class TestResync:
