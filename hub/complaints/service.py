@@ -1,8 +1,10 @@
-"""Complaints: deadlines and status, and the batch upsert a sync feeds.
+"""Complaints: deadlines and status, and the import a sync feeds (`Importer`).
 
-A batch costs one SELECT of the stored hashes, one INSERT of the new rows and one UPDATE
-of the changed ones; an unchanged row costs no write at all. PHI is sealed as one JSON
-document per complaint; change detection compares keyed hashes, never plaintext.
+A batch costs one read of the stored fingerprints and, on PostgreSQL, one statement that
+writes the new and changed complaints with their history and events (two executemany
+statements and the events' insert elsewhere); an unchanged row is neither parsed nor
+written. PHI is sealed as one JSON document per complaint; change detection compares keyed
+hashes, never plaintext.
 """
 
 from __future__ import annotations
@@ -602,10 +604,8 @@ async def _upsert_generic(
 async def _stored_hashes(
     session: AsyncSession, tenant_id: TenantID, keys: Collection[tuple[str | None, str | None]]
 ) -> dict[tuple[str | None, str | None], _Stored]:
-    """The stored fingerprints of these (contract, complaint ID) pairs. On PostgreSQL the
-    ids come as one array joined through `unnest`, so each is an index probe whatever the
-    table's statistics say (500 parameters in an IN list compare every row with every
-    value)."""
+    """The stored fingerprints of these (contract, complaint ID) pairs: on PostgreSQL one
+    index probe per id (`bulk.stored_hashes`), elsewhere an IN list per contract."""
     by_contract: dict[str, list[str]] = {}
     for contract, complaint in keys:
         if contract is not None and complaint is not None:

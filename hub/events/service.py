@@ -14,7 +14,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
-from hub.core.db import postgres, utcnow
+from hub.core.db import utcnow
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
@@ -120,9 +120,6 @@ def record_events(
     return events
 
 
-_COPIED = ("id", "tenant_id", "type", "payload", "occurred_at", "attempts")
-
-
 async def insert_events(
     session: AsyncSession,
     tenant_id: TenantID | None,
@@ -130,20 +127,12 @@ async def insert_events(
     *,
     occurred_at: datetime | None = None,
 ) -> list[UUID]:
-    """Like `record_events`, written in bulk instead of as ORM objects (`COPY` on
-    PostgreSQL, one executemany INSERT elsewhere): a sync's thousands of `complaint.*`
-    events cost one statement and one Redis job."""
+    """Like `record_events`, written with one executemany INSERT instead of ORM objects
+    (a sync on SQLite; on PostgreSQL a sync's batch statement writes its events itself)."""
     rows = _event_rows(tenant_id, items, occurred_at or utcnow())
     if not rows:
         return []
-    if postgres.is_postgres(session):
-        records = [
-            (r["id"], r["tenant_id"], r["type"], postgres.jsonb(r["payload"]), r["occurred_at"], 0)
-            for r in rows
-        ]
-        await postgres.copy_rows(session, "events", _COPIED, records)
-    else:
-        await session.execute(insert(cast("Table", Event.__table__)), rows)
+    await session.execute(insert(cast("Table", Event.__table__)), rows)
     ids = [row["id"] for row in rows]
     jobs.enqueue(session, dispatch_many_job(ids))
     return ids
