@@ -1,8 +1,9 @@
 """The PostgreSQL statements a sync's batches run (see `hub.core.db.postgres`).
 
 One SELECT of the stored fingerprints per batch (the ids as one array, an index probe
-each), and one statement writing the batch's new and changed complaints from typed arrays
-with their history rows and events.
+each); then the batch's new and changed complaints, with what their events and history
+need, `COPY`-ed into a staging table, and one statement writing them with their history
+rows and events.
 """
 
 from __future__ import annotations
@@ -33,14 +34,21 @@ CROSS JOIN LATERAL (
 ) AS c
 """
 
-# Per-row values come as arrays; what every row of a batch shares comes once.
-_ARRAYS: tuple[tuple[str, str], ...] = (
+# A batch's rows go by `COPY` into a staging table (binary, a quarter of the client's work
+# of typed arrays), one row per complaint with its event and history; what every row of a
+# batch shares comes once, as parameters. The table lives for the import's transaction
+# (`ON COMMIT DROP`) and is emptied between batches: `TRUNCATE` of a table made in the same
+# transaction empties it in place.
+_ROWS: tuple[tuple[str, str], ...] = (
     ("id", "uuid"), ("contract", "text"), ("complaint_id", "text"), ("issue_level", "text"),
     ("is_immediate_need", "bool"), ("received_date", "date"), ("assignment_date", "date"),
     ("due_date", "date"), ("due_basis", "text"), ("cms_resolution_date", "date"),
     ("category", "text"), ("subcategory", "text"), ("fields", "jsonb"), ("phi", "bytea"),
     ("bene_index", "text"), ("content_hash", "text"), ("phi_hash", "text"),
     ("last_changed_at", "timestamptz"),
+)  # fmt: skip
+_ABOUT: tuple[tuple[str, str], ...] = (
+    ("event_id", "uuid"), ("event_type", "text"), ("change_id", "uuid"), ("changed", "jsonb"),
 )  # fmt: skip
 _SCALARS: tuple[tuple[str, str], ...] = (
     ("tenant_id", "uuid"), ("api_key_id", "uuid"), ("layout", "text"),
@@ -50,36 +58,40 @@ _SCALARS: tuple[tuple[str, str], ...] = (
 # Kept from the first insert: who owns it, when it was first seen, its resolution.
 _KEPT = {"id", "tenant_id", "contract", "complaint_id", "resolution_state", "first_seen_at",
          "created_at"}  # fmt: skip
-
+STAGE = "complaint_batch"
+_STAGED = tuple(name for name, _ in _ROWS + _ABOUT)
+CREATE_STAGE = (
+    f"CREATE TEMPORARY TABLE {STAGE} ("
+    + ", ".join(f"{name} {kind}" for name, kind in _ROWS + _ABOUT)
+    + ") ON COMMIT DROP"
+)
+EMPTY_STAGE = f"TRUNCATE {STAGE}"
 
 # A complaint event's data, built from the row as written: what `complaint.created` and
 # `complaint.updated` carry (identifiers and metadata, never PHI), and the changed columns.
 EVENT_PAYLOAD = (
     "jsonb_build_object('complaint_id', w.complaint_id, 'contract', w.contract, "
-    "'issue_level', w.issue_level, 'due_date', w.due_date) || CASE WHEN e.changed IS NULL "
-    "THEN '{}'::jsonb ELSE jsonb_build_object('changed', e.changed) END"
+    "'issue_level', w.issue_level, 'due_date', w.due_date) || CASE WHEN b.changed IS NULL "
+    "THEN '{}'::jsonb ELSE jsonb_build_object('changed', b.changed) END"
 )
 
 
 def _write_statement() -> str:
-    arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ARRAYS, start=1))
-    names = ", ".join(name for name, _ in _ARRAYS)
-    offset = len(_ARRAYS) + 1
-    scalars = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(_SCALARS, start=offset))
-    columns = [name for name, _ in _ARRAYS] + [name for name, _ in _SCALARS]
+    at = {name: n for n, (name, _) in enumerate(_SCALARS, start=1)}
+    scalars = ", ".join(f"${n}::{kind}" for n, (_, kind) in enumerate(_SCALARS, start=1))
+    names = [name for name, _ in _ROWS]
+    columns = names + [name for name, _ in _SCALARS]
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEPT)
-    tenant, run, now = (offset + _SCALAR_AT[name] for name in ("tenant_id", "last_sync_run_id",
-                                                                "created_at"))  # fmt: skip
-    n = offset + len(_SCALARS)
+    tenant, run, now = (f"${at[name]}" for name in ("tenant_id", "last_sync_run_id", "created_at"))
     # One statement: the complaints, then the history of the changed ones and the events of
     # the ones actually written (RETURNING). The upsert's WHERE keeps a row another
     # transaction inserted meanwhile (under its own id, to which its sealed PHI is bound)
     # and never rewrites an unchanged one. Names and casts come from the constants above;
-    # every value is a parameter.
+    # every value is a parameter or a staged row.
     return (
         "WITH written AS ("  # noqa: S608 - see above
         f"INSERT INTO complaints ({', '.join(columns)}) "
-        f"SELECT u.*, {scalars} FROM unnest({arrays}) AS u({names}) "
+        f"SELECT {', '.join(f'b.{name}' for name in names)}, {scalars} FROM {STAGE} AS b "
         "ON CONFLICT (tenant_id, contract, complaint_id) DO UPDATE SET "
         f"{updates} "
         "WHERE complaints.id = excluded.id "
@@ -88,21 +100,18 @@ def _write_statement() -> str:
         "history AS ("
         "INSERT INTO complaint_changes "
         "(id, tenant_id, complaint_pk, sync_run_id, kind, changed, created_at, updated_at) "
-        f"SELECT h.id, ${tenant}::uuid, h.pk, ${run}::uuid, 'updated', h.changed, "
-        f"${now}::timestamptz, ${now}::timestamptz "
-        f"FROM unnest(${n}::uuid[], ${n + 1}::uuid[], ${n + 2}::jsonb[]) AS h(id, pk, changed) "
-        "WHERE h.pk IN (SELECT id FROM written)), "
+        f"SELECT b.change_id, {tenant}::uuid, b.id, {run}::uuid, 'updated', b.changed, "
+        f"{now}::timestamptz, {now}::timestamptz FROM {STAGE} AS b "
+        "WHERE b.change_id IS NOT NULL AND b.id IN (SELECT id FROM written)), "
         "announced AS ("
         "INSERT INTO events (id, tenant_id, type, payload, occurred_at, attempts) "
-        f"SELECT e.id, ${tenant}::uuid, e.type, {EVENT_PAYLOAD}, ${now}::timestamptz, 0 "
-        f"FROM unnest(${n + 3}::uuid[], ${n + 4}::uuid[], ${n + 5}::text[], ${n + 6}::jsonb[]) "
-        "AS e(id, pk, type, changed) "
-        "JOIN written AS w ON w.id = e.pk RETURNING id) "
+        f"SELECT b.event_id, {tenant}::uuid, b.event_type, {EVENT_PAYLOAD}, "
+        f"{now}::timestamptz, 0 FROM {STAGE} AS b JOIN written AS w ON w.id = b.id "
+        "WHERE b.event_id IS NOT NULL RETURNING id) "
         "SELECT true, id FROM written UNION ALL SELECT false, id FROM announced"
     )
 
 
-_SCALAR_AT = {name: index for index, (name, _) in enumerate(_SCALARS)}
 WRITE = _write_statement()
 
 
@@ -116,12 +125,6 @@ def _value(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     return value
-
-
-# Per column, how its values become asyncpg's: most pass as they are.
-_CONVERT: dict[str, Callable[[Any], Any]] = {
-    "fields": jsonb, "phi": lambda sealed: sealed.token, "due_basis": _value,
-}  # fmt: skip
 
 
 async def stored_hashes(
@@ -138,29 +141,38 @@ async def write_batch(
     *,
     changes: Mapping[UUID, list[str]],
     events: Mapping[UUID, str],
+    first: bool,
+    on_wire: Callable[[], None] = lambda: None,
 ) -> tuple[set[UUID], list[UUID]]:
     """Upsert the batch's new and changed complaints with the history of the changed ones
     (`changes`: complaint id -> columns) and an event each (`events`: complaint id ->
-    type): the ids of the complaints written, and of the events recorded."""
-    arrays = []
-    for name, _ in _ARRAYS:
-        convert = _CONVERT.get(name)
-        values = [row[name] for row in rows]
-        arrays.append(values if convert is None else [convert(v) for v in values])
-    scalars = [_value(constants[name]) for name, _ in _SCALARS]
-    changed = {pk: jsonb(columns) for pk, columns in changes.items()}
-    history = [[uuid7() for _ in changed], list(changed), list(changed.values())]
-    announced = [
-        [uuid7() for _ in events], list(events), list(events.values()),
-        [changed.get(pk) for pk in events],
-    ]  # fmt: skip
+    type): the ids of the complaints written, and of the events recorded. `first`: the
+    transaction's first batch (it makes the staging table); `on_wire` is called as the
+    writing statement is sent (after the `COPY`)."""
+    if first:
+        await connection.execute(CREATE_STAGE)
+    staged = []
+    for row in rows:
+        ident = row["id"]
+        changed, kind = changes.get(ident), events.get(ident)
+        staged.append((
+            ident, row["contract"], row["complaint_id"], row["issue_level"],
+            row["is_immediate_need"], row["received_date"], row["assignment_date"],
+            row["due_date"], row["due_basis"].value, row["cms_resolution_date"],
+            row["category"], row["subcategory"], jsonb(row["fields"]), row["phi"].token,
+            row["bene_index"], row["content_hash"], row["phi_hash"], row["last_changed_at"],
+            uuid7() if kind else None, kind, uuid7() if changed else None,
+            jsonb(changed) if changed else None,
+        ))  # fmt: skip
+    await connection.copy_records_to_table(STAGE, records=staged, columns=_STAGED)
     written: set[UUID] = set()
     event_ids: list[UUID] = []
-    for is_complaint, ident in await connection.fetch(
-        WRITE, *arrays, *scalars, *history, *announced
-    ):
+    scalars = [_value(constants[name]) for name, _ in _SCALARS]
+    on_wire()
+    for is_complaint, ident in await connection.fetch(WRITE, *scalars):
         if is_complaint:
             written.add(ident)
         else:
             event_ids.append(ident)
+    await connection.execute(EMPTY_STAGE)
     return written, event_ids

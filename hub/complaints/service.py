@@ -337,6 +337,8 @@ class Importer:
         self._postgres = postgres.is_postgres(session)
         self._fingerprint = cipher.fingerprinter(CONTENT_FIELD)
         self._line = _Line()
+        self._staging = False  # PostgreSQL: whether this transaction has its staging table
+        self._on_wire = asyncio.Event()  # set as a write's statement goes to the database
         self._waiting: _Batch | None = None  # arrived, its read sent, not processed yet
         self._unsent: _Writes | None = None  # processed, its write not sent yet
         self._unsent_batch: _Batch | None = None
@@ -368,8 +370,9 @@ class Importer:
         if waiting is not None and waiting.stored is not None:
             await waiting.stored  # back long since, as a rule: now nothing stands before
         batch.stored = self._read(batch.known)
-        if self._send():
-            await batch.stored
+        self._on_wire.clear()
+        if self._send() and self._postgres:
+            await self._on_wire.wait()  # the write's statement is sent: the database works
         await asyncio.sleep(0)  # the next step's turn: it sends its statement
         if waiting is not None:
             await self._process(waiting)
@@ -495,8 +498,10 @@ class Importer:
         if self._postgres:
             written, event_ids = await bulk.write_batch(
                 await postgres.driver(session), writes.rows, constants,
-                changes=writes.changes, events=writes.events,
+                changes=writes.changes, events=writes.events, first=not self._staging,
+                on_wire=self._on_wire.set,
             )  # fmt: skip
+            self._staging = True
             if event_ids:
                 jobs.enqueue(session, dispatch_many_job(event_ids))
         else:
