@@ -60,8 +60,10 @@ _KEPT = {"id", "tenant_id", "contract", "complaint_id", "resolution_state", "fir
          "created_at"}  # fmt: skip
 STAGE = "complaint_batch"
 _STAGED = tuple(name for name, _ in _ROWS + _ABOUT)
+# IF NOT EXISTS: an import inside a longer transaction (a savepoint) finds the table of an
+# earlier one, emptied by its last batch.
 CREATE_STAGE = (
-    f"CREATE TEMPORARY TABLE {STAGE} ("
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} ("
     + ", ".join(f"{name} {kind}" for name, kind in _ROWS + _ABOUT)
     + ") ON COMMIT DROP"
 )

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 
 from hub.complaints import bulk
 from hub.complaints.models import Complaint, ComplaintChange
-from hub.core.db import Database
+from hub.core.db import Database, utcnow
 from hub.ctm import modeled
 from hub.ctm.client import CtmClient, CtmEnvironment, RetryPolicy
 from hub.ctm.layouts import Layout
@@ -342,3 +342,27 @@ class TestQuarantine:
         cells = json.loads(cipher.open(first.raw, field=RAW_FIELD, row=first.id))
         assert cells[NAMES.index("COMPLAINT_ID")] == "2"
         assert cells[NAMES.index("RECEIVED_DATE")] == "someday"
+
+
+async def test_two_imports_in_one_transaction(setup: Setup) -> None:
+    """Two imports inside one outer transaction (each its own savepoint, as a test's or
+    a caller's transaction may hold them) share the staging table without tripping."""
+    from hub.complaints.service import Deadlines, Importer
+    from hub.core import crypto
+    from hub.ctm.parser import ComplaintParser
+
+    async with setup.db.transaction() as session:
+        cipher = await crypto.cipher_for(session, setup.member.tenant_id)
+        for size in (3, 5):
+            parser = ComplaintParser(batch_size=2)
+            importer = Importer(
+                session, cipher, tenant_id=setup.member.tenant_id, api_key_id=None,
+                complete=parser.complete, sync_run_id=None, now=utcnow(), deadlines=Deadlines(),
+            )  # fmt: skip
+            async with session.begin_nested():
+                data = full_file(Layout.CURRENT, rows(size))
+                for batch in [*parser.feed_rows(data), *parser.close_rows()]:
+                    await importer.add(batch)
+                result = await importer.finish()
+            assert result.new == (2 if size == 5 else 3)  # complaints 4 and 5 are new
+    assert await count(setup, Complaint) == 5
