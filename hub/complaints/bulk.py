@@ -146,7 +146,8 @@ async def write_batch(
     first: bool,
     on_wire: Callable[[], None] = lambda: None,
 ) -> tuple[set[UUID], list[UUID]]:
-    """Upsert the batch's new and changed complaints with the history of the changed ones
+    """Upsert the batch's new and changed complaints (each row's `fields` already JSON
+    text) with the history of the changed ones
     (`changes`: complaint id -> columns) and an event each (`events`: complaint id ->
     type): the ids of the complaints written, and of the events recorded. `first`: the
     transaction's first batch (it makes the staging table); `on_wire` is called as the
@@ -161,7 +162,7 @@ async def write_batch(
             ident, row["contract"], row["complaint_id"], row["issue_level"],
             row["is_immediate_need"], row["received_date"], row["assignment_date"],
             row["due_date"], row["due_basis"].value, row["cms_resolution_date"],
-            row["category"], row["subcategory"], jsonb(row["fields"]), row["phi"].token,
+            row["category"], row["subcategory"], row["fields"], row["phi"].token,
             row["bene_index"], row["content_hash"], row["phi_hash"], row["last_changed_at"],
             uuid7() if kind else None, kind, uuid7() if changed else None,
             jsonb(changed) if changed else None,

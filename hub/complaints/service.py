@@ -132,11 +132,26 @@ class _Stored:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     record: ComplaintRecord
-    fields: dict[str, Any]
-    phi: dict[str, Any]
+    split: _Split
+    phi_values: tuple[str, ...]
+    field_values: tuple[str, ...]
     content_hash: str
     phi_hash: str
     bene_index: str | None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The non-PHI fields kept in clear (column -> text as written)."""
+        return dict(zip(self.split.field_names, self.field_values, strict=True))
+
+    def fields_json(self) -> str:
+        return jsontext.object_text(self.split.field_keys, self.field_values)
+
+    def phi_json(self) -> str:
+        """The PHI document (sealed as one): PHI columns, and any unknown ones."""
+        unknown = self.record.unknown
+        extra = {"_unknown": dict(unknown)} if unknown else None
+        return jsontext.object_text(self.split.phi_keys, self.phi_values, extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +159,12 @@ class _Split:
     """How a file's cells divide into PHI (sealed) and other non-typed fields (clear)."""
 
     columns: Columns
-    phi_names: tuple[str, ...]
+    phi_keys: tuple[str, ...]  # '"NAME":', each PHI column's key in the PHI document
     phi_labels: tuple[str, ...]  # "NAME\x1d": what the PHI hash prefixes each value with
+    bene_at: int | None  # where BENE_IDENTIFIER is among the PHI values
     pick_phi: Callable[[list[str]], tuple[str, ...]]
     field_names: tuple[str, ...]
+    field_keys: tuple[str, ...]
     pick_fields: Callable[[list[str]], tuple[str, ...]]
 
 
@@ -161,12 +178,15 @@ def _split_for(columns: Columns) -> _Split:
     pairs = list(zip(columns.names, columns.positions, strict=True))
     phi = [(n, p) for n, p in pairs if n in PHI_COLUMNS]
     fields = [(n, p) for n, p in pairs if n not in PHI_COLUMNS and n not in _TYPED]
+    phi_names = [n for n, _ in phi]
     split = _Split(
         columns,
-        tuple(n for n, _ in phi),
-        tuple(f"{n}\x1d" for n, _ in phi),
+        jsontext.keys(phi_names),
+        tuple(f"{n}\x1d" for n in phi_names),
+        phi_names.index("BENE_IDENTIFIER") if "BENE_IDENTIFIER" in phi_names else None,
         _picker([p for _, p in phi]),
         tuple(n for n, _ in fields),
+        jsontext.keys([n for n, _ in fields]),
         _picker([p for _, p in fields]),
     )
     if len(_SPLITS) > 64:
@@ -188,18 +208,15 @@ def _prepare(cipher: TenantCipher, record: ComplaintRecord, content_hash: str) -
     # The cells as written: non-PHI ones kept in the clear for filtering, PHI ones sealed.
     cells, split = record.cells, _split_for(record.columns)
     values = split.pick_phi(cells)
-    phi: dict[str, Any] = dict(zip(split.phi_names, values, strict=True))
-    fields: dict[str, Any] = dict(zip(split.field_names, split.pick_fields(cells), strict=True))
+    # Unknown columns may hold anything, PHI included: they are kept, sealed, and hashed.
     unknown = _canonical(dict(record.unknown)) if record.unknown else ""
-    if unknown:
-        # Unknown columns may hold anything, PHI included: they are kept, sealed.
-        phi["_unknown"] = dict(record.unknown)
     phi_text = "\x1f".join(map(operator.add, split.phi_labels, values)) + unknown
-    bene = phi.get("BENE_IDENTIFIER", "").strip()
+    bene = values[split.bene_at].strip() if split.bene_at is not None else ""
     return _Prepared(
         record=record,
-        fields=fields,
-        phi=phi,
+        split=split,
+        phi_values=values,
+        field_values=split.pick_fields(cells),
         content_hash=content_hash,
         phi_hash=cipher.fingerprint(phi_text, field=PHI_FIELD),
         bene_index=cipher.blind_index(bene, field=BENE_FIELD) if bene else None,
@@ -222,7 +239,6 @@ def _typed_values(p: _Prepared, deadlines: Deadlines) -> dict[str, Any]:
         "cms_resolution_date": record.date("RESOLUTION_DATE"),
         "category": record.text("COMPLAINT_CATEGORY")[:200],
         "subcategory": record.text("COMPLAINT_SUBCATEGORY")[:200],
-        "fields": p.fields,
         "content_hash": p.content_hash,
         "phi_hash": p.phi_hash,
         "bene_index": p.bene_index,
@@ -461,7 +477,9 @@ class Importer:
             old = stored.get((record.contract_id, record.complaint_id))
             typed = _typed_values(p, self._deadlines)
             ident = old.id if old is not None else uuid7()
-            typed["phi"] = cipher.seal(jsontext.dumps(p.phi), field=PHI_FIELD, row=ident)
+            typed["phi"] = cipher.seal(p.phi_json(), field=PHI_FIELD, row=ident)
+            # PostgreSQL's COPY takes the document as JSON text; SQLAlchemy takes the dict.
+            typed["fields"] = p.fields_json() if self._postgres else p.fields
             if old is None:
                 result.new += 1
                 writes.new.add(ident)

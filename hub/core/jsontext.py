@@ -8,7 +8,8 @@ document). Same output as `json.dumps(value, ensure_ascii=False, separators=(","
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json import encoder
 from typing import Any
 
@@ -33,3 +34,21 @@ def _build() -> Callable[[Any], str]:
 
 
 dumps = _build()
+_text = encoder.encode_basestring  # the C one where there is one; UTF-8 kept as is
+
+
+def keys(names: Iterable[str]) -> tuple[str, ...]:
+    """Each name as an object key, ready for `object_text`: '"NAME":'."""
+    return tuple(_text(name) + ":" for name in names)
+
+
+def object_text(
+    keyed: Sequence[str], values: Sequence[str], extra: Mapping[str, Any] | None = None
+) -> str:
+    """The JSON object of `keys(names)` and their string values (and `extra`'s items),
+    written straight from the two sequences, without building a dict first."""
+    body = ",".join(map(operator.add, keyed, map(_text, values)))
+    if extra:
+        tail = dumps(extra)[1:-1]
+        body = f"{body},{tail}" if body else tail
+    return "{" + body + "}"
