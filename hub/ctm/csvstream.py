@@ -114,6 +114,8 @@ def _raw_records(block: str) -> list[str | list[str]]:
     quoted = '"' in block
     if not quoted and (ends == "\r\n" or not crs):
         return list(lines)
+    if ends == "\r\n":
+        return _joined(lines)
     records: list[str | list[str]] = []
     pending: str | None = None
     for line in lines:
@@ -132,6 +134,27 @@ def _raw_records(block: str) -> list[str | list[str]]:
             records.extend(csv.reader(io.StringIO(line, newline="")))
         else:
             records.append(line)
+    if pending is not None:  # cannot happen for a block cut outside quotes
+        records.append(pending)
+    return records
+
+
+def _joined(lines: list[str]) -> list[str | list[str]]:
+    """CRLF lines (no CR left in them but inside quotes) as records: a line with an odd
+    count of quotes opens a quoted field that goes on over the next lines."""
+    records: list[str | list[str]] = []
+    pending: str | None = None
+    for line in lines:
+        if pending is None:
+            if line.count('"') & 1:
+                pending = line
+            else:
+                records.append(line)
+        else:
+            pending += "\r\n" + line
+            if not pending.count('"') & 1:
+                records.append(pending)
+                pending = None
     if pending is not None:  # cannot happen for a block cut outside quotes
         records.append(pending)
     return records

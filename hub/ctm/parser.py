@@ -574,9 +574,10 @@ class ComplaintParser:
 def _plain_cell(text: str) -> str | None:
     """A cell's value from its raw text when no parsing is needed: unquoted, or quoted
     with no quote inside; None otherwise."""
-    if '"' not in text:
+    quotes = text.count('"')
+    if not quotes:
         return text
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and '"' not in text[1:-1]:
+    if quotes == 2 and len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         return text[1:-1]
     return None
 

@@ -230,10 +230,12 @@ class TenantCipher:
             raise TenantKeyMissing(tenant_id=self.tenant_id, version=None, field=field)
         mac = self._index.copy()
         mac.update(b"fingerprint\x00" + field.encode())
-        blake2b, key = hashlib.blake2b, mac.digest()
+        keyed = hashlib.blake2b(key=mac.digest(), digest_size=16)  # copied: keyed once
 
         def fingerprint(value: str) -> str:
-            return blake2b(value.encode(), key=key, digest_size=16).hexdigest()
+            digest = keyed.copy()
+            digest.update(value.encode())
+            return digest.hexdigest()
 
         self._prints[field] = fingerprint
         return fingerprint
