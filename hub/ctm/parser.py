@@ -258,15 +258,16 @@ class ComplaintParser:
         record_of = self._read_row
         if record_of is None:
             raise RuntimeError("complete() before the header was read")
+        if len(skip) == len(rows):  # all known unchanged (a re-sync): only their keys count
+            self._remember([_skipped(raw) for raw in rows])
+            return []
         texts = [r.text for i, r in enumerate(rows) if i not in skip and r.cells is None]
         parsed = iter(_cells_of(texts))
         keys: list[tuple[str, str, int]] = []
         records: list[ComplaintRecord] = []
         for index, raw in enumerate(rows):
             if index in skip:
-                if raw.complaint_id is None or raw.contract_id is None:
-                    raise ValueError(f"row {raw.row} cannot be skipped: its complaint is unknown")
-                keys.append((raw.contract_id, raw.complaint_id, raw.row))
+                keys.append(_skipped(raw))
                 continue
             cells = raw.cells if raw.cells is not None else next(parsed)
             try:
@@ -279,6 +280,11 @@ class ComplaintParser:
                 continue
             keys.append((record.contract_id, record.complaint_id, record.row))
             records.append(record)
+        self._remember(keys)
+        return records
+
+    def _remember(self, keys: list[tuple[str, str, int]]) -> None:
+        """Note each row's complaint (in file order) and warn of those seen before."""
         for (contract, complaint, row), previous in zip(
             keys, self._seen.remember_all(keys), strict=True
         ):
@@ -286,7 +292,6 @@ class ComplaintParser:
                 self._duplicate(contract, complaint, row, previous)
         if self._closed:
             self._count()
-        return records
 
     def finish(self) -> None:
         """Release the duplicate index (a temporary file past `memory_keys` complaints)."""
@@ -354,10 +359,18 @@ class ComplaintParser:
             return (complaint, checked) if complaint else (None, None)
 
         def of_text(text: str) -> tuple[str | None, str | None]:
-            parts = text.split(",", span)
-            if len(parts) < span:
-                return None, None
-            return valid(_plain_cell(parts[id_at]), _plain_cell(parts[contract_at]))
+            # The first `span` cells only (splitting the whole text would copy its rest).
+            cells: list[str] = []
+            start = 0
+            for _ in range(span):
+                end = text.find(",", start)
+                if end < 0:
+                    end = len(text)
+                    if len(cells) < span - 1:
+                        return None, None
+                cells.append(text[start:end])
+                start = end + 1
+            return valid(_plain_cell(cells[id_at]), _plain_cell(cells[contract_at]))
 
         def of_cells(cells: list[str]) -> tuple[str | None, str | None]:
             if len(cells) < span:
@@ -569,6 +582,13 @@ class ComplaintParser:
                 if label not in self.summary.unknown_columns:
                     self.summary.unknown_columns.append(label)
         return extra
+
+
+def _skipped(raw: RawRow) -> tuple[str, str, int]:
+    """A row the caller skips: its complaint must be known (it was read off the text)."""
+    if raw.complaint_id is None or raw.contract_id is None:
+        raise ValueError(f"row {raw.row} cannot be skipped: its complaint is unknown")
+    return raw.contract_id, raw.complaint_id, raw.row
 
 
 def _plain_cell(text: str) -> str | None:

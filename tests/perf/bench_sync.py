@@ -251,6 +251,8 @@ async def main_async(args: argparse.Namespace) -> None:
         async with db.transaction() as session:
             await session.execute(text("UPDATE sync_cursors SET synced_through = NULL"))
         writes_before = await _writes(db)
+        async with db.transaction() as session:  # a worker's pool is warm: so is this one
+            await session.execute(text("SELECT 1"))
         again, resynced = await sync_all(db, client, member, key, contracts)
         written = await _writes(db) - writes_before
         print(f"re-sync of unchanged data: {resynced} complaints in {again:.1f} s; "
