@@ -359,18 +359,10 @@ class ComplaintParser:
             return (complaint, checked) if complaint else (None, None)
 
         def of_text(text: str) -> tuple[str | None, str | None]:
-            # The first `span` cells only (splitting the whole text would copy its rest).
-            cells: list[str] = []
-            start = 0
-            for _ in range(span):
-                end = text.find(",", start)
-                if end < 0:
-                    end = len(text)
-                    if len(cells) < span - 1:
-                        return None, None
-                cells.append(text[start:end])
-                start = end + 1
-            return valid(_plain_cell(cells[id_at]), _plain_cell(cells[contract_at]))
+            parts = text.split(",", span)
+            if len(parts) < span:
+                return None, None
+            return valid(_plain_cell(parts[id_at]), _plain_cell(parts[contract_at]))
 
         def of_cells(cells: list[str]) -> tuple[str | None, str | None]:
             if len(cells) < span:
