@@ -514,11 +514,14 @@ class Importer:
             "created_at": now, "updated_at": now,
         }  # fmt: skip
         if self._postgres:
-            written, event_ids = await bulk.write_batch(
-                await postgres.driver(session), writes.rows, constants,
-                changes=writes.changes, events=writes.events, first=not self._staging,
-                on_wire=self._on_wire.set,
-            )  # fmt: skip
+            try:
+                written, event_ids = await bulk.write_batch(
+                    await postgres.driver(session), writes.rows, constants,
+                    changes=writes.changes, events=writes.events, first=not self._staging,
+                    on_wire=self._on_wire.set,
+                )  # fmt: skip
+            finally:
+                self._on_wire.set()  # a write that failed first must not leave `add` waiting
             self._staging = True
             if event_ids:
                 jobs.enqueue(session, dispatch_many_job(event_ids))

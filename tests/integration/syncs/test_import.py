@@ -4,6 +4,7 @@ that appears twice wins, and what a download that fails halfway leaves behind.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -366,3 +367,34 @@ async def test_two_imports_in_one_transaction(setup: Setup) -> None:
                 result = await importer.finish()
             assert result.new == (2 if size == 5 else 3)  # complaints 4 and 5 are new
     assert await count(setup, Complaint) == 5
+
+
+async def test_a_write_that_fails_fails_the_sync_and_imports_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import waits for each write to be on its way: a write failing before that must
+    fail the sync (cleanly, rolled back), not leave it waiting."""
+    from hub.complaints import service
+
+    monkeypatch.setattr(bulk, "write_batch", _failing_generic(bulk.write_batch))
+    monkeypatch.setattr(service, "_upsert_generic", _failing_generic(service._upsert_generic))
+    result = await asyncio.wait_for(setup.sync(full_file(Layout.CURRENT, rows(12))), 30)
+    assert result.outcome is RunOutcome.FAILED
+    assert result.error == "RuntimeError: internal error"
+    assert await count(setup, Complaint) == 0
+    monkeypatch.undo()
+    assert (await setup.sync(full_file(Layout.CURRENT, rows(12)))).new == 12
+
+
+def _failing_generic(original: Any) -> Any:
+    """`original`, failing on its second call."""
+    calls = 0
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the database went away")
+        return await original(*args, **kwargs)
+
+    return failing
