@@ -387,8 +387,14 @@ class Importer:
             await waiting.stored  # back long since, as a rule: now nothing stands before
         batch.stored = self._read(batch.known)
         self._on_wire.clear()
-        if self._send() and self._postgres:
-            await self._on_wire.wait()  # the write's statement is sent: the database works
+        write = self._send()
+        if write is not None and self._postgres:
+            # Until the write's statement is sent (the database works while Python goes
+            # on), or the write has ended: it fails without a statement if a step before
+            # it failed, and the failure comes out of the next step awaited.
+            on_wire = asyncio.ensure_future(self._on_wire.wait())
+            await asyncio.wait({on_wire, write}, return_when=asyncio.FIRST_COMPLETED)
+            on_wire.cancel()
         await asyncio.sleep(0)  # the next step's turn: it sends its statement
         if waiting is not None:
             await self._process(waiting)
@@ -416,14 +422,13 @@ class Importer:
         session, tenant = self._session, self._tenant_id
         return self._line.run(lambda: _stored_hashes(session, tenant, keys))
 
-    def _send(self) -> bool:
-        """Put the planned batch's write in line (it runs while Python goes on); whether
-        there was one."""
+    def _send(self) -> asyncio.Task[None] | None:
+        """Put the planned batch's write in line (it runs while Python goes on); its task,
+        if there was one."""
         writes, self._unsent, self._unsent_batch = self._unsent, None, None
         if writes is None or not writes.rows:
-            return False
-        self._line.run(lambda: self._write(writes))
-        return True
+            return None
+        return self._line.run(lambda: self._write(writes))
 
     async def _process(self, batch: _Batch) -> None:
         cipher, result, rows, prints = self._cipher, self.result, batch.rows, batch.prints
@@ -514,14 +519,11 @@ class Importer:
             "created_at": now, "updated_at": now,
         }  # fmt: skip
         if self._postgres:
-            try:
-                written, event_ids = await bulk.write_batch(
-                    await postgres.driver(session), writes.rows, constants,
-                    changes=writes.changes, events=writes.events, first=not self._staging,
-                    on_wire=self._on_wire.set,
-                )  # fmt: skip
-            finally:
-                self._on_wire.set()  # a write that failed first must not leave `add` waiting
+            written, event_ids = await bulk.write_batch(
+                await postgres.driver(session), writes.rows, constants,
+                changes=writes.changes, events=writes.events, first=not self._staging,
+                on_wire=self._on_wire.set,
+            )  # fmt: skip
             self._staging = True
             if event_ids:
                 jobs.enqueue(session, dispatch_many_job(event_ids))

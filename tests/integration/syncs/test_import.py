@@ -369,15 +369,20 @@ async def test_two_imports_in_one_transaction(setup: Setup) -> None:
     assert await count(setup, Complaint) == 5
 
 
-async def test_a_write_that_fails_fails_the_sync_and_imports_nothing(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing", ["write", "read"])
+async def test_a_database_step_that_fails_fails_the_sync_and_imports_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    """The import waits for each write to be on its way: a write failing before that must
-    fail the sync (cleanly, rolled back), not leave it waiting."""
+    """The import waits for each write to be on its way: a write failing before that (or
+    never sent because the read before it failed) must fail the sync, cleanly and rolled
+    back, not leave it waiting."""
     from hub.complaints import service
 
-    monkeypatch.setattr(bulk, "write_batch", _failing_generic(bulk.write_batch))
-    monkeypatch.setattr(service, "_upsert_generic", _failing_generic(service._upsert_generic))
+    if failing == "write":
+        monkeypatch.setattr(bulk, "write_batch", _failing_on_third(bulk.write_batch))
+        monkeypatch.setattr(service, "_upsert_generic", _failing_on_third(service._upsert_generic))
+    else:
+        monkeypatch.setattr(service, "_stored_hashes", _failing_on_third(service._stored_hashes))
     result = await asyncio.wait_for(setup.sync(full_file(Layout.CURRENT, rows(12))), 30)
     assert result.outcome is RunOutcome.FAILED
     assert result.error == "RuntimeError: internal error"
@@ -386,14 +391,14 @@ async def test_a_write_that_fails_fails_the_sync_and_imports_nothing(
     assert (await setup.sync(full_file(Layout.CURRENT, rows(12)))).new == 12
 
 
-def _failing_generic(original: Any) -> Any:
-    """`original`, failing on its second call."""
+def _failing_on_third(original: Any) -> Any:
+    """`original`, failing on its third call."""
     calls = 0
 
     async def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 2:
+        if calls == 3:
             raise RuntimeError("the database went away")
         return await original(*args, **kwargs)
 
