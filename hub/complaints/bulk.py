@@ -15,8 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from hub.core.crypto import Sealed
-from hub.core.db.postgres import jsonb
+from hub.core import jsontext
 from hub.core.ids import uuid7
 
 # One index probe per id, whatever the statistics say. They never know a running import's
@@ -118,15 +117,8 @@ WRITE = _write_statement()
 
 
 def _value(value: Any) -> Any:
-    """A value as asyncpg takes it: documents as JSON text, sealed values as their bytes,
-    enums as their values."""
-    if isinstance(value, dict | list):
-        return jsonb(value)
-    if isinstance(value, Sealed):
-        return value.token
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+    """A batch's shared value as asyncpg takes it (an enum as its value)."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 async def stored_hashes(
@@ -165,7 +157,7 @@ async def write_batch(
             row["category"], row["subcategory"], row["fields"], row["phi"].token,
             row["bene_index"], row["content_hash"], row["phi_hash"], row["last_changed_at"],
             uuid7() if kind else None, kind, uuid7() if changed else None,
-            jsonb(changed) if changed else None,
+            jsontext.dumps(changed) if changed else None,
         ))  # fmt: skip
     await connection.copy_records_to_table(STAGE, records=staged, columns=_STAGED)
     written: set[UUID] = set()
