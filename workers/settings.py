@@ -122,9 +122,12 @@ def _on_startup(
     webhook_in_flight: int = webhooks.DEFAULT_IN_FLIGHT,
     webhook_lingering: int = 0,
     settle_heap: bool = False,
+    max_jobs: int = 1,
 ) -> StartupShutdown:
     async def startup(ctx: dict[str, Any]) -> None:
-        db = database or Database.from_url(settings.effective_database_url)
+        # A connection kept for every job slot: a burst of concurrent jobs beyond a smaller
+        # pool would open (and on PostgreSQL fork a backend for) a connection per job.
+        db = database or Database.from_url(settings.effective_database_url, pool_size=max_jobs)
         db.queue = db.queue or jobs.ArqQueue(ctx["redis"])
         if db.crypto is None:
             db.crypto = Crypto.from_settings(settings)
@@ -212,6 +215,7 @@ def create_worker(
             webhook_in_flight,
             lingering,
             settle_heap=not burst,  # a serving worker; not a test's burst in a shared process
+            max_jobs=options["max_jobs"],
         )
     return Worker(**options)
 

@@ -10,11 +10,12 @@ from typing import Any, Protocol, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
 from hub.core.db import utcnow
+from hub.core.db.postgres import among
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
@@ -216,35 +217,49 @@ async def dispatch_each(
 
 
 async def dispatch_together(session: AsyncSession, event_ids: Sequence[UUID], bus: EventBus) -> int:
-    """Dispatch many events at once in the caller's transaction: locked in one statement,
-    each subscription run once over its events (its `batch_handler` when it has one), all
-    marked dispatched in one statement; returns how many. Any failure fails them all: the
+    """Dispatch many events at once in the caller's transaction: locked and marked
+    dispatched in one statement, each subscription run once over its events (its
+    `batch_handler` when it has one); returns how many. Any failure fails them all: the
     caller rolls back and falls back to `dispatch_each`."""
-    statement = (
-        select(*_FACTS)
-        .where(Event.id.in_(event_ids), Event.dispatched_at.is_(None))
+    chosen = (
+        select(Event.id)
+        .where(among(session, Event.id, event_ids), Event.dispatched_at.is_(None))
         .order_by(Event.id)  # one lock order, so two batches never deadlock
     )
     if not is_sqlite_session(session):
-        statement = statement.with_for_update()
-    return await _handle_together(session, (await session.execute(statement)).all(), bus)
+        chosen = chosen.with_for_update()
+    return await _handle_together(session, await _take(session, chosen), bus)
 
 
 async def dispatch_pending(session: AsyncSession, bus: EventBus, *, limit: int) -> int:
     """Like `dispatch_together`, for the oldest undispatched events that no dispatch has
     tried yet and no other transaction holds (whichever job they were enqueued with)."""
-    statement = (
-        select(*_FACTS)
+    chosen = (
+        select(Event.id)
         .where(Event.dispatched_at.is_(None), Event.attempts == 0)
         .order_by(Event.dispatched_at, Event.occurred_at)  # along ix_events_undispatched
         .limit(limit)
     )
     if not is_sqlite_session(session):
-        statement = statement.with_for_update(skip_locked=True)
-    return await _handle_together(session, (await session.execute(statement)).all(), bus)
+        chosen = chosen.with_for_update(skip_locked=True)
+    return await _handle_together(session, await _take(session, chosen), bus)
 
 
 _FACTS = (Event.id, Event.tenant_id, Event.type, Event.payload)
+
+
+async def _take(session: AsyncSession, chosen: Select[Any]) -> list[Any]:
+    """Mark the chosen events dispatched (one UPDATE, which also locks them) and read their
+    facts, in event order. The handlers run after it in the same transaction: if one
+    fails, the caller rolls the marks back with everything else."""
+    statement = (
+        update(Event)
+        .where(Event.id.in_(chosen.scalar_subquery()))
+        .values(dispatched_at=utcnow(), attempts=Event.attempts + 1, last_error=None)
+        .returning(*_FACTS)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted((await session.execute(statement)).all(), key=lambda row: row.id)
 
 
 async def _handle_together(session: AsyncSession, rows: Sequence[Any], bus: EventBus) -> int:
@@ -260,16 +275,12 @@ async def _handle_together(session: AsyncSession, rows: Sequence[Any], bus: Even
             await subscription.batch_handler(session, matching)
             continue
         if entities is None:
-            found = await session.scalars(select(Event).where(Event.id.in_([e.id for e in facts])))
+            found = await session.scalars(
+                select(Event).where(among(session, Event.id, [e.id for e in facts]))
+            )
             entities = {e.id: e for e in found}
         for fact in matching:
             await subscription.handler(session, entities[fact.id])
-    await session.execute(
-        update(Event)
-        .where(Event.id.in_([e.id for e in facts]))
-        .values(dispatched_at=utcnow(), attempts=Event.attempts + 1, last_error=None)
-        .execution_options(synchronize_session=False)
-    )
     return len(facts)
 
 

@@ -20,14 +20,13 @@ from uuid import UUID
 import aiohttp
 import structlog
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
 from hub.audit import service as audit
 from hub.core import jobs
-from hub.core.db import utcnow
+from hub.core.db import postgres, utcnow
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
 from hub.events.service import EventFacts, record_event
@@ -169,34 +168,60 @@ async def fan_out_many(session: AsyncSession, events: Sequence[EventFacts]) -> N
 def _matching(
     events: Sequence[EventFacts], endpoints: Sequence[Any]
 ) -> list[tuple[EventFacts, UUID]]:
-    """`matches` for every (event, endpoint) pair, deciding each event type once per
-    endpoint and reading each event's contracts once."""
-    named: dict[UUID, set[str]] = {}
-    pairs = []
-    for endpoint in endpoints:
-        wanted: dict[str, bool] = {}
-        contracts = endpoint.contracts
-        for event in events:
-            is_wanted = wanted.get(event.type)
-            if is_wanted is None:
-                is_wanted = any(fnmatchcase(event.type, p) for p in endpoint.event_types)
-                wanted[event.type] = is_wanted
-            if not is_wanted:
-                continue
-            if contracts:
-                about = named.get(event.id)
-                if about is None:
-                    about = named[event.id] = contracts_named(event.payload)
-                if about and about.isdisjoint(contracts):
-                    continue
-            pairs.append((event, endpoint.id))
+    """`matches` for every (event, endpoint) pair: the endpoints subscribed to an event type
+    are found once per type, split into those for every contract and those for some, by
+    contract; each event then looks up only its own contracts."""
+    routes: dict[str, tuple[list[UUID], dict[str, list[UUID]], list[UUID]]] = {}
+    pairs: list[tuple[EventFacts, UUID]] = []
+    for event in events:
+        route = routes.get(event.type)
+        if route is None:
+            route = routes[event.type] = _route(event.type, endpoints)
+        unfiltered, by_contract, filtered = route
+        pairs.extend((event, endpoint_id) for endpoint_id in unfiltered)
+        if not filtered:
+            continue
+        named = contracts_named(event.payload)
+        if not named:  # about no contract: the contract filter lets it through
+            pairs.extend((event, endpoint_id) for endpoint_id in filtered)
+        elif len(named) == 1:
+            pairs.extend(
+                (event, endpoint_id) for endpoint_id in by_contract.get(next(iter(named)), ())
+            )
+        else:
+            chosen = {e for contract in named for e in by_contract.get(contract, ())}
+            pairs.extend((event, endpoint_id) for endpoint_id in filtered if endpoint_id in chosen)
     return pairs
+
+
+def _route(
+    event_type: str, endpoints: Sequence[Any]
+) -> tuple[list[UUID], dict[str, list[UUID]], list[UUID]]:
+    """The endpoints subscribed to `event_type`: those without a contract filter, those
+    with one by contract, and those with one."""
+    unfiltered: list[UUID] = []
+    by_contract: dict[str, list[UUID]] = defaultdict(list)
+    filtered: list[UUID] = []
+    for endpoint in endpoints:
+        if not any(fnmatchcase(event_type, pattern) for pattern in endpoint.event_types):
+            continue
+        if not endpoint.contracts:
+            unfiltered.append(endpoint.id)
+            continue
+        filtered.append(endpoint.id)
+        for contract in dict.fromkeys(endpoint.contracts):
+            by_contract[contract].append(endpoint.id)
+    return unfiltered, by_contract, filtered
 
 
 async def _insert_messages(session: AsyncSession, pairs: list[tuple[EventFacts, UUID]]) -> None:
     """One INSERT for all; a message already made (the event dispatched twice) is skipped
     by the unique (event, endpoint) constraint."""
     now = utcnow()
+    if postgres.is_postgres(session):
+        await _insert_messages_postgres(session, pairs, now=now)
+        wake_later(session, {endpoint_id for _, endpoint_id in pairs})
+        return
     rows = [
         {
             "id": uuid7(),
@@ -213,12 +238,39 @@ async def _insert_messages(session: AsyncSession, pairs: list[tuple[EventFacts, 
         }
         for event, endpoint_id in pairs
     ]
-    dialect = session.get_bind().dialect.name
-    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_messages_table())
-    await session.execute(
-        statement.on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"]), rows
+    statement = sqlite_insert(_messages_table()).on_conflict_do_nothing(
+        index_elements=["event_id", "endpoint_id"]
     )
+    await session.execute(statement, rows)
     wake_later(session, {endpoint_id for _, endpoint_id in pairs})
+
+
+_INSERT_MESSAGES = """
+INSERT INTO webhook_messages (id, tenant_id, endpoint_id, event_id, event_type, status,
+                              attempts, schedule_start, next_attempt_at, created_at, updated_at)
+SELECT m.id, m.tenant_id, m.endpoint_id, m.event_id, m.event_type, $6, 0, 0, $7, $7, $7
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[])
+     AS m(id, tenant_id, endpoint_id, event_id, event_type)
+ON CONFLICT (event_id, endpoint_id) DO NOTHING
+"""
+
+
+async def _insert_messages_postgres(
+    session: AsyncSession, pairs: list[tuple[EventFacts, UUID]], *, now: datetime
+) -> None:
+    """The same INSERT with each column in one array parameter: a fan-out of hundreds of
+    events is one small statement, not a parameter set per row."""
+    connection = await postgres.driver(session)
+    await connection.execute(
+        _INSERT_MESSAGES,
+        [uuid7() for _ in pairs],
+        [event.tenant_id for event, _ in pairs],
+        [endpoint_id for _, endpoint_id in pairs],
+        [event.id for event, _ in pairs],
+        [event.type for event, _ in pairs],
+        MessageStatus.PENDING.value,
+        now,
+    )
 
 
 def _messages_table() -> Table:

@@ -24,7 +24,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.crypto import CryptoError
-from hub.core.db import Database, utcnow
+from hub.core.db import Database, postgres, utcnow
 from hub.core.ids import uuid7
 from hub.events.models import Event
 from hub.tenants.models import Tenant
@@ -240,7 +240,7 @@ async def _lease_due(
 async def _set(session: AsyncSession, ids: Sequence[UUID], **values: Any) -> None:
     await session.execute(
         update(WebhookMessage)
-        .where(WebhookMessage.id.in_(ids))
+        .where(postgres.among(session, WebhookMessage.id, ids))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -361,7 +361,10 @@ async def record(
         pause = max([pause, *(r.retry_after or 0.0 for _, r in failed)])
         await session.execute(
             update(WebhookMessage)
-            .where(WebhookMessage.id.in_(unsent), WebhookMessage.status == MessageStatus.PENDING)
+            .where(
+                postgres.among(session, WebhookMessage.id, unsent),
+                WebhookMessage.status == MessageStatus.PENDING,
+            )
             .values(next_attempt_at=now + timedelta(seconds=pause))
             .execution_options(synchronize_session=False)
         )
@@ -377,29 +380,32 @@ async def _record_successes(
     now: datetime,
 ) -> None:
     """The common case in plain statements: one UPDATE for the messages, one INSERT for
-    their attempts."""
-    returned = await session.execute(
-        update(WebhookMessage)
-        .where(WebhookMessage.id.in_([m.message_id for m, _ in succeeded]))
-        .values(
-            attempts=WebhookMessage.attempts + 1,
-            last_attempt_at=now,
-            status=MessageStatus.SUCCEEDED,
-            delivered_at=now,
-            next_attempt_at=None,
-            last_error=None,
+    their attempts (on PostgreSQL, one statement for both)."""
+    if postgres.is_postgres(session):
+        await _record_successes_postgres(session, batch, succeeded, now=now)
+    else:
+        returned = await session.execute(
+            update(WebhookMessage)
+            .where(WebhookMessage.id.in_([m.message_id for m, _ in succeeded]))
+            .values(
+                attempts=WebhookMessage.attempts + 1,
+                last_attempt_at=now,
+                status=MessageStatus.SUCCEEDED,
+                delivered_at=now,
+                next_attempt_at=None,
+                last_error=None,
+            )
+            .returning(WebhookMessage.id, WebhookMessage.attempts)
+            .execution_options(synchronize_session=False)
         )
-        .returning(WebhookMessage.id, WebhookMessage.attempts)
-        .execution_options(synchronize_session=False)
-    )
-    numbers: dict[UUID, int] = {row[0]: row[1] for row in returned}
-    rows = [
-        _attempt_row(batch, message.message_id, numbers[message.message_id], result, now=now)
-        for message, result in succeeded
-        if message.message_id in numbers  # else deleted while the request was in flight
-    ]
-    if rows:
-        await session.execute(insert(_table(WebhookAttempt)), rows)
+        numbers: dict[UUID, int] = {row[0]: row[1] for row in returned}
+        rows = [
+            _attempt_row(batch, message.message_id, numbers[message.message_id], result, now=now)
+            for message, result in succeeded
+            if message.message_id in numbers  # else deleted while the request was in flight
+        ]
+        if rows:
+            await session.execute(insert(_table(WebhookAttempt)), rows)
     if batch.was_failing:
         await session.execute(
             update(WebhookEndpoint)
@@ -407,6 +413,49 @@ async def _record_successes(
             .values(failing_since=None)
             .execution_options(synchronize_session=False)
         )
+
+
+# The attempt of each message still there (one deleted while its request was in flight has
+# none), numbered by the message's attempt count.
+_RECORD_SUCCESSES = """
+WITH done AS (
+    UPDATE webhook_messages
+    SET attempts = attempts + 1, last_attempt_at = $1, status = $2, delivered_at = $1,
+        next_attempt_at = NULL, last_error = NULL, updated_at = $1
+    WHERE id = ANY($3::uuid[])
+    RETURNING id, attempts
+)
+INSERT INTO webhook_attempts (id, tenant_id, message_id, endpoint_id, number, status_code,
+                              duration_ms, response_body, error_class, is_success,
+                              created_at, updated_at)
+SELECT a.id, $4, done.id, $5, done.attempts, a.status_code, a.duration_ms, a.response_body,
+       NULL, true, $1, $1
+FROM unnest($6::uuid[], $3::uuid[], $7::int[], $8::int[], $9::text[])
+     AS a(id, message_id, status_code, duration_ms, response_body)
+JOIN done ON done.id = a.message_id
+"""
+
+
+async def _record_successes_postgres(
+    session: AsyncSession,
+    batch: Batch,
+    succeeded: list[tuple[Claimed, sender.SendResult]],
+    *,
+    now: datetime,
+) -> None:
+    connection = await postgres.driver(session)
+    await connection.execute(
+        _RECORD_SUCCESSES,
+        now,
+        MessageStatus.SUCCEEDED.value,
+        [message.message_id for message, _ in succeeded],
+        batch.tenant_id,
+        batch.endpoint_id,
+        [uuid7() for _ in succeeded],
+        [result.status_code for _, result in succeeded],
+        [result.duration_ms for _, result in succeeded],
+        [result.response_body for _, result in succeeded],
+    )
 
 
 def _attempt_row(

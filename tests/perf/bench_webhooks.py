@@ -12,8 +12,10 @@ same concurrency to the same receiver.
 
 Options (environment): HUB_BENCH_EVENTS (10000), HUB_BENCH_CONCURRENCY (32),
 HUB_BENCH_BATCH (events per producer transaction, 50), HUB_BENCH_DISPATCH (`batched`: one
-outbox dispatch job per transaction, as syncs record events; `single`: one per event),
-HUB_BENCH_WORKERS (worker processes sharing the concurrency, 1).
+INSERT and one outbox dispatch job per transaction, as syncs record events; `single`: an
+event entity and a dispatch job each),
+HUB_BENCH_WORKERS (worker processes sharing the concurrency, 1), HUB_BENCH_FLOORS (the bare
+senders to measure, `aiohttp,httpx`; leave out httpx, far the slower, for quick iterations).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from hub.core.crypto import Crypto  # noqa: E402
 from hub.core.db import Database, create_engine, migrate  # noqa: E402
 from hub.core.ids import TenantID  # noqa: E402
 from hub.core.redis import EmbeddedRedis  # noqa: E402
-from hub.events.service import record_event, record_events  # noqa: E402
+from hub.events.service import insert_events, record_event  # noqa: E402
 from hub.settings import Settings, load_settings  # noqa: E402
 from hub.webhooks import signing  # noqa: E402
 from hub.webhooks.schemas import EndpointCreate  # noqa: E402
@@ -243,10 +245,9 @@ async def produce(settings: Settings, tenant: TenantID) -> dict[str, float]:
         ]
         async with database.transaction() as session:
             if BATCHED_DISPATCH:  # as a sync records its events: one dispatch job per batch
-                events = record_events(session, tenant, items)
+                ids = [str(i) for i in await insert_events(session, tenant, items)]
             else:
-                events = [record_event(session, tenant, t, p) for t, p in items]
-            ids = [str(e.id) for e in events]
+                ids = [str(record_event(session, tenant, t, p).id) for t, p in items]
         now = time.time()  # the commit has returned (jobs are sent right after it)
         committed.update(dict.fromkeys(ids, now))
     await database.dispose()
@@ -267,6 +268,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent busy so far (Linux: everything but idle and iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -312,7 +319,7 @@ async def main() -> None:
     try:
         bodies = bare_bodies(EVENTS)
         floors = {}
-        for kind in ("aiohttp", "httpx"):
+        for kind in os.environ.get("HUB_BENCH_FLOORS", "aiohttp,httpx").split(","):
             floors[kind] = await bare(kind, urls, bodies)
             await reset(ports[0])
         tenant = await set_up(settings, ports)
@@ -335,10 +342,14 @@ async def main() -> None:
         ]
         await asyncio.sleep(2)  # the worker connects and starts polling
         idle_cpu = sum(cpu_seconds(w.pid) for w in workers)  # start-up, before any event
+        receiver_before, machine_before = cpu_seconds(receiver.pid), machine_busy()
+        producer_before = time.process_time()
         committed = await produce(settings, tenant)
         seen = await wait_for(ports[0], EVENTS, within=1800)
         worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - idle_cpu
-        receiver_cpu = cpu_seconds(receiver.pid)
+        receiver_cpu = cpu_seconds(receiver.pid) - receiver_before
+        machine_cpu = machine_busy() - machine_before
+        producer_cpu = time.process_time() - producer_before
     finally:
         for worker in workers:
             worker.terminate()
@@ -360,15 +371,18 @@ async def main() -> None:
         f"events: {EVENTS} to {ENDPOINTS} endpoints, concurrency {CONCURRENCY} "
         f"({WORKERS} worker process{'es' if WORKERS > 1 else ''}), {dispatch}"
     )
-    print(f"bare aiohttp sender: {floors['aiohttp']:8.0f} signed posts/s")
-    print(f"bare httpx sender:   {floors['httpx']:8.0f} signed posts/s")
+    for kind, floor in floors.items():
+        print(f"bare {kind + ' sender:':15}{floor:8.0f} signed posts/s")
     produced = max(committed.values()) - min(committed.values())
     print(f"events committed in: {produced:8.2f} s ({EVENTS / produced:.0f} events/s)")
     print(f"hub delivered:       {len(latencies)} of {EVENTS}")
     print(f"hub deliveries/s:    {rate:8.0f}  (ratio to fastest bare sender {rate / fastest:.3f})")
+    per = 1e6 / len(latencies)
+    others = machine_cpu - worker_cpu - receiver_cpu - producer_cpu
     print(
-        f"CPU per delivery:    worker {worker_cpu / len(latencies) * 1e6:.0f} µs, "
-        f"receiver {receiver_cpu / len(latencies) * 1e6:.0f} µs (including the floors' posts)"
+        f"CPU per delivery:    worker {worker_cpu * per:.0f} µs, receiver {receiver_cpu * per:.0f}"
+        f" µs, producer {producer_cpu * per:.0f} µs, database and Redis {others * per:.0f} µs; "
+        f"whole machine {machine_cpu * per:.0f} µs ({os.cpu_count()} cores)"
     )
     print(
         f"commit to receipt:   p50 {percentile(latencies, 50) * 1000:.0f} ms, "

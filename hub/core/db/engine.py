@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from hub.core import jobs
 
@@ -54,19 +55,36 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    """Never hand out a pooled PostgreSQL connection the server has closed.
+
+    asyncpg notices a closed socket while the connection sits in the pool (a restarted or
+    failed-over server, an idle timeout), so asking it costs nothing; SQLAlchemy's
+    `pool_pre_ping` would instead spend three round trips (BEGIN, a query, ROLLBACK) on
+    every checkout. A connection that dies without a word (a network partition) fails its
+    first statement, and SQLAlchemy then discards the whole pool's connections of that
+    generation.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(_: Any, record: ConnectionPoolEntry, __: Any) -> None:
+        driver = record.driver_connection
+        if driver is not None and driver.is_closed():
+            raise exc.DisconnectionError("the server closed this pooled connection")
+
+
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """An engine; on PostgreSQL a pool keeping `pool_size` connections open, and as many
+    again opened for a burst (closed once returned)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo)
         _tune_sqlite(engine)
         return engine
-    return create_async_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
+    engine = create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
     )
+    _drop_closed_connections(engine)
+    return engine
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -110,9 +128,14 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str, queue: jobs.JobQueue | None = None, *, crypto: Crypto | None = None
+        cls,
+        url: str,
+        queue: jobs.JobQueue | None = None,
+        *,
+        crypto: Crypto | None = None,
+        pool_size: int = 10,
     ) -> Database:
-        return cls(create_engine(url), queue, crypto=crypto)
+        return cls(create_engine(url, pool_size=pool_size), queue, crypto=crypto)
 
     @asynccontextmanager
     async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
