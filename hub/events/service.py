@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
 
 import structlog
@@ -14,7 +14,7 @@ from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
-from hub.core.db import utcnow
+from hub.core.db import postgres, utcnow
 from hub.core.db.postgres import among
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID, uuid7
@@ -221,37 +221,42 @@ async def dispatch_together(session: AsyncSession, event_ids: Sequence[UUID], bu
     dispatched in one statement, each subscription run once over its events (its
     `batch_handler` when it has one); returns how many. Any failure fails them all: the
     caller rolls back and falls back to `dispatch_each`."""
-    chosen = (
-        select(Event.id)
-        .where(among(session, Event.id, event_ids), Event.dispatched_at.is_(None))
-        .order_by(Event.id)  # one lock order, so two batches never deadlock
-    )
-    if not is_sqlite_session(session):
-        chosen = chosen.with_for_update()
-    return await _handle_together(session, await _take(session, chosen), bus)
+    if postgres.is_postgres(session):
+        rows = await _take_postgres(session, _TAKE_BY_ID, list(event_ids))
+    else:
+        chosen = (
+            select(Event.id)
+            .where(Event.id.in_(event_ids), Event.dispatched_at.is_(None))
+            .order_by(Event.id)
+        )
+        rows = await _take(session, chosen)
+    return await _handle_together(session, rows, bus)
 
 
 async def dispatch_pending(session: AsyncSession, bus: EventBus, *, limit: int) -> int:
     """Like `dispatch_together`, for the oldest undispatched events that no dispatch has
     tried yet and no other transaction holds (whichever job they were enqueued with)."""
-    chosen = (
-        select(Event.id)
-        .where(Event.dispatched_at.is_(None), Event.attempts == 0)
-        .order_by(Event.dispatched_at, Event.occurred_at)  # along ix_events_undispatched
-        .limit(limit)
-    )
-    if not is_sqlite_session(session):
-        chosen = chosen.with_for_update(skip_locked=True)
-    return await _handle_together(session, await _take(session, chosen), bus)
+    if postgres.is_postgres(session):
+        rows = await _take_postgres(session, _TAKE_PENDING, limit)
+    else:
+        chosen = (
+            select(Event.id)
+            .where(Event.dispatched_at.is_(None), Event.attempts == 0)
+            .order_by(Event.dispatched_at, Event.occurred_at)
+            .limit(limit)
+        )
+        rows = await _take(session, chosen)
+    return await _handle_together(session, rows, bus)
 
 
 _FACTS = (Event.id, Event.tenant_id, Event.type, Event.payload)
 
 
 async def _take(session: AsyncSession, chosen: Select[Any]) -> list[Any]:
-    """Mark the chosen events dispatched (one UPDATE, which also locks them) and read their
-    facts, in event order. The handlers run after it in the same transaction: if one
-    fails, the caller rolls the marks back with everything else."""
+    """Mark the chosen events dispatched (one UPDATE) and read their facts, in event
+    order. The handlers run after it in the same transaction: if one fails, the caller
+    rolls the marks back with everything else. (SQLite: every write transaction holds the
+    database's one write lock already.)"""
     statement = (
         update(Event)
         .where(Event.id.in_(chosen.scalar_subquery()))
@@ -260,6 +265,42 @@ async def _take(session: AsyncSession, chosen: Select[Any]) -> list[Any]:
         .execution_options(synchronize_session=False)
     )
     return sorted((await session.execute(statement)).all(), key=lambda row: row.id)
+
+
+class _Facts(NamedTuple):
+    id: UUID
+    tenant_id: UUID | None
+    type: str
+    payload: dict[str, Any]
+
+
+# PostgreSQL: the UPDATE locks what it marks; its subquery locks in one order (event id,
+# or the order of ix_events_undispatched), so two batches never deadlock.
+_TAKE_BY_ID = """
+UPDATE events SET dispatched_at = $1, attempts = attempts + 1, last_error = NULL
+WHERE id IN (
+    SELECT id FROM events WHERE id = ANY($2::uuid[]) AND dispatched_at IS NULL
+    ORDER BY id FOR UPDATE
+)
+RETURNING id, tenant_id, type, payload
+"""
+# Skipping events another transaction holds (whichever job they were enqueued with).
+_TAKE_PENDING = """
+UPDATE events SET dispatched_at = $1, attempts = attempts + 1, last_error = NULL
+WHERE id IN (
+    SELECT id FROM events WHERE dispatched_at IS NULL AND attempts = 0
+    ORDER BY dispatched_at, occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, tenant_id, type, payload
+"""
+
+
+async def _take_postgres(session: AsyncSession, statement: str, argument: Any) -> list[_Facts]:
+    """`_take` in one prepared statement on the session's connection: a batch of hundreds
+    of events is read without building a SQLAlchemy row for each."""
+    connection = await postgres.driver(session)
+    records = await connection.fetch(statement, utcnow(), argument)
+    return sorted((_Facts(*record) for record in records), key=lambda facts: facts.id)
 
 
 async def _handle_together(session: AsyncSession, rows: Sequence[Any], bus: EventBus) -> int:

@@ -22,9 +22,17 @@ def is_postgres(session: AsyncSession) -> bool:
 
 
 async def driver(session: AsyncSession) -> asyncpg.Connection:
-    """The session's asyncpg connection, its transaction begun."""
+    """The session's asyncpg connection, its transaction begun.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+    itself; a statement sent on the bare connection before that would run outside any
+    transaction (committed at once, never rolled back). So the adapter's transaction is
+    started here when it has not been yet."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection  # SQLAlchemy's AsyncAdapt_asyncpg_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
     return cast("asyncpg.Connection", raw.driver_connection)
 
 
