@@ -7,7 +7,8 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get, post, put
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import repository, service
@@ -25,8 +26,8 @@ class AlertController(Controller):
     @get("/", opt=scope(Scope.ALERTS_READ))
     async def list_alerts(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         alert_state: Annotated[AlertState | None, QueryParameter(name="state")] = None,
         kind: Annotated[AlertKind | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -43,14 +44,19 @@ class AlertController(Controller):
         return [AlertView.of(a, recipients[a.id]) for a in found]
 
     @get("/summary", opt=scope(Scope.ALERTS_READ))
-    async def summary(self, db_session: AsyncSession, principal: Principal) -> SummaryView:
+    async def summary(
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
+    ) -> SummaryView:
         """Unresolved alerts of the tenant by state, and how many are critical."""
         counts = await repository.unresolved_counts(db_session, principal.tenant)
         return SummaryView(**counts)
 
     @post("/{alert_id:uuid}/acknowledge", opt=scope(Scope.ALERTS_READ), status_code=200)
     async def acknowledge(
-        self, db_session: AsyncSession, principal: Principal, alert_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        alert_id: FromPath[UUID],
     ) -> AlertView:
         """Mark the alert seen; it stays until its condition clears (resolved: 409)."""
         alert = await service.acknowledge(db_session, principal, alert_id=alert_id)
@@ -59,14 +65,17 @@ class AlertController(Controller):
 
     @get("/preferences", opt=scope(ANY_SCOPE))
     async def get_preferences(
-        self, db_session: AsyncSession, principal: Principal
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> PreferencesView:
         """The caller's own alert email choice: immediate, digest (daily) or off."""
         return PreferencesView(await service.email_mode_of(db_session, principal.user_id))
 
     @put("/preferences", opt=scope(ANY_SCOPE))
     async def put_preferences(
-        self, db_session: AsyncSession, principal: Principal, data: PreferencesPut
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        data: JSONBody[PreferencesPut],
     ) -> PreferencesView:
         mode = await service.set_email_mode(db_session, principal.user_id, data.email)
         return PreferencesView(mode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +23,8 @@ class AuditController(Controller):
     @get("/", opt=scope(Scope.AUDIT_READ))
     async def list_audit_entries(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         action: Annotated[str | None, QueryParameter(max_length=100)] = None,
         after: Annotated[int, QueryParameter(ge=0)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import repository, service
@@ -20,7 +22,7 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @get("/me", opt=scope(ANY_SCOPE))
-    async def me(self, principal: Principal) -> Me:
+    async def me(self, principal: NamedDependency[Principal]) -> Me:
         return Me(
             user_id=principal.user_id,
             email=principal.email,
@@ -32,14 +34,17 @@ class AuthController(Controller):
 
     @get("/members", opt=scope(Scope.TENANT_ADMIN))
     async def list_members(
-        self, db_session: AsyncSession, principal: Principal
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[MemberView]:
         members = await repository.list_members(db_session, principal.tenant)
         return [MemberView.of(m) for m in members]
 
     @get("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN))
     async def get_member(
-        self, db_session: AsyncSession, principal: Principal, membership_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        membership_id: FromPath[UUID],
     ) -> MemberView:
         return MemberView.of(
             await repository.get_member(db_session, principal.tenant, membership_id)
@@ -47,7 +52,10 @@ class AuthController(Controller):
 
     @delete("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN), status_code=200)
     async def remove_member(
-        self, db_session: AsyncSession, principal: Principal, membership_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        membership_id: FromPath[UUID],
     ) -> MemberView:
         """Remove a member; keys they hold as responsible party then need replacing."""
         member = await repository.get_member(db_session, principal.tenant, membership_id)
@@ -56,7 +64,9 @@ class AuthController(Controller):
         return view
 
     @get("/tokens", opt=scope(ANY_SCOPE))
-    async def list_tokens(self, db_session: AsyncSession, principal: Principal) -> list[TokenView]:
+    async def list_tokens(
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
+    ) -> list[TokenView]:
         # Tenant admins see every token of the tenant; others see their own.
         owner = None if principal.is_tenant_admin else principal.user_id
         found = await repository.list_tokens(db_session, principal.tenant, user_id=owner)
@@ -64,7 +74,10 @@ class AuthController(Controller):
 
     @get("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE))
     async def get_token(
-        self, db_session: AsyncSession, principal: Principal, token_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        token_id: FromPath[UUID],
     ) -> TokenView:
         token = await repository.get_token(db_session, principal.tenant, token_id)
         if token.user_id != principal.user_id and not principal.is_tenant_admin:
@@ -74,7 +87,10 @@ class AuthController(Controller):
 
     @post("/tokens", opt=scope(ANY_SCOPE))
     async def create_token(
-        self, db_session: AsyncSession, principal: Principal, data: TokenCreate
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        data: JSONBody[TokenCreate],
     ) -> TokenCreated:
         """Mint a token for the caller, with at most the scopes the caller's role allows."""
         user = await service.get_user(db_session, principal.user_id)
@@ -90,6 +106,9 @@ class AuthController(Controller):
 
     @delete("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE), status_code=200)
     async def revoke_token(
-        self, db_session: AsyncSession, principal: Principal, token_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        token_id: FromPath[UUID],
     ) -> TokenView:
         return TokenView.of(await service.revoke_token(db_session, principal, token_id=token_id))

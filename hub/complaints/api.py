@@ -8,7 +8,8 @@ from uuid import UUID
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import scope
@@ -57,15 +58,15 @@ class ComplaintController(Controller):
     @get("/", opt=READ)
     async def list_complaints(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         state: State,
-        status: str | None = None,
-        contract: str | None = None,
-        due_before: date | None = None,
-        beneficiary: Annotated[str | None, Parameter(max_length=100)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        status: FromQuery[str | None] = None,
+        contract: FromQuery[str | None] = None,
+        due_before: FromQuery[date | None] = None,
+        beneficiary: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> list[ComplaintSummary]:
         """Complaints by due date, without PHI. `beneficiary` finds a beneficiary's complaints
         by exact identifier through its blind index (the identifier is never stored in clear)."""
@@ -89,7 +90,11 @@ class ComplaintController(Controller):
 
     @get("/{complaint_id:uuid}", opt=READ)
     async def get_complaint(
-        self, db_session: AsyncSession, principal: Principal, state: State, complaint_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
+        complaint_id: FromPath[UUID],
     ) -> ComplaintDetail:
         """One complaint with its PHI opened, its derived status, due date and due basis."""
         complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
@@ -107,7 +112,10 @@ class ComplaintController(Controller):
 
     @get("/{complaint_id:uuid}/history", opt=READ)
     async def get_history(
-        self, db_session: AsyncSession, principal: Principal, complaint_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        complaint_id: FromPath[UUID],
     ) -> list[ChangeView]:
         """What changed and which sync saw it: column names, never values."""
         complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
@@ -120,7 +128,10 @@ class ComplaintController(Controller):
 
     @get("/{complaint_id:uuid}/resolutions", opt=READ)
     async def list_resolutions(
-        self, db_session: AsyncSession, principal: Principal, complaint_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        complaint_id: FromPath[UUID],
     ) -> list[ResolutionView]:
         """Every resolution written for the complaint, rejected ones kept as history."""
         found = await repository.list_resolutions(db_session, principal.tenant, complaint_id)
@@ -130,11 +141,11 @@ class ComplaintController(Controller):
     @post("/{complaint_id:uuid}/resolutions", opt=WRITE)
     async def write_resolution(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
-        complaint_id: UUID,
-        data: ResolutionCreate,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        complaint_id: FromPath[UUID],
+        data: JSONBody[ResolutionCreate],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[ResolutionView]:
         """Queue a resolution for CMS (201). Repeating a request with the same idempotency key
         and the same body answers 200 with the first resolution; another body answers 409."""

@@ -6,7 +6,8 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import scope
@@ -23,8 +24,8 @@ class EventController(Controller):
     @get("/", opt=scope(Scope.TENANT_ADMIN))
     async def list_events(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         type_prefix: Annotated[str | None, QueryParameter(name="type", max_length=100)] = None,
         after: Annotated[UUID | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -37,6 +38,9 @@ class EventController(Controller):
 
     @get("/{event_id:uuid}", opt=scope(Scope.TENANT_ADMIN))
     async def get_event(
-        self, db_session: AsyncSession, principal: Principal, event_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        event_id: FromPath[UUID],
     ) -> EventView:
         return EventView.of(await service.get_event(db_session, principal.tenant, event_id))

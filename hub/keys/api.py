@@ -9,6 +9,8 @@ from uuid import UUID
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -119,14 +121,19 @@ class KeyController(Controller):
     tags = ["keys"]
 
     @get("/", opt=scope(Scope.KEYS_READ))
-    async def list_keys(self, db_session: AsyncSession, principal: Principal) -> list[KeyView]:
+    async def list_keys(
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
+    ) -> list[KeyView]:
         return await key_views(
             db_session, principal.tenant, await repository.list_keys(db_session, principal.tenant)
         )
 
     @get("/{key_id:uuid}", opt=scope(Scope.KEYS_READ))
     async def get_key(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
     ) -> KeyView:
         return await _view(
             db_session, principal, await repository.get_key(db_session, principal.tenant, key_id)
@@ -134,7 +141,11 @@ class KeyController(Controller):
 
     @post("/", opt=scope(Scope.KEYS_MANAGE))
     async def create_key(
-        self, db_session: AsyncSession, principal: Principal, state: State, data: KeyCreate
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
+        data: JSONBody[KeyCreate],
     ) -> KeyView:
         """Register a key; the caller becomes its responsible party. `verify` (default true)
         exchanges it for a token first: a refused key stores nothing."""
@@ -144,11 +155,11 @@ class KeyController(Controller):
     @post("/{key_id:uuid}/rotate", opt=scope(Scope.KEYS_MANAGE), status_code=200)
     async def rotate_key(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         state: State,
-        key_id: UUID,
-        data: KeyRotate,
+        key_id: FromPath[UUID],
+        data: JSONBody[KeyRotate],
     ) -> KeyView:
         key = await service.rotate_key(
             db_session,
@@ -162,7 +173,11 @@ class KeyController(Controller):
 
     @post("/{key_id:uuid}/compromise", opt=scope(Scope.KEYS_MANAGE), status_code=200)
     async def report_compromise(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID, data: KeyCompromise
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
+        data: JSONBody[KeyCompromise],
     ) -> KeyView:
         key = await service.report_compromise(
             db_session, tenant_id=principal.tenant, key_id=key_id,
@@ -172,14 +187,20 @@ class KeyController(Controller):
 
     @post("/{key_id:uuid}/deactivate", opt=scope(Scope.KEYS_MANAGE), status_code=200)
     async def deactivate_key(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
     ) -> KeyView:
         key = await service.deactivate_key(db_session, principal, key_id=key_id)
         return await _view(db_session, principal, key)
 
     @post("/{key_id:uuid}/suspend", opt=scope(Scope.KEYS_MANAGE), status_code=200)
     async def suspend_key(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
     ) -> KeyView:
         return await _view(
             db_session, principal, await service.suspend_key(db_session, principal, key_id=key_id)
@@ -187,7 +208,10 @@ class KeyController(Controller):
 
     @post("/{key_id:uuid}/resume", opt=scope(Scope.KEYS_MANAGE), status_code=200)
     async def resume_key(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
     ) -> KeyView:
         return await _view(
             db_session, principal, await service.resume_key(db_session, principal, key_id=key_id)
@@ -195,7 +219,11 @@ class KeyController(Controller):
 
     @put("/{key_id:uuid}/contracts", opt=scope(Scope.TENANT_ADMIN))
     async def set_contracts(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID, data: KeyContractsPut
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
+        data: JSONBody[KeyContractsPut],
     ) -> KeyView:
         key = await service.set_contracts(
             db_session, principal, key_id=key_id, numbers=data.contracts
@@ -204,7 +232,11 @@ class KeyController(Controller):
 
     @put("/{key_id:uuid}/designees", opt=scope(Scope.KEYS_MANAGE))
     async def set_designees(
-        self, db_session: AsyncSession, principal: Principal, key_id: UUID, data: KeyDesigneesPut
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
+        data: JSONBody[KeyDesigneesPut],
     ) -> KeyView:
         key = await service.set_designees(
             db_session, principal, key_id=key_id, users=data.users, tokens=data.tokens
@@ -218,7 +250,7 @@ class ContractController(Controller):
 
     @get("/", opt=scope(Scope.KEYS_READ))
     async def list_contracts(
-        self, db_session: AsyncSession, principal: Principal
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[ContractView]:
         """Each contract with the key that serves it per environment: the oldest active key
         mapping it (access not lost); other active keys claiming it are listed as conflicts."""
@@ -239,7 +271,10 @@ class ContractController(Controller):
 
     @post("/", opt=scope(Scope.TENANT_ADMIN))
     async def add_contract(
-        self, db_session: AsyncSession, principal: Principal, data: ContractCreate
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        data: JSONBody[ContractCreate],
     ) -> ContractView:
         contract = await service.add_contract(db_session, principal, number=data.number)
         return ContractView(contract.id, contract.number, [], contract.created_at)

@@ -8,7 +8,8 @@ from uuid import UUID
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
@@ -52,7 +53,10 @@ class SyncController(Controller):
 
     @get("/schedules", opt=scope(Scope.COMPLAINTS_READ))
     async def list_schedules(
-        self, db_session: AsyncSession, principal: Principal, state: State
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
     ) -> list[ScheduleView]:
         """Per environment with keys: interval, pause, and each (key, contract) pair's cursor."""
         found = await service.list_schedules(db_session, principal.tenant, policy=_policy(state))
@@ -61,11 +65,11 @@ class SyncController(Controller):
     @put("/schedules/{environment:str}", opt=scope(Scope.TENANT_ADMIN))
     async def set_schedule(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         state: State,
-        environment: str,
-        data: SchedulePut,
+        environment: FromPath[str],
+        data: JSONBody[SchedulePut],
     ) -> ScheduleView:
         """Set the interval (minutes, 1 to 1440) or pause; 404 for an environment in which
         the tenant has no key."""
@@ -90,7 +94,10 @@ class SyncController(Controller):
 
     @post("/run", opt=scope(Scope.COMPLAINTS_WRITE), status_code=202)
     async def sync_now(
-        self, db_session: AsyncSession, principal: Principal, data: SyncNow
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        data: JSONBody[SyncNow],
     ) -> SyncNowResult:
         """Queue a sync of every serving (key, contract) pair now, paused or not (or of one
         contract). A pair already queued is not queued twice."""
@@ -103,10 +110,10 @@ class SyncController(Controller):
     @get("/runs", opt=RUNS)
     async def list_runs(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
-        contract: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        contract: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> list[RunView]:
         number = normalise_contract(contract, field="contract") if contract else None
         runs = await service.list_runs(db_session, principal.tenant, contract=number, limit=limit)
@@ -114,13 +121,19 @@ class SyncController(Controller):
 
     @get("/runs/{run_id:uuid}", opt=RUNS)
     async def get_run(
-        self, db_session: AsyncSession, principal: Principal, run_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        run_id: FromPath[UUID],
     ) -> RunView:
         return RunView.of(await service.get_run(db_session, principal.tenant, run_id))
 
     @get("/runs/{run_id:uuid}/quarantine", opt=RUNS)
     async def list_quarantine(
-        self, db_session: AsyncSession, principal: Principal, run_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        run_id: FromPath[UUID],
     ) -> list[QuarantineView]:
         """The run's refused rows: row number, reason, file name; the raw cells too for a
         caller holding complaints:read."""

@@ -8,7 +8,8 @@ from uuid import UUID
 
 from litestar import Controller, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.guards import scope
@@ -42,7 +43,11 @@ class WebhookController(Controller):
 
     @post("/endpoints", opt=MANAGE)
     async def create_endpoint(
-        self, db_session: AsyncSession, principal: Principal, state: State, data: EndpointCreate
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
+        data: JSONBody[EndpointCreate],
     ) -> EndpointWithSecret:
         """Register a receiver; the response carries its signing secret this one time."""
         endpoint, secret = await service.create_endpoint(
@@ -52,14 +57,17 @@ class WebhookController(Controller):
 
     @get("/endpoints", opt=MANAGE)
     async def list_endpoints(
-        self, db_session: AsyncSession, principal: Principal
+        self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[EndpointView]:
         found = await repository.list_endpoints(db_session, principal.tenant)
         return [EndpointView.of(e) for e in found]
 
     @get("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
     async def get_endpoint(
-        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        endpoint_id: FromPath[UUID],
     ) -> EndpointView:
         return EndpointView.of(
             await repository.get_endpoint(db_session, principal.tenant, endpoint_id)
@@ -68,11 +76,11 @@ class WebhookController(Controller):
     @patch("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
     async def update_endpoint(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         state: State,
-        endpoint_id: UUID,
-        data: EndpointUpdate,
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[EndpointUpdate],
     ) -> EndpointView:
         endpoint = await service.update_endpoint(
             db_session, principal, endpoint_id=endpoint_id, changes=data, rules=_rules(state)
@@ -81,18 +89,21 @@ class WebhookController(Controller):
 
     @delete("/endpoints/{endpoint_id:uuid}", opt=MANAGE, status_code=204)
     async def delete_endpoint(
-        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        endpoint_id: FromPath[UUID],
     ) -> None:
         await service.delete_endpoint(db_session, principal, endpoint_id=endpoint_id)
 
     @post("/endpoints/{endpoint_id:uuid}/rotate-secret", opt=MANAGE, status_code=200)
     async def rotate_secret(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
         state: State,
-        endpoint_id: UUID,
-        data: RotateSecret | None = None,
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[RotateSecret | None] = None,
     ) -> EndpointWithSecret:
         """A new secret, shown this once; the old one is signed with until the grace ends."""
         grace_seconds = data.grace_seconds if data is not None else None
@@ -109,9 +120,9 @@ class WebhookController(Controller):
     @get("/endpoints/{endpoint_id:uuid}/messages", opt=MANAGE)
     async def list_messages(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
-        endpoint_id: UUID,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        endpoint_id: FromPath[UUID],
         status: Annotated[MessageStatus | None, QueryParameter()] = None,
         after: Annotated[UUID | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -125,7 +136,11 @@ class WebhookController(Controller):
 
     @post("/endpoints/{endpoint_id:uuid}/recover", opt=MANAGE, status_code=202)
     async def recover(
-        self, db_session: AsyncSession, principal: Principal, endpoint_id: UUID, data: Recover
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[Recover],
     ) -> RecoverResult:
         """Send again every failed message of the endpoint created since `since`."""
         resent = await replay.recover(
@@ -140,10 +155,10 @@ class WebhookController(Controller):
     @post("/endpoints/{endpoint_id:uuid}/test", opt=MANAGE, status_code=202)
     async def send_test(
         self,
-        db_session: AsyncSession,
-        principal: Principal,
-        endpoint_id: UUID,
-        data: TestSend | None = None,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[TestSend | None] = None,
     ) -> MessageView:
         """Send a `webhook.test` event to this endpoint only."""
         note = data.note if data is not None else TestSend().note
@@ -154,7 +169,10 @@ class WebhookController(Controller):
 
     @get("/messages/{message_id:uuid}", opt=MANAGE)
     async def get_message(
-        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        message_id: FromPath[UUID],
     ) -> MessageView:
         return MessageView.of(
             await repository.get_message(db_session, principal.tenant, message_id)
@@ -162,7 +180,10 @@ class WebhookController(Controller):
 
     @get("/messages/{message_id:uuid}/attempts", opt=MANAGE)
     async def list_attempts(
-        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        message_id: FromPath[UUID],
     ) -> list[AttemptView]:
         await repository.get_message(db_session, principal.tenant, message_id)
         found = await repository.list_attempts(db_session, principal.tenant, message_id)
@@ -170,7 +191,10 @@ class WebhookController(Controller):
 
     @post("/messages/{message_id:uuid}/resend", opt=MANAGE, status_code=202)
     async def resend(
-        self, db_session: AsyncSession, principal: Principal, message_id: UUID
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        message_id: FromPath[UUID],
     ) -> MessageView:
         """Send the message again, same `webhook-id`, with a fresh retry schedule."""
         message = await replay.resend(db_session, principal.tenant, message_id=message_id)
