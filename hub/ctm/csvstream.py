@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 from collections.abc import Iterable
+from typing import cast
 
 from hub.ctm.errors import FileRejected, FileTruncated
 
@@ -115,48 +116,37 @@ def _raw_records(block: str) -> list[str | list[str]]:
     if not quoted and (ends == "\r\n" or not crs):
         return list(lines)
     if ends == "\r\n":
-        return _joined(lines)
+        return cast("list[str | list[str]]", _joined(lines))
+    texts = _joined(lines, "\n") if quoted else lines
+    if not crs:
+        return cast("list[str | list[str]]", texts)
     records: list[str | list[str]] = []
-    pending: str | None = None
-    for line in lines:
-        if pending is not None:
-            # Line breaks inside quotes: the record goes on until its quotes balance.
-            pending += ends + line
-            if pending.count('"') % 2:
-                continue
-            line, pending = pending, None
-        elif quoted and line.count('"') % 2:
-            pending = line
-            continue
-        if line.endswith("\r"):
-            line = line[:-1]
-        if ends == "\n" and "\r" in line and _bare_cr(line):
-            records.extend(csv.reader(io.StringIO(line, newline="")))
+    for text in texts:
+        if text.endswith("\r"):
+            text = text[:-1]
+        if "\r" in text and _bare_cr(text):
+            records.extend(csv.reader(io.StringIO(text, newline="")))
         else:
-            records.append(line)
-    if pending is not None:  # cannot happen for a block cut outside quotes
-        records.append(pending)
+            records.append(text)
     return records
 
 
-def _joined(lines: list[str]) -> list[str | list[str]]:
-    """CRLF lines (no CR left in them but inside quotes) as records: a line with an odd
-    count of quotes opens a quoted field that goes on over the next lines."""
-    records: list[str | list[str]] = []
-    pending: str | None = None
-    for line in lines:
-        if pending is None:
-            if line.count('"') & 1:
-                pending = line
-            else:
-                records.append(line)
-        else:
-            pending += "\r\n" + line
-            if not pending.count('"') & 1:
-                records.append(pending)
-                pending = None
-    if pending is not None:  # cannot happen for a block cut outside quotes
-        records.append(pending)
+def _joined(lines: list[str], ends: str = "\r\n") -> list[str]:
+    """Lines as records, joined again with `ends` where a quoted field holds line breaks: a
+    line with an odd count of quotes opens a quoted field, and the next such line closes it
+    (lines between hold an even count, which leaves the field open). Most blocks have
+    none: their lines are their records."""
+    odd = [at for at, line in enumerate(lines) if line.count('"') & 1]
+    if not odd:
+        return list(lines)
+    records: list[str] = []
+    done, marks = 0, iter(odd)
+    for opens in marks:
+        closes = next(marks, len(lines) - 1)  # none: not in a block cut outside quotes
+        records.extend(lines[done:opens])
+        records.append(ends.join(lines[opens : closes + 1]))
+        done = closes + 1
+    records.extend(lines[done:])
     return records
 
 

@@ -228,3 +228,28 @@ class TestFlatMemory:
         assert summary.warning_count == count
         assert len(summary.warnings) == MAX_KEPT_WARNINGS
         assert summary.warnings[0].row == 1
+
+
+def _joined_one_line_at_a_time(lines_: list[str]) -> list[str]:
+    """The plain reading `_joined` must agree with: a line with an odd count of quotes
+    opens a record that goes on until the quotes balance."""
+    records, pending = [], None
+    for line in lines_:
+        if pending is None:
+            if line.count('"') % 2:
+                pending = line
+            else:
+                records.append(line)
+        else:
+            pending += "\r\n" + line
+            if pending.count('"') % 2 == 0:
+                records.append(pending)
+                pending = None
+    return records if pending is None else [*records, pending]
+
+
+@given(st.lists(st.text(alphabet='ab,"', max_size=8), max_size=12))
+def test_crlf_lines_join_into_records_as_read_one_line_at_a_time(lines_: list[str]) -> None:
+    from hub.ctm.csvstream import _joined
+
+    assert _joined(lines_) == _joined_one_line_at_a_time(lines_)
