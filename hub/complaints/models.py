@@ -106,6 +106,9 @@ class Resolution(Entity, TenantOwned, Base):
     submitted_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     upload_batch: Mapped[UUID | None] = mapped_column(index=True)
     uploaded_at: Mapped[datetime | None]
+    # Set while an upload's outcome is unknown (the answer was lost, or the worker died):
+    # the row stays `uploading` until a download of its contract shows what CMS has.
+    in_doubt_since: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     cms_errors: Mapped[list[Any] | None]
     api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))

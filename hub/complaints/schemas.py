@@ -104,6 +104,8 @@ class ResolutionView(msgspec.Struct):
     submitted_by: UUID | None
     upload_batch: UUID | None
     uploaded_at: datetime | None
+    # The upload's outcome is unknown since then: the next download of the contract says.
+    in_doubt_since: datetime | None
     decided_at: datetime | None
     cms_errors: list[str] | None
     note: str | None
@@ -118,7 +120,8 @@ class ResolutionView(msgspec.Struct):
             casework_notes=opened.casework_notes, complainant_satisfied=r.complainant_satisfied,
             resolution_notification=r.resolution_notification, state=r.state.value,
             idempotency_key=r.idempotency_key, submitted_by=r.submitted_by,
-            upload_batch=r.upload_batch, uploaded_at=r.uploaded_at, decided_at=r.decided_at,
+            upload_batch=r.upload_batch, uploaded_at=r.uploaded_at,
+            in_doubt_since=r.in_doubt_since, decided_at=r.decided_at,
             cms_errors=[str(e) for e in r.cms_errors] if r.cms_errors is not None else None,
             note=r.note, created_at=r.created_at,
         )  # fmt: skip

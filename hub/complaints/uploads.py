@@ -4,8 +4,10 @@ Each upload file goes through three transactions: the claim (queued → uploadin
 fresh batch id, committed before anything is sent, rows taken with `FOR UPDATE SKIP
 LOCKED` and only while still queued, so two workers never claim the same row), the upload
 itself (no transaction open), and the verdict (accepted / rejected per complaint, with
-events). A row CMS accepted is never queued again; a batch left `uploading` by a worker
-that died is re-queued by `requeue_stale` once it is older than any upload can take.
+events). A row CMS accepted is never queued again. A batch whose outcome is unknown (CMS's
+answer was lost, or the worker died: `hold_stale` finds those once older than any upload
+can take) is not sent again but held in doubt until a download settles it
+(`hub.complaints.doubt`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,12 +41,14 @@ from hub.ctm.errors import (
     CtmUnavailable,
     KeyRejected,
     RateLimited,
+    UploadOutcomeUnknown,
 )
 from hub.ctm.upload import ResolutionRow
 from hub.events.service import record_events
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, Environment
-from hub.syncs.service import Pair, serving_pairs
+from hub.syncs.models import SyncCursor
+from hub.syncs.service import Pair, serving_pairs, sync_job
 
 log = structlog.get_logger(__name__)
 
@@ -224,6 +228,7 @@ async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[in
             state, errors = _verdict(item, accepted, refused)
             resolution.state, resolution.cms_errors = state, errors
             resolution.decided_at = resolution.updated_at = now
+            resolution.in_doubt_since = None  # held in doubt meanwhile, the answer came
             decided[state].append(item.complaint_pk)
             payload: dict[str, Any] = {
                 "complaint_id": item.complaint_id, "contract": item.contract,
@@ -316,6 +321,14 @@ async def upload_pending(
                 if claim.rows
                 else UploadResult([], [])
             )
+        except UploadOutcomeUnknown as error:
+            log.warning(
+                "resolution upload in doubt", contract=contract, key=str(key_id),
+                rows=len(claim.items),
+            )  # fmt: skip
+            await _hold_in_doubt(db, claim, error)
+            outcome.error = str(error)
+            break
         except Exception as error:
             log.warning(
                 "resolution upload failed", contract=contract, key=str(key_id),
@@ -335,33 +348,86 @@ async def upload_pending(
 # The cron --------------------------------------------------------------------------------
 
 
-async def requeue_stale(
+async def hold_stale(
     session: AsyncSession, *, now: datetime | None = None, policy: UploadPolicy | None = None
 ) -> int:
-    """Batches left 'uploading' longer than any live upload takes go back to the queue."""
+    """Batches left 'uploading' longer than any live upload takes (their worker died, before
+    or after sending) are held in doubt: a download of their contract settles them."""
     policy = policy or UploadPolicy()
-    cutoff = (now or utcnow()) - policy.stale_after
-    batches = list(
-        (
+    now = now or utcnow()
+    rows = (
+        await session.scalars(
+            select(Resolution)
+            .where(
+                Resolution.state == ResolutionState.UPLOADING,
+                Resolution.in_doubt_since.is_(None),
+                Resolution.uploaded_at < now - policy.stale_after,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return 0
+    await mark_in_doubt(
+        session, rows, now=now,
+        note="in doubt: the upload did not finish (the worker stopped), and CMS may have it; "
+        "the next download of the contract settles it",
+    )  # fmt: skip
+    log.warning("stale resolution uploads held in doubt", rows=len(rows))
+    return len(rows)
+
+
+async def _hold_in_doubt(db: Database, claim: _Claim, error: UploadOutcomeUnknown) -> None:
+    async with db.transaction() as session:
+        rows = (
             await session.scalars(
-                select(Resolution.upload_batch)
+                select(Resolution)
                 .where(
+                    Resolution.upload_batch == claim.batch,
                     Resolution.state == ResolutionState.UPLOADING,
-                    Resolution.uploaded_at < cutoff,
-                    Resolution.upload_batch.is_not(None),
                 )
-                .distinct()
+                .with_for_update(skip_locked=True)
             )
         ).all()
+        note = f"in doubt: {error}; the next download of the contract settles it"
+        await mark_in_doubt(session, rows, now=utcnow(), note=note)
+
+
+async def mark_in_doubt(
+    session: AsyncSession, rows: Sequence[Resolution], *, now: datetime, note: str
+) -> None:
+    """Hold these `uploading` rows until a download shows whether CMS has them: each of
+    their contracts' next download reaches back to the earliest of their complaints, and
+    starts now (a sync job for every pair serving the contract)."""
+    if not rows:
+        return
+    for r in rows:
+        r.in_doubt_since, r.note, r.updated_at = now, note[:1000], now
+    found = await session.execute(
+        select(Complaint.id, Complaint.received_date).where(
+            Complaint.id.in_([r.complaint_pk for r in rows])
+        )
     )
-    if not batches:
-        return 0
-    count = await _requeue(
-        session, [b for b in batches if b is not None],
-        note="re-queued: its upload did not finish (the worker stopped)",
-    )  # fmt: skip
-    log.warning("stale resolution uploads re-queued", batches=len(batches), rows=count)
-    return count
+    received: dict[UUID, date] = {pk: day for pk, day in found}
+    since: dict[tuple[UUID, str], date] = {}
+    for r in rows:
+        day = received.get(r.complaint_pk)
+        if day is not None:
+            where = (r.tenant_id, r.contract)
+            since[where] = min(since.get(where, day), day)
+    for (tenant_id, contract), day in since.items():
+        cursors = await session.scalars(
+            select(SyncCursor).where(
+                SyncCursor.tenant_id == tenant_id, SyncCursor.contract == contract
+            )
+        )
+        for cursor in cursors:
+            cursor.recheck_from = min(cursor.recheck_from or day, day)
+            cursor.next_due_at = now
+        for serving in await serving_pairs(session, TenantID(tenant_id)):
+            if serving.contract == contract:
+                job = sync_job(serving.tenant_id, serving.key_id, contract, "recheck")
+                jobs.enqueue(session, job)
 
 
 async def _retarget(session: AsyncSession, queued: Sequence[Resolution]) -> None:
@@ -392,7 +458,7 @@ async def _retarget(session: AsyncSession, queued: Sequence[Resolution]) -> None
 async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None = None) -> int:
     """Re-queue stale batches, then enqueue (after commit) one upload job per (tenant,
     serving key, contract) with queued resolutions; returns how many jobs."""
-    await requeue_stale(session, policy=policy)
+    await hold_stale(session, policy=policy)
     queued = (
         await session.scalars(
             select(Resolution)

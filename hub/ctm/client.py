@@ -32,6 +32,7 @@ from hub.ctm.errors import (
     EnvironmentMismatch,
     KeyRejected,
     RateLimited,
+    UploadOutcomeUnknown,
 )
 from hub.ctm.parser import ComplaintParser
 from hub.ctm.upload import ResolutionRow, write_upload_file
@@ -43,6 +44,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 # CMS's published hosts (CTM-API.md section 1): a client of one environment refuses the
 # other's, whatever the configuration says.
 KNOWN_URLS = {"sandbox": "https://hpmssandbox.cms.gov", "production": "https://hpms.cms.gov"}
+
+
+# Failures before any byte of the request went out: CMS cannot have seen it, so even an
+# upload (which must never reach CMS twice) is safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,10 @@ class CtmClient:
             )
 
         response = await self._call("upload", credentials, contract, build, stream=False)
-        return _upload_result(response)
+        try:
+            return _upload_result(response)
+        except CtmProtocolError as error:  # CMS took the request (2xx): the file may be in
+            raise UploadOutcomeUnknown(f"{error}; CMS may have taken the file") from None
 
     async def token(self, credentials: CtmCredentials) -> str:
         """A valid access token for the key (cached; refreshed at 80 % of its lifetime)."""
@@ -319,6 +328,11 @@ class CtmClient:
                 f"ctm {call} failed: {type(error).__name__}", key_id=key_id, contract=contract,
                 status=None, duration_ms=round((self._clock() - started) * 1000),
             )  # fmt: skip
+            if call == "upload" and not isinstance(error, _NOT_SENT):
+                raise UploadOutcomeUnknown(
+                    f"upload: the connection failed after the file was sent "
+                    f"({type(error).__name__}); CMS may have taken it"
+                ) from None
             raise _Retry(CtmUnavailable(f"CMS unreachable ({type(error).__name__})")) from None
         log.info(
             f"ctm {call}", key_id=key_id, contract=contract, status=response.status_code,

@@ -44,6 +44,12 @@ class CtmUnavailable(CtmError):
     """5xx, timeouts and connection failures that outlasted our retries."""
 
 
+class UploadOutcomeUnknown(CtmError):
+    """An upload CMS may have taken: the connection failed after the file went out, or CMS
+    answered 2xx with a body that cannot be read. It is not sent again (that could upload
+    it twice): a download of the contract shows whether CMS has the resolutions."""
+
+
 class CtmProtocolError(CtmError):
     """CMS answered with something that is not what the API promises (HTML, not CSV, bad JSON)."""
 

@@ -44,6 +44,9 @@ class SyncCursor(Entity, TenantOwned, Base):
     api_key_id: Mapped[UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     contract: Mapped[str] = mapped_column(String(5))
     synced_through: Mapped[date | None]  # the end of the last successful window
+    # The next window starts here at the latest (uploads in doubt: their complaints must be
+    # in the download that settles them); cleared by a successful sync.
+    recheck_from: Mapped[date | None]
     last_success_at: Mapped[datetime | None]
     last_attempt_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None]
@@ -58,7 +61,7 @@ class SyncRun(Entity, TenantOwned, Base):
 
     api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     contract: Mapped[str] = mapped_column(String(5))
-    trigger: Mapped[str] = mapped_column(String(20))  # schedule | manual
+    trigger: Mapped[str] = mapped_column(String(20))  # schedule | manual | recheck
     window_start: Mapped[date]
     window_end: Mapped[date]
     layout: Mapped[str | None] = mapped_column(String(20))

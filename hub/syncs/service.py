@@ -22,6 +22,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
+from hub.complaints import doubt
 from hub.complaints.service import Deadlines, Importer
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
@@ -226,6 +227,8 @@ async def _begin(
             if cursor.synced_through is not None
             else end - policy.first_window
         )
+        if cursor.recheck_from is not None:  # uploads in doubt: reach their complaints
+            start = min(start, cursor.recheck_from)
         cursor.last_attempt_at = now
         run = SyncRun(
             tenant_id=tenant_id, api_key_id=key_id, contract=contract, trigger=trigger,
@@ -270,6 +273,12 @@ async def _import(
             await importer.abort()
             raise
         await store_quarantined(download.take_quarantined())  # those the file's end found
+        # Uploads in doubt that this download saw: CMS has them (accepted) or not (queued
+        # again, for the resolutions cron to upload).
+        await doubt.settle(
+            session, tenant_id=plan.tenant_id, contract=plan.contract,
+            environment=key.environment, covered_from=plan.start, downloaded_at=now,
+        )  # fmt: skip
         result.new, result.changed, result.unchanged = (
             counts.new,
             counts.changed,
@@ -288,6 +297,8 @@ async def _import(
         cursor = await _cursor(session, plan.tenant_id, key.id, plan.contract)
         interval = await interval_for(session, plan.tenant_id, key.environment, policy)
         cursor.synced_through, cursor.last_success_at = plan.end, now
+        if cursor.recheck_from is not None and cursor.recheck_from >= plan.start:
+            cursor.recheck_from = None  # reached (a later, earlier one waits for the next)
         cursor.next_due_at = now + interval
         cursor.consecutive_failures, cursor.last_error, cursor.is_blocked = 0, None, False
         await keys.record_use(session, key, now=now)

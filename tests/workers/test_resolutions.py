@@ -1,5 +1,6 @@
 """Resolutions out to the CTM simulator: accepted and rejected round trips, resubmission,
-an upload that runs twice (or races) uploads once, a dead worker's batch is re-queued,
+an upload that runs twice (or races) uploads once, an upload whose outcome is unknown (a
+dead worker, a lost answer) is settled by the next download instead of being sent again,
 CMS faults go to the keys lifecycle or a retry, the arq job and cron, and no PHI in events
 or log lines."""
 
@@ -12,13 +13,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
-from hub.complaints import uploads
+from hub.complaints import doubt, uploads
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import ResolutionInput, write_resolution
 from hub.core.crypto import Crypto
@@ -33,6 +35,7 @@ from hub.events.models import Event
 from hub.keys.models import ApiKey, ApiKeyContract, KeyStatus
 from hub.settings import Settings
 from hub.syncs import service as syncs
+from hub.syncs.models import SyncCursor
 from tests.conftest import delete_all_rows
 from tests.integration.complaints.support import make_complaint
 from tests.support import Member, app_client
@@ -221,27 +224,138 @@ class TestExactlyOnce:
             )
         assert count == 1
 
-    async def test_dead_workers_batch_is_requeued_after_the_timeout(self, world: World) -> None:
-        [complaint] = await world.open_complaints()
-        ident = await world.resolve(complaint)
-        # A worker claims the batch and dies before sending it.
+
+class TestInDoubt:
+    """An upload whose outcome is unknown is never sent again blindly: the next download of
+    the contract (reaching back to the complaint) says whether CMS has it."""
+
+    async def oldest_open_complaint(self, world: World) -> Complaint:
+        async with world.db.transaction() as session:
+            found = await session.scalar(
+                select(Complaint)
+                .where(
+                    Complaint.contract == "H1234",
+                    Complaint.cms_resolution_date.is_(None),
+                    Complaint.resolution_state == ResolutionState.NONE,
+                )
+                .order_by(Complaint.received_date, Complaint.complaint_id)
+                .limit(1)
+            )
+        assert found is not None
+        # Older than an incremental sync reaches back: only the recheck window finds it.
+        assert found.received_date < utcnow().date() - syncs.SyncPolicy().overlap
+        return found
+
+    async def cursor(self, world: World) -> SyncCursor:
+        async with world.db.transaction() as session:
+            found = await session.scalar(
+                select(SyncCursor).where(
+                    SyncCursor.api_key_id == world.key.id, SyncCursor.contract == "H1234"
+                )
+            )
+        assert found is not None
+        return found
+
+    async def die_after_claiming(self, world: World, *, sent: bool) -> None:
+        """A worker claims the batch (and sends it, when `sent`), then dies."""
         claim = await uploads._claim(
             world.db, world.member.tenant_id, world.key.id, "H1234", uploads.UploadPolicy()
         )
         assert claim is not None
-        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
-        assert (await world.upload()).files == 0, "another worker does not take a claimed row"
+        if sent:
+            client = world.clients[CtmEnvironment.SANDBOX]
+            await client.upload_resolutions(claim.credentials, claim.rows)
+
+    async def hold_stale(self, world: World) -> int:
         async with world.db.transaction() as session:
-            assert await uploads.requeue_stale(session) == 0, "not stale yet"
-            later = utcnow() + timedelta(minutes=16)
-            assert await uploads.requeue_stale(session, now=later) == 1
+            assert await uploads.hold_stale(session) == 0, "not stale yet"
+            now_stale = uploads.UploadPolicy(stale_after=timedelta(0))
+            return await uploads.hold_stale(session, policy=now_stale)
+
+    async def test_a_dead_workers_upload_that_cms_took_is_accepted_not_sent_again(
+        self, world: World, redis: Any
+    ) -> None:
+        complaint = await self.oldest_open_complaint(world)
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=True)
+        assert (await world.upload()).files == 0, "another worker does not take a claimed row"
+        assert await self.hold_stale(world) == 1
+        held = await world.resolution(ident)
+        assert held.state is ResolutionState.UPLOADING
+        assert held.in_doubt_since is not None
+        assert held.note is not None
+        assert held.note.startswith("in doubt")
+        assert (await self.cursor(world)).recheck_from == complaint.received_date
+        assert await redis.exists(f"arq:job:sync:{world.key.id}:H1234"), "a sync starts now"
+        assert (await world.upload()).files == 0, "a row in doubt is not sent again"
+
+        await world.sync()
+        settled = await world.resolution(ident)
+        assert settled.state is ResolutionState.ACCEPTED
+        assert settled.in_doubt_since is None
+        assert settled.note == doubt.CONFIRMED
+        assert (await world.complaint(complaint.id)).resolution_state is ResolutionState.ACCEPTED
+        [accepted] = await events(world.db, "resolution.accepted")
+        assert accepted.payload["confirmed_by"] == "download"
+        assert accepted.payload["resolution_id"] == str(ident)
+        assert world.uploaded_ids() == [complaint.complaint_id], "CMS got it once"
+        assert (await self.cursor(world)).recheck_from is None
+
+    async def test_a_dead_workers_upload_that_never_left_is_queued_again(
+        self, world: World
+    ) -> None:
+        complaint = await self.oldest_open_complaint(world)
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=False)
+        assert await self.hold_stale(world) == 1
+        await world.sync()
         requeued = await world.resolution(ident)
         assert requeued.state is ResolutionState.QUEUED
-        assert requeued.note is not None
-        assert "did not finish" in requeued.note
+        assert requeued.note == doubt.NOT_FOUND
         assert (await world.complaint(complaint.id)).resolution_state is ResolutionState.QUEUED
         assert (await world.upload()).accepted == 1
         assert world.uploaded_ids() == [complaint.complaint_id]
+
+    async def test_an_upload_whose_answer_was_lost_is_settled_by_the_next_download(
+        self, world: World
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.faults.hang_seconds = 0.5
+        world.sim.state.faults.script.append(("upload", "lost_answer"))
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=world.sim.url, retry=FAST,
+            timeout=httpx.Timeout(0.2),
+        ) as impatient:  # fmt: skip
+            outcome = await uploads.upload_pending(
+                world.db, {CtmEnvironment.SANDBOX: impatient},
+                tenant_id=world.member.tenant_id, key_id=world.key.id, contract="H1234",
+            )  # fmt: skip
+        assert outcome.error is not None
+        assert "may have taken it" in outcome.error
+        assert outcome.retry_in is None, "no retry: the download decides"
+        held = await world.resolution(ident)
+        assert (held.state, held.in_doubt_since is not None) == (ResolutionState.UPLOADING, True)
+        assert (await world.upload()).files == 0
+
+        await world.sync()
+        assert (await world.resolution(ident)).state is ResolutionState.ACCEPTED
+        assert world.uploaded_ids() == [complaint.complaint_id]
+        assert len(await events(world.db, "resolution.accepted")) == 1
+
+    async def test_an_answer_that_arrives_after_all_is_recorded(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        claim = await uploads._claim(
+            world.db, world.member.tenant_id, world.key.id, "H1234", uploads.UploadPolicy()
+        )
+        assert claim is not None
+        client = world.clients[CtmEnvironment.SANDBOX]
+        result = await client.upload_resolutions(claim.credentials, claim.rows)
+        assert await self.hold_stale(world) == 1  # a slow worker taken for dead
+        assert await uploads._decide(world.db, claim, result) == (1, 0)
+        decided = await world.resolution(ident)
+        assert (decided.state, decided.in_doubt_since) == (ResolutionState.ACCEPTED, None)
 
 
 class TestCmsFaults:

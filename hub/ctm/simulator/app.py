@@ -85,7 +85,7 @@ class _Api:
         if kind == "hang":
             await asyncio.sleep(faults.hang_seconds)
             return None
-        return kind  # "cut": the download handler cuts its own stream
+        return kind  # "cut", "lost_answer": the handler acts on it itself
 
     async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
         injected = await self.fault("token")
@@ -179,6 +179,8 @@ class _Api:
         upload = self._judge(key, lines)
         self.state.uploads.append(upload)
         self.log("upload", key, 200)
+        if injected == "lost_answer":  # taken; the caller gives up before the answer
+            await asyncio.sleep(self.state.faults.hang_seconds)
         return _json(
             {
                 modeled.UPLOAD_ACCEPTED: upload.accepted,

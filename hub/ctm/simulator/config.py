@@ -23,7 +23,18 @@ from hub.ctm.simulator.state import (
 
 ENVIRONMENTS = ("sandbox", "production")
 ROUTES = ("token", "download", "upload")
-FAULT_KINDS = ("429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403")
+FAULT_KINDS = (
+    "429",
+    "500",
+    "503",
+    "cut",
+    "html",
+    "html_as_csv",
+    "json",
+    "hang",
+    "403",
+    "lost_answer",
+)
 
 
 def mapping(value: Any, name: str) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from hub.ctm.simulator.data import Complaint, ContractPlan, complaints_received,
 
 Environment = Literal["sandbox", "production"]
 Route = Literal["token", "download", "upload"]
-FaultKind = Literal["429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403"]
+FaultKind = Literal[
+    "429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403", "lost_answer"
+]
 UPDATE_WINDOW_DAYS = 8
 
 
@@ -59,7 +61,9 @@ class Faults:
     rate_500: float = 0.0
     rate_cut: float = 0.0  # downloads cut mid-body
     token_dies_after: float | None = None  # seconds a token really lives, whatever it says
-    hang_seconds: float = 30.0  # how long a "hang" fault keeps the caller waiting
+    # How long a "hang" fault keeps the caller waiting; and a "lost_answer" one, which takes
+    # an upload (CMS has it) and only then hangs, as if the answer were lost on the way.
+    hang_seconds: float = 30.0
     chunk_delay_ms: int = 0  # a slow link: this pause after every chunk of a download
     script: list[tuple[Route | None, FaultKind]] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ from hub.ctm.errors import (
     KeyRejected,
     RateLimited,
     TruncatedDownload,
+    UploadOutcomeUnknown,
 )
 from hub.ctm.layouts import Layout
 from hub.ctm.simulator import ContractPlan, Faults, RunningSimulator, SimKey
@@ -264,11 +265,12 @@ class TestProtocolErrors:
         with pytest.raises(CtmProtocolError, match="without accessToken/expires"):
             await client.token(creds)
 
-    async def test_upload_answered_with_html_is_a_protocol_error(
+    async def test_upload_answered_2xx_with_html_is_in_doubt(
         self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials
     ) -> None:
+        # CMS took the request (2xx): whether it took the file cannot be read off the answer.
         sim.state.faults = Faults(script=[("upload", "html")])
-        with pytest.raises(CtmProtocolError, match="upload answered without accepted/rejected"):
+        with pytest.raises(UploadOutcomeUnknown, match="answered without accepted/rejected"):
             await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
 
     async def test_connection_cut_mid_download_is_truncated(
@@ -463,6 +465,61 @@ class TestUpload:
         result = await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
         assert [r.complaint_id for r in result.rejected] == ["1"]
         assert sleeps.delays == [0.5]
+
+    async def test_an_upload_whose_answer_is_lost_is_not_sent_again(
+        self, sim: RunningSimulator, creds: CtmCredentials, sleeps: Sleeps
+    ) -> None:
+        sim.state.faults = Faults(hang_seconds=0.5, script=[("upload", "lost_answer")])
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=sim.url, sleep=sleeps,
+            timeout=httpx.Timeout(0.2), retry=RetryPolicy(attempts=3),
+        ) as impatient:  # fmt: skip
+            with pytest.raises(UploadOutcomeUnknown, match="ReadTimeout"):
+                await impatient.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
+        assert len(sim.state.uploads) == 1, "CMS has it once"
+        assert sleeps.delays == [], "and it was not sent again"
+
+    @pytest.mark.parametrize(
+        ("error", "sent_again"), [(httpx.ConnectError, True), (httpx.ReadError, False)]
+    )
+    async def test_only_an_upload_that_never_left_is_sent_again(
+        self,
+        sim: RunningSimulator,
+        creds: CtmCredentials,
+        sleeps: Sleeps,
+        error: type[httpx.TransportError],
+        sent_again: bool,
+    ) -> None:
+        transport = _FailsFirstUpload(error)
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=sim.url, sleep=sleeps, transport=transport
+        ) as client:
+            rows = [ResolutionRow("1", "H1234", TODAY, "x")]
+            if sent_again:
+                await client.upload_resolutions(creds, rows)
+                assert len(sleeps.delays) == 1
+            else:
+                with pytest.raises(UploadOutcomeUnknown, match="ReadError"):
+                    await client.upload_resolutions(creds, rows)
+                assert sleeps.delays == []
+        assert len(sim.state.uploads) == int(sent_again)
+
+
+class _FailsFirstUpload(httpx.AsyncBaseTransport):
+    """The network to the simulator, failing the first upload with `error` before it
+    reaches CMS (a client cannot tell a read error from one after CMS took the file)."""
+
+    def __init__(self, error: type[httpx.TransportError]) -> None:
+        self.inner, self.error, self.failed = httpx.AsyncHTTPTransport(), error, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/upload") and not self.failed:
+            self.failed = True
+            raise self.error("failed", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class TestLogs:

@@ -1,0 +1,114 @@
+"""Uploads in doubt, settled by what CMS's own download shows.
+
+An upload whose outcome is unknown (the connection failed after the file went out, CMS's
+answer could not be read, or the worker died in the middle) is never sent again blindly:
+CMS may have the resolutions already, and a second upload of an accepted resolution is what
+must not happen. Its rows stay `uploading`, marked in doubt, and the next download of the
+contract reaches back far enough to hold their complaints (`SyncCursor.recheck_from`).
+Then, in the sync's own transaction, each row in doubt is settled: the download shows CMS
+holding this resolution (its `RESOLUTION_DATE` on the complaint) → accepted, as if CMS's
+answer had arrived; it does not → queued again, to be uploaded once more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.complaints.models import Complaint, Resolution, ResolutionState
+from hub.core.db import utcnow
+from hub.core.ids import TenantID
+from hub.events.service import record_events
+from hub.keys.models import ApiKey, Environment
+
+log = structlog.get_logger(__name__)
+
+CONFIRMED = "accepted: CMS's download shows this resolution (the upload's answer was lost)"
+NOT_FOUND = "queued again: CMS's download does not show the upload whose answer was lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    accepted: int = 0
+    requeued: int = 0
+
+
+async def settle(
+    session: AsyncSession,
+    *,
+    tenant_id: TenantID,
+    contract: str,
+    environment: Environment,
+    covered_from: date,
+    downloaded_at: datetime,
+) -> Settled:
+    """Settle the contract's uploads in doubt that a download, asked for at `downloaded_at`
+    and reaching back to `covered_from`, has seen: called after the download's complaints
+    were written, in the same transaction. Rows whose doubt began after the download was
+    asked for, or whose complaint it did not reach, wait for the next one."""
+    found = (
+        await session.execute(
+            select(Resolution, Complaint.cms_resolution_date)
+            .join(Complaint, Complaint.id == Resolution.complaint_pk)
+            .outerjoin(ApiKey, ApiKey.id == Resolution.api_key_id)
+            .where(
+                Resolution.tenant_id == tenant_id,
+                Resolution.contract == contract,
+                Resolution.state == ResolutionState.UPLOADING,
+                Resolution.in_doubt_since.is_not(None),
+                Resolution.in_doubt_since < downloaded_at,
+                Complaint.received_date >= covered_from,
+                # The environment the file went to (any, if its key is gone).
+                or_(ApiKey.id.is_(None), ApiKey.environment == environment),
+            )
+            .order_by(Resolution.created_at, Resolution.id)
+        )
+    ).all()
+    if not found:
+        return Settled()
+    now = utcnow()
+    accepted: list[Resolution] = []
+    requeued: list[Resolution] = []
+    for resolution, cms_date in found:
+        if cms_date is not None and cms_date == resolution.resolution_date:
+            resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
+            resolution.decided_at, resolution.note = now, CONFIRMED
+            accepted.append(resolution)
+        else:
+            resolution.state, resolution.upload_batch = ResolutionState.QUEUED, None
+            resolution.uploaded_at, resolution.note = None, NOT_FOUND
+            requeued.append(resolution)
+        resolution.in_doubt_since, resolution.updated_at = None, now
+    await _mirror(session, accepted, ResolutionState.ACCEPTED, now)
+    await _mirror(session, requeued, ResolutionState.QUEUED, now)
+    events: list[tuple[str, dict[str, Any]]] = []
+    for r in accepted:
+        payload = {"complaint_id": r.complaint_id, "contract": r.contract}
+        payload |= {"resolution_id": str(r.id), "accepted_at": now.isoformat()}
+        events.append(("resolution.accepted", payload | {"confirmed_by": "download"}))
+    record_events(session, tenant_id, events, occurred_at=now)
+    log.warning(
+        "uploads in doubt settled by a download",
+        contract=contract, accepted=len(accepted), requeued=len(requeued),
+    )  # fmt: skip
+    return Settled(len(accepted), len(requeued))
+
+
+async def _mirror(
+    session: AsyncSession, rows: list[Resolution], state: ResolutionState, now: datetime
+) -> None:
+    """The complaints' copy of their resolution's state."""
+    pks: list[UUID] = [r.complaint_pk for r in rows]
+    if pks:
+        await session.execute(
+            update(Complaint)
+            .where(Complaint.id.in_(pks))
+            .values(resolution_state=state, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
