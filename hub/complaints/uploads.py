@@ -287,6 +287,7 @@ async def _requeue(session: AsyncSession, batches: Sequence[UUID], *, note: str)
         r.state, r.upload_batch, r.uploaded_at, r.note, r.updated_at = (
             ResolutionState.QUEUED, None, None, note, now,
         )  # fmt: skip
+        r.in_doubt_since = None  # CMS answered: it did not take the file
     await _set_complaints(session, [r.complaint_pk for r in rows], ResolutionState.QUEUED)
     return len(rows)
 
