@@ -469,14 +469,30 @@ def tokens_create(
 @tenants.command("rotate-key")
 @click.option("--slug", required=True)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--settle-seconds",
+    default=None,
+    show_default="the key cache's lifetime plus the longest job: 600",
+    type=click.FloatRange(0),
+    help="Wait this long after the new key is active, then re-seal what other processes "
+    "sealed under the old one meanwhile (their key cache, then their longest job). "
+    "0 skips that pass: only when nothing else runs against this database.",
+)
 @fail_cleanly
-def tenants_rotate_key(slug: str, batch_size: int) -> None:
+def tenants_rotate_key(slug: str, batch_size: int, settle_seconds: float | None) -> None:
     """Give a tenant a new data key and re-seal all its sealed values under it."""
     from hub.audit.service import Actor
     from hub.tenants import keys
     from hub.tenants import service as tenant_service
 
     settings = _settings()
+    settle = keys.SETTLE_SECONDS if settle_seconds is None else settle_seconds
+
+    def waiting(seconds: float) -> None:
+        click.echo(
+            f"tenant {slug}: re-sealed what was there; waiting {seconds:.0f} s for other "
+            "processes to let go of the old key, then re-sealing what they sealed meanwhile"
+        )
 
     async def work() -> Any:
         database = _database(settings)
@@ -484,16 +500,23 @@ def tenants_rotate_key(slug: str, batch_size: int) -> None:
             async with database.transaction() as session:
                 tenant = await tenant_service.get_tenant_by_slug(session, slug)
             return await keys.rotate_data_key(
-                database, tenant_id=tenant.id, actor=Actor.cli(), batch_size=batch_size
-            )
+                database, tenant_id=tenant.id, actor=Actor.cli(), batch_size=batch_size,
+                settle_seconds=settle, on_wait=waiting,
+            )  # fmt: skip
         finally:
             await database.dispose()
 
     report = _run(work())
     columns = ", ".join(f"{name} {count}" for name, count in report.resealed.items() if count)
+    late = ", ".join(f"{name} {count}" for name, count in report.resealed_late.items() if count)
     click.echo(
         f"tenant {slug}: data key v{report.version} is active; re-sealed {report.total} values"
         + (f" ({columns})" if columns else "")
+        + (
+            f"; the late pass re-sealed {report.total_late} more" + (f" ({late})" if late else "")
+            if settle > 0
+            else "; no late pass (--settle-seconds 0)"
+        )
     )
 
 

@@ -197,7 +197,7 @@ def create_worker(
         # SQLite has one writer: the embedded default runs one job at a time rather than
         # have jobs queue on its write lock (and time out behind a long sync).
         "max_jobs": 1 if _on_sqlite(settings, database) else 20,
-        "job_timeout": 300,
+        "job_timeout": jobs.JOB_TIMEOUT_SECONDS,
         "poll_delay": 0.1,
         "keep_result": 60,
     }

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 log = structlog.get_logger(__name__)
 
 JobArg = str | int | float | bool | None
+# The longest a job runs: the worker cancels it then (and arq may run it again).
+JOB_TIMEOUT_SECONDS = 300
 
 _PENDING = "hub.jobs.pending"
 _COMMITTED = "hub.jobs.committed"

@@ -4,7 +4,9 @@ key (re-sealing its values in every sealed column)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -13,10 +15,15 @@ from sqlalchemy import MetaData
 from hub.audit import service as audit
 from hub.audit.service import Actor
 from hub.core.crypto import service as keys
+from hub.core.crypto.cache import DEFAULT_CACHE_TTL_SECONDS
 from hub.core.crypto.errors import CryptoNotConfigured
 from hub.core.db import Database
+from hub.core.jobs import JOB_TIMEOUT_SECONDS
 
 DEFAULT_BATCH_SIZE = 500
+# After a data key rotation, how long another process may still seal under the old key: its
+# cached copy lives this long, and a job that took it just before expiry runs this long.
+SETTLE_SECONDS = DEFAULT_CACHE_TTL_SECONDS + JOB_TIMEOUT_SECONDS
 
 
 @dataclass
@@ -32,10 +39,16 @@ class DataKeyRotation:
     tenant_id: UUID
     version: int
     resealed: dict[str, int] = field(default_factory=dict)  # per "table.column"
+    # Sealed under the old key by other processes meanwhile, re-sealed by the late pass.
+    resealed_late: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return sum(self.resealed.values())
+
+    @property
+    def total_late(self) -> int:
+        return sum(self.resealed_late.values())
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -91,12 +104,21 @@ async def rotate_data_key(
     actor: Actor,
     batch_size: int = DEFAULT_BATCH_SIZE,
     metadata: MetaData | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_wait: Callable[[float], None] | None = None,
 ) -> DataKeyRotation:
     """Give the tenant a new data key version, then re-seal each of its values in every
     sealed column (found through the column type) under it, batch by batch. Values not yet
     re-sealed keep opening under the retired key meanwhile; if interrupted, run it again (a
     further version is made and everything still on an older one is re-sealed).
-    `metadata` defaults to every table of the hub."""
+    `metadata` defaults to every table of the hub.
+
+    Other processes (web, workers) keep sealing under the old key until their cached copy
+    expires, and a job that took it just before may write with it until it ends: so once
+    `settle_seconds` have passed since the new key became active (`on_wait` is told how
+    long is left), a late pass re-seals what they sealed meanwhile. 0 skips it (one process
+    only, as in a test)."""
     from hub import models  # every table, including those added after this module
 
     _check_batch_size(batch_size)
@@ -111,9 +133,20 @@ async def rotate_data_key(
             target_id=version,
             details={"version": version, "stage": "new_key"},
         )
+    activated = time.monotonic()
     report = DataKeyRotation(tenant_id, version)
-    for ref in keys.sealed_columns(metadata if metadata is not None else models.metadata):
+    columns = keys.sealed_columns(metadata if metadata is not None else models.metadata)
+    for ref in columns:
         report.resealed[ref.field] = await _reseal_column(database, tenant_id, ref, batch_size)
+    if settle_seconds > 0:
+        left = settle_seconds - (time.monotonic() - activated)
+        if left > 0:
+            if on_wait is not None:
+                on_wait(left)
+            await sleep(left)
+        for ref in columns:
+            late = await _reseal_column(database, tenant_id, ref, batch_size)
+            report.resealed_late[ref.field] = late
     async with database.transaction() as session:
         await audit.record(
             session,
@@ -122,8 +155,11 @@ async def rotate_data_key(
             tenant_id=tenant_id,
             target_type="data_key",
             target_id=version,
-            details={"version": version, "stage": "resealed", "values": report.total},
-        )
+            details={
+                "version": version, "stage": "resealed", "values": report.total,
+                "late": report.total_late,
+            },
+        )  # fmt: skip
     return report
 
 

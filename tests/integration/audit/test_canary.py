@@ -77,7 +77,7 @@ class TestCanary:
         assert await open_all(committed_db, tenant.id) == {"key": CANARY}
 
         await keys.rotate_data_key(committed_db, tenant_id=tenant.id, actor=Actor.cli(),
-                                   metadata=sealed_metadata)  # fmt: skip
+                                   metadata=sealed_metadata, settle_seconds=0)  # fmt: skip
         rotating = with_crypto(
             committed_db, ring(("v2", NEW_MASTER_KEY), ("test1", TEST_MASTER_KEY))
         )

@@ -190,8 +190,9 @@ class TestDataKeyRotation:
             acme_before = await raw_secrets(session, acme.id)
             globex_before = await raw_secrets(session, globex.id)
         report = await keys.rotate_data_key(
-            committed_db, tenant_id=acme.id, actor=ACTOR, metadata=sealed_metadata, batch_size=1
-        )
+            committed_db, tenant_id=acme.id, actor=ACTOR, metadata=sealed_metadata, batch_size=1,
+            settle_seconds=0,
+        )  # fmt: skip
         assert report.version == 2
         assert report.resealed == {"trust_test_secrets.secret": 2}
         async with committed_db.transaction() as session:
@@ -204,13 +205,43 @@ class TestDataKeyRotation:
         assert await open_all(committed_db, acme.id) == expected(0)
         assert await open_all(committed_db, globex.id) == expected(1)
 
+    async def test_a_late_pass_reseals_what_another_process_sealed_with_the_old_key(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        [tenant] = await seed(committed_db, 1)
+        # Another process (its own key cache, warm before the rotation) keeps the old key.
+        other = with_crypto(committed_db, ring(("test1", TEST_MASTER_KEY)))
+        assert await open_all(other, tenant.id) == expected(0)
+        waits: list[float] = []
+
+        async def meanwhile(seconds: float) -> None:
+            waits.append(seconds)
+            async with other.transaction() as session:
+                await store_secret(session, tenant.id, "c", "sealed-meanwhile")
+
+        report = await keys.rotate_data_key(
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=600, sleep=meanwhile, on_wait=waits.append,
+        )  # fmt: skip
+        told, slept = waits  # told (on_wait), then slept: what was left of the 600 s
+        assert 590 < told <= 600
+        assert slept == told
+        assert report.resealed == {"trust_test_secrets.secret": 2}
+        assert report.resealed_late == {"trust_test_secrets.secret": 1}
+        async with committed_db.transaction() as session:
+            versions = [s.key_version for _, _, s in await raw_secrets(session, tenant.id)]
+        assert versions == [2, 2, 2], "nothing is left under the old key"
+        committed_db.crypto.clear()  # type: ignore[union-attr]
+        assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-meanwhile"}
+
     async def test_old_version_is_retired_not_destroyed(
         self, committed_db: Database, table: Table
     ) -> None:
         [tenant] = await seed(committed_db, 1)
         await keys.rotate_data_key(
-            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata
-        )
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
         async with committed_db.transaction() as session:
             data_keys = (
                 await session.scalars(
@@ -233,8 +264,9 @@ class TestDataKeyRotation:
         async with committed_db.transaction() as session:
             before = await crypto.blind_index(session, "1EG4", tenant=tenant.id, field="t.mbi")
         await keys.rotate_data_key(
-            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata
-        )
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
         committed_db.crypto.clear()  # type: ignore[union-attr]
         async with committed_db.transaction() as session:
             after = await crypto.blind_index(session, "1EG4", tenant=tenant.id, field="t.mbi")
@@ -245,8 +277,9 @@ class TestDataKeyRotation:
     ) -> None:
         [tenant] = await seed(committed_db, 1)
         await keys.rotate_data_key(
-            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata
-        )
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
         async with committed_db.transaction() as session:
             stages = (
                 await session.scalars(
@@ -260,7 +293,7 @@ class TestDataKeyRotation:
             ).all()
         assert stages == [
             {"version": 2, "stage": "new_key"},
-            {"version": 2, "stage": "resealed", "values": 2},
+            {"version": 2, "stage": "resealed", "values": 2, "late": 0},
         ]
 
     async def test_unknown_tenant_is_named(self, committed_db: Database) -> None:
@@ -268,4 +301,4 @@ class TestDataKeyRotation:
 
         ghost = uuid7()
         with pytest.raises(TenantKeyMissing, match=str(ghost)):
-            await keys.rotate_data_key(committed_db, tenant_id=ghost, actor=ACTOR)
+            await keys.rotate_data_key(committed_db, tenant_id=ghost, actor=ACTOR, settle_seconds=0)

@@ -73,8 +73,11 @@ class TestMasterKey:
 
         only_new = {**hub_env, "HUB_MASTER_KEYS": f"v2:{NEW_KEY}"}
         # Rotating a data key unwraps the tenant's keys: it works with the old key gone.
-        assert "data key v2 is active" in ok(hub(only_new, "tenants", "rotate-key", "--slug",
-                                                 "acme"))  # fmt: skip
+        rotated = ok(hub(only_new, "tenants", "rotate-key", "--slug", "acme",
+                         "--settle-seconds", "0.2"))  # fmt: skip
+        assert "waiting 0 s for other processes to let go of the old key" in rotated
+        assert "data key v2 is active" in rotated
+        assert "the late pass re-sealed 0 more" in rotated
         assert "chains verified" in ok(hub(only_new, "audit", "verify"))
 
     def test_ring_without_the_old_key_refuses_and_changes_nothing(
@@ -88,13 +91,21 @@ class TestMasterKey:
             versions = connection.execute("SELECT DISTINCT master_key_version FROM tenant_keys")
             assert versions.fetchall() == [("local1",)]
 
+    def test_rotate_key_waits_by_default_for_the_cache_and_the_longest_job(
+        self, env: dict[str, str]
+    ) -> None:
+        from hub.tenants.keys import SETTLE_SECONDS
+
+        shown = ok(hub(env, "tenants", "rotate-key", "--help"))
+        assert f"longest job: {SETTLE_SECONDS:.0f}" in " ".join(shown.split())
+
     def test_generate_prints_a_ring_entry(self, env: dict[str, str]) -> None:
         entry = ok(hub(env, "master-key", "generate", "--version", "v7")).strip()
         assert MasterKeyRing.parse(entry).versions == ["v7"]
 
     def test_wrong_key_under_the_right_name_is_a_clear_error(self, hub_env: dict[str, str]) -> None:
         impostor = {**hub_env, "HUB_MASTER_KEYS": f"local1:{NEW_KEY}"}
-        result = hub(impostor, "tenants", "rotate-key", "--slug", "acme")
+        result = hub(impostor, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0")
         assert result.exit_code == 1
         assert "master key 'local1' does not unwrap" in result.output
 
@@ -120,7 +131,7 @@ class TestOffboard:
                 "JOIN tenants t ON t.id = k.tenant_id ORDER BY t.slug"
             ).fetchall()
         assert rows == [("acme", "destroyed", 1)] * 2 + [("globex", "active", 0)] * 2
-        again = hub(hub_env, "tenants", "rotate-key", "--slug", "acme")
+        again = hub(hub_env, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0")
         assert again.exit_code == 1
         assert "destroyed" in again.output
 
