@@ -4,6 +4,7 @@ idempotent re-syncs, updates, fault storms, a rotated key, and fairness of the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -278,3 +279,41 @@ class TestScheduler:
         assert await plan.count(Event, Event.dispatched_at.is_(None)) == 0, (
             "the events were dispatched"
         )
+
+
+class TestKeySlots:
+    """At most `PER_KEY_CONCURRENCY` syncs use one key at once, over every worker."""
+
+    async def test_a_key_has_so_many_slots_and_a_released_one_is_free_again(
+        self, redis: Any
+    ) -> None:
+        from workers.syncs import PER_KEY_CONCURRENCY, key_slot
+
+        async with contextlib.AsyncExitStack() as held:
+            taken = [
+                await held.enter_async_context(key_slot(redis, "key-a"))
+                for _ in range(PER_KEY_CONCURRENCY)
+            ]
+            assert taken == [True] * PER_KEY_CONCURRENCY
+            async with key_slot(redis, "key-a") as one_more:
+                assert one_more is False
+            async with key_slot(redis, "key-b") as other_key:
+                assert other_key is True, "another key has slots of its own"
+        async with key_slot(redis, "key-a") as again:
+            assert again is True, "every slot was given back"
+        assert int(await redis.get("hub:sync-slots:key-a")) == 0
+
+    async def test_a_sync_without_a_slot_comes_back_later_untried(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        from arq import Retry
+
+        from workers.syncs import PER_KEY_CONCURRENCY, key_slot, sync_contract
+
+        ctx: Any = {"redis": redis, "db": plan.db, "ctm": plan.clients, "job_try": 1}
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(PER_KEY_CONCURRENCY):
+                await held.enter_async_context(key_slot(redis, str(plan.key.id)))
+            with pytest.raises(Retry):
+                await sync_contract(ctx, str(plan.tenant_id), str(plan.key.id), "H1234")
+        assert await plan.count(SyncRun) == 0, "no run was started without a slot"
