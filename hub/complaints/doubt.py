@@ -12,6 +12,7 @@ answer had arrived; it does not → queued again, to be uploaded once more.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -85,8 +86,10 @@ async def settle(
             resolution.uploaded_at, resolution.note = None, NOT_FOUND
             requeued.append(resolution)
         resolution.in_doubt_since, resolution.updated_at = None, now
-    await _mirror(session, accepted, ResolutionState.ACCEPTED, now)
-    await _mirror(session, requeued, ResolutionState.QUEUED, now)
+    await set_resolution_state(
+        session, [r.complaint_pk for r in accepted], ResolutionState.ACCEPTED
+    )
+    await set_resolution_state(session, [r.complaint_pk for r in requeued], ResolutionState.QUEUED)
     events: list[tuple[str, dict[str, Any]]] = []
     for r in accepted:
         payload = {"complaint_id": r.complaint_id, "contract": r.contract}
@@ -100,15 +103,14 @@ async def settle(
     return Settled(len(accepted), len(requeued))
 
 
-async def _mirror(
-    session: AsyncSession, rows: list[Resolution], state: ResolutionState, now: datetime
+async def set_resolution_state(
+    session: AsyncSession, complaint_pks: Sequence[UUID], state: ResolutionState
 ) -> None:
     """The complaints' copy of their resolution's state."""
-    pks: list[UUID] = [r.complaint_pk for r in rows]
-    if pks:
+    if complaint_pks:
         await session.execute(
             update(Complaint)
-            .where(Complaint.id.in_(pks))
-            .values(resolution_state=state, updated_at=now)
+            .where(Complaint.id.in_(complaint_pks))
+            .values(resolution_state=state, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
+from hub.complaints import doubt
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import (
     NOTES_FIELD,
@@ -98,18 +99,6 @@ def _satisfied(value: str | None) -> bool | None:
     return {"Y": True, "N": False}.get(value or "")
 
 
-async def _set_complaints(
-    session: AsyncSession, pks: Sequence[UUID], state: ResolutionState
-) -> None:
-    if pks:
-        await session.execute(
-            update(Complaint)
-            .where(Complaint.id.in_(pks))
-            .values(resolution_state=state, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-
-
 async def _claim(
     db: Database, tenant_id: TenantID, key_id: UUID, contract: str, policy: UploadPolicy
 ) -> _Claim | None:
@@ -158,7 +147,9 @@ async def _claim(
         ).all()
         if not claimed:
             return None
-        await _set_complaints(session, [r.complaint_pk for r in claimed], ResolutionState.UPLOADING)
+        await doubt.set_resolution_state(
+            session, [r.complaint_pk for r in claimed], ResolutionState.UPLOADING
+        )
         credentials = await keys.credentials_for(session, key)
         return await _build_claim(session, key, contract, batch, credentials, claimed)
 
@@ -240,7 +231,7 @@ async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[in
                 payload |= {"errors": errors, "reason": "; ".join(errors)}
                 events.append(("resolution.rejected", payload))
         for state, pks in decided.items():
-            await _set_complaints(session, pks, state)
+            await doubt.set_resolution_state(session, pks, state)
         record_events(session, claim.tenant_id, events, occurred_at=now)
     return len(decided[ResolutionState.ACCEPTED]), len(decided[ResolutionState.REJECTED])
 
@@ -288,7 +279,9 @@ async def _requeue(session: AsyncSession, batches: Sequence[UUID], *, note: str)
             ResolutionState.QUEUED, None, None, note, now,
         )  # fmt: skip
         r.in_doubt_since = None  # CMS answered: it did not take the file
-    await _set_complaints(session, [r.complaint_pk for r in rows], ResolutionState.QUEUED)
+    await doubt.set_resolution_state(
+        session, [r.complaint_pk for r in rows], ResolutionState.QUEUED
+    )
     return len(rows)
 
 
@@ -349,13 +342,11 @@ async def upload_pending(
 # The cron --------------------------------------------------------------------------------
 
 
-async def hold_stale(
-    session: AsyncSession, *, now: datetime | None = None, policy: UploadPolicy | None = None
-) -> int:
+async def hold_stale(session: AsyncSession, *, policy: UploadPolicy | None = None) -> int:
     """Batches left 'uploading' longer than any live upload takes (their worker died, before
     or after sending) are held in doubt: a download of their contract settles them."""
     policy = policy or UploadPolicy()
-    now = now or utcnow()
+    now = utcnow()
     rows = (
         await session.scalars(
             select(Resolution)

@@ -225,7 +225,9 @@ class CtmClient:
                 "POST", modeled.UPLOAD_PATH, files=files, headers=headers
             )
 
-        response = await self._call("upload", credentials, contract, build, stream=False)
+        response = await self._call(
+            "upload", credentials, contract, build, stream=False, resend_safe=False
+        )
         try:
             return _upload_result(response)
         except CtmProtocolError as error:  # CMS took the request (2xx): the file may be in
@@ -318,8 +320,17 @@ class CtmClient:
             raise _Retry(CtmUnavailable(f"CMS answered {status}"))
 
     async def _send(
-        self, request: httpx.Request, call: str, key_id: str, contract: str | None, *, stream: bool
+        self,
+        request: httpx.Request,
+        call: str,
+        key_id: str,
+        contract: str | None,
+        *,
+        stream: bool,
+        resend_safe: bool = True,
     ) -> httpx.Response:
+        """Send once. A transport failure is retried (`_Retry`), unless the request must not
+        reach CMS twice (`resend_safe=False`, an upload) and may have gone out already."""
         started = self._clock()
         try:
             response = await self._http.send(request, stream=stream)
@@ -328,9 +339,9 @@ class CtmClient:
                 f"ctm {call} failed: {type(error).__name__}", key_id=key_id, contract=contract,
                 status=None, duration_ms=round((self._clock() - started) * 1000),
             )  # fmt: skip
-            if call == "upload" and not isinstance(error, _NOT_SENT):
+            if not resend_safe and not isinstance(error, _NOT_SENT):
                 raise UploadOutcomeUnknown(
-                    f"upload: the connection failed after the file was sent "
+                    f"{call}: the connection failed after the file was sent "
                     f"({type(error).__name__}); CMS may have taken it"
                 ) from None
             raise _Retry(CtmUnavailable(f"CMS unreachable ({type(error).__name__})")) from None
@@ -357,18 +368,23 @@ class CtmClient:
         build: Callable[[dict[str, str]], httpx.Request],
         *,
         stream: bool,
+        resend_safe: bool = True,
     ) -> httpx.Response:
         async def once() -> httpx.Response:
             token = await self._token(credentials)
             request = build(self._headers(credentials, token))
-            response = await self._send(request, call, credentials.key_id, contract, stream=stream)
+            response = await self._send(
+                request, call, credentials.key_id, contract, stream=stream,
+                resend_safe=resend_safe,
+            )  # fmt: skip
             if response.status_code == 401:  # token invalid or expired: re-authenticate once
                 await response.aclose()
                 token = await self._token(credentials, stale=token.value)
                 request = build(self._headers(credentials, token))
                 response = await self._send(
-                    request, call, credentials.key_id, contract, stream=stream
-                )
+                    request, call, credentials.key_id, contract, stream=stream,
+                    resend_safe=resend_safe,
+                )  # fmt: skip
                 if response.status_code == 401:
                     await response.aclose()
                     raise ContractAccessDenied(contract, "token refused twice (401)")
