@@ -68,7 +68,7 @@ async def raw_secrets(session: AsyncSession, tenant_id: UUID) -> list[tuple[UUID
         .where(secrets_table.c.tenant_id == tenant_id)
         .order_by(secrets_table.c.label)
     )
-    return [(row_id, label, sealed) for row_id, label, sealed in rows.tuples()]
+    return [(row_id, label, sealed) for row_id, label, sealed in rows]
 
 
 async def open_all(database: Database, tenant_id: UUID) -> dict[str, str]:

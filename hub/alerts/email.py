@@ -205,7 +205,7 @@ async def _tenant_names(session: AsyncSession, alerts: Sequence[Alert]) -> dict[
     rows = await session.execute(
         select(Tenant.id, Tenant.name).where(Tenant.id.in_({a.tenant_id for a in alerts}))
     )
-    return {ident: name for ident, name in rows.tuples()}
+    return {ident: name for ident, name in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ async def unresolved_counts(session: AsyncSession, tenant_id: TenantID) -> dict[
         .group_by(Alert.state, Alert.severity)
     )
     counts = {"open": 0, "acknowledged": 0, "critical": 0}
-    for state, severity, number in rows.tuples():
+    for state, severity, number in rows:
         counts[state.value] += number
         if severity is Severity.CRITICAL:
             counts["critical"] += number

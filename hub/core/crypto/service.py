@@ -208,7 +208,7 @@ async def count_keys_to_rewrap(session: AsyncSession) -> dict[str, int]:
         .where(TenantKey.wrapped_key.is_not(None), TenantKey.master_key_version != active)
         .group_by(TenantKey.master_key_version)
     )
-    counts = {str(version): int(count) for version, count in rows.tuples()}
+    counts = {str(version): int(count) for version, count in rows}
     for version in counts:
         if not crypto.provider.has_version(version):
             key = await session.scalar(
@@ -328,7 +328,7 @@ async def reseal_batch(
     )
     if after is not None:
         statement = statement.where(id_column > after)
-    rows = (await session.execute(statement.order_by(id_column).limit(limit))).tuples().all()
+    rows = (await session.execute(statement.order_by(id_column).limit(limit))).all()
     resealed = 0
     for row_id, sealed in rows:
         if sealed.key_version == cipher.active_version:

@@ -64,7 +64,7 @@ async def versions_in_use(database: Database) -> dict[str | None, int]:
                 TenantKey.master_key_version
             )
         )
-        return {version: count for version, count in rows.tuples()}
+        return {version: count for version, count in rows}
 
 
 def expected(index: int) -> dict[str, str]:

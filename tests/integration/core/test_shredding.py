@@ -110,7 +110,7 @@ class TestOffboarding:
         await offboard(committed_db, doomed, operator)
         async with committed_db.transaction() as session:
             rows = (await session.execute(select(TenantKey.tenant_id, TenantKey.state,
-                    TenantKey.wrapped_key, TenantKey.destroyed_at))).tuples().all()  # fmt: skip
+                    TenantKey.wrapped_key, TenantKey.destroyed_at))).all()  # fmt: skip
         for tenant_id, state, wrapped, destroyed_at in rows:
             if tenant_id == doomed.id:
                 assert (state, wrapped) == (KeyState.DESTROYED, None)
