@@ -384,6 +384,12 @@ async def main() -> None:
         f" µs, producer {producer_cpu * per:.0f} µs, database and Redis {others * per:.0f} µs; "
         f"whole machine {machine_cpu * per:.0f} µs ({os.cpu_count()} cores)"
     )
+    cores = os.cpu_count() or 1
+    print(
+        f"machine-bound rate:  {cores / (machine_cpu / len(latencies)):8.0f} deliveries/s "
+        f"({cores} cores over the machine's CPU per delivery; 0.5 of the fastest floor would "
+        f"need {cores / (0.5 * fastest) * 1e6:.0f} µs or less)"
+    )
     print(
         f"commit to receipt:   p50 {percentile(latencies, 50) * 1000:.0f} ms, "
         f"p99 {percentile(latencies, 99) * 1000:.0f} ms"
