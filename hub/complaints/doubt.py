@@ -38,6 +38,8 @@ NOT_FOUND = "queued again: CMS's download does not show the upload whose answer 
 class Settled:
     accepted: int = 0
     requeued: int = 0
+    # Rows still in doubt wait for a download that reaches back to this day (see `settle`).
+    again_from: date | None = None
 
 
 async def settle(
@@ -52,10 +54,11 @@ async def settle(
     """Settle the contract's uploads in doubt that a download, asked for at `downloaded_at`
     and reaching back to `covered_from`, has seen: called after the download's complaints
     were written, in the same transaction. Rows whose doubt began after the download was
-    asked for, or whose complaint it did not reach, wait for the next one."""
+    asked for, or whose complaint it did not reach, wait for the next one, which must reach
+    back to `again_from`."""
     found = (
         await session.execute(
-            select(Resolution, Complaint.cms_resolution_date)
+            select(Resolution, Complaint.cms_resolution_date, Complaint.received_date)
             .join(Complaint, Complaint.id == Resolution.complaint_pk)
             .outerjoin(ApiKey, ApiKey.id == Resolution.api_key_id)
             .where(
@@ -63,8 +66,6 @@ async def settle(
                 Resolution.contract == contract,
                 Resolution.state == ResolutionState.UPLOADING,
                 Resolution.in_doubt_since.is_not(None),
-                Resolution.in_doubt_since < downloaded_at,
-                Complaint.received_date >= covered_from,
                 # The environment the file went to (any, if its key is gone).
                 or_(ApiKey.id.is_(None), ApiKey.environment == environment),
             )
@@ -76,7 +77,13 @@ async def settle(
     now = utcnow()
     accepted: list[Resolution] = []
     requeued: list[Resolution] = []
-    for resolution, cms_date in found:
+    again_from: date | None = None
+    for resolution, cms_date, received in found:
+        began = resolution.in_doubt_since
+        if began is None or began >= downloaded_at or received < covered_from:
+            # In doubt since after the download was asked for, or not in it: the next one.
+            again_from = received if again_from is None else min(again_from, received)
+            continue
         if cms_date is not None and cms_date == resolution.resolution_date:
             resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
             resolution.decided_at, resolution.note = now, CONFIRMED
@@ -97,10 +104,10 @@ async def settle(
         events.append(("resolution.accepted", payload | {"confirmed_by": "download"}))
     record_events(session, tenant_id, events, occurred_at=now)
     log.warning(
-        "uploads in doubt settled by a download",
-        contract=contract, accepted=len(accepted), requeued=len(requeued),
+        "uploads in doubt settled by a download", contract=contract,
+        accepted=len(accepted), requeued=len(requeued), waiting=again_from is not None,
     )  # fmt: skip
-    return Settled(len(accepted), len(requeued))
+    return Settled(len(accepted), len(requeued), again_from)
 
 
 async def set_resolution_state(

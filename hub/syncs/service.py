@@ -275,7 +275,7 @@ async def _import(
         await store_quarantined(download.take_quarantined())  # those the file's end found
         # Uploads in doubt that this download saw: CMS has them (accepted) or not (queued
         # again, for the resolutions cron to upload).
-        await doubt.settle(
+        settled = await doubt.settle(
             session, tenant_id=plan.tenant_id, contract=plan.contract,
             environment=key.environment, covered_from=plan.start, downloaded_at=now,
         )  # fmt: skip
@@ -297,9 +297,14 @@ async def _import(
         cursor = await _cursor(session, plan.tenant_id, key.id, plan.contract)
         interval = await interval_for(session, plan.tenant_id, key.environment, policy)
         cursor.synced_through, cursor.last_success_at = plan.end, now
+        cursor.next_due_at = now + interval
         if cursor.recheck_from is not None and cursor.recheck_from >= plan.start:
             cursor.recheck_from = None  # reached (a later, earlier one waits for the next)
-        cursor.next_due_at = now + interval
+        if (again := settled.again_from) is not None:
+            # Uploads in doubt this download came too early for, or did not reach: the next
+            # one reaches them, soon.
+            cursor.recheck_from = min(again, cursor.recheck_from or again)
+            cursor.next_due_at = now
         cursor.consecutive_failures, cursor.last_error, cursor.is_blocked = 0, None, False
         await keys.record_use(session, key, now=now)
         await alert_rules.on_sync_outcome(session, key=key, cursor=cursor, succeeded=True, now=now)

@@ -343,6 +343,45 @@ class TestInDoubt:
         assert world.uploaded_ids() == [complaint.complaint_id]
         assert len(await events(world.db, "resolution.accepted")) == 1
 
+    async def put_in_doubt(self, world: World, ident: UUID, since: datetime) -> None:
+        """In doubt since `since`, without asking for a download (as after a key change)."""
+        claim = await uploads._claim(
+            world.db, world.member.tenant_id, world.key.id, "H1234", uploads.UploadPolicy()
+        )
+        assert claim is not None
+        async with world.db.transaction() as session:
+            resolution = await session.get(Resolution, ident)
+            assert resolution is not None
+            resolution.in_doubt_since = since
+
+    async def test_a_download_that_did_not_reach_the_complaint_asks_for_one_that_does(
+        self, world: World
+    ) -> None:
+        complaint = await self.oldest_open_complaint(world)
+        ident = await world.resolve(complaint)
+        await self.put_in_doubt(world, ident, utcnow() - timedelta(minutes=1))
+        await world.sync()  # an incremental window: the complaint is older
+        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
+        cursor = await self.cursor(world)
+        assert cursor.recheck_from == complaint.received_date
+        assert cursor.next_due_at is not None
+        assert cursor.next_due_at <= utcnow(), "due again at once"
+        await world.sync()
+        assert (await world.resolution(ident)).state is ResolutionState.QUEUED
+        assert (await self.cursor(world)).recheck_from is None
+
+    async def test_a_download_asked_for_before_the_doubt_began_does_not_settle_it(
+        self, world: World
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        await self.put_in_doubt(world, ident, utcnow() + timedelta(hours=1))
+        await world.sync()
+        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
+        cursor = await self.cursor(world)
+        assert cursor.next_due_at is not None
+        assert cursor.next_due_at <= utcnow(), "due again at once"
+
     async def test_an_answer_that_arrives_after_all_is_recorded(self, world: World) -> None:
         [complaint] = await world.open_complaints()
         ident = await world.resolve(complaint)
