@@ -49,6 +49,9 @@ KNOWN_URLS = {"sandbox": "https://hpmssandbox.cms.gov", "production": "https://h
 # Failures before any byte of the request went out: CMS cannot have seen it, so even an
 # upload (which must never reach CMS twice) is safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# A gateway's answers for a request it passed on: CMS behind it may have done the work. (500,
+# 503 and 429 are CMS's own: it did not.)
+_GATEWAY_GAVE_UP = frozenset({502, 504})
 
 
 @dataclass(frozen=True)
@@ -388,13 +391,13 @@ class CtmClient:
                 if response.status_code == 401:
                     await response.aclose()
                     raise ContractAccessDenied(contract, "token refused twice (401)")
-            return await self._accept(response, call, contract)
+            return await self._accept(response, call, contract, resend_safe=resend_safe)
 
         response: httpx.Response = await self._with_retries(once)
         return response
 
     async def _accept(
-        self, response: httpx.Response, call: str, contract: str | None
+        self, response: httpx.Response, call: str, contract: str | None, *, resend_safe: bool
     ) -> httpx.Response:
         status = response.status_code
         if 200 <= status < 300:
@@ -402,6 +405,11 @@ class CtmClient:
         await response.aclose()
         if status == 403:
             raise ContractAccessDenied(contract)
+        if not resend_safe and status in _GATEWAY_GAVE_UP:
+            raise UploadOutcomeUnknown(
+                f"{call}: a gateway answered {status} (it gave up waiting, or lost CMS's "
+                "answer); CMS may have taken the file"
+            )
         self._raise_transient(response)
         raise CtmProtocolError(f"{call} answered {status}")
 

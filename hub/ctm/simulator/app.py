@@ -72,7 +72,7 @@ class _Api:
             return _json(
                 {"error": "Too Many Requests"}, 429, {"Retry-After": str(faults.retry_after)}
             )
-        if kind in ("500", "503"):
+        if kind in ("500", "502", "503", "504"):
             return _json({"error": "HPMS unavailable"}, int(kind))
         if kind == "403":
             return _json({"error": "Forbidden"}, 403)

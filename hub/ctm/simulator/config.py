@@ -24,17 +24,9 @@ from hub.ctm.simulator.state import (
 ENVIRONMENTS = ("sandbox", "production")
 ROUTES = ("token", "download", "upload")
 FAULT_KINDS = (
-    "429",
-    "500",
-    "503",
-    "cut",
-    "html",
-    "html_as_csv",
-    "json",
-    "hang",
-    "403",
+    "429", "500", "502", "503", "504", "cut", "html", "html_as_csv", "json", "hang", "403",
     "lost_answer",
-)
+)  # fmt: skip
 
 
 def mapping(value: Any, name: str) -> dict[str, Any]:

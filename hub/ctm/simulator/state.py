@@ -17,8 +17,9 @@ from hub.ctm.simulator.data import Complaint, ContractPlan, complaints_received,
 Environment = Literal["sandbox", "production"]
 Route = Literal["token", "download", "upload"]
 FaultKind = Literal[
-    "429", "500", "503", "cut", "html", "html_as_csv", "json", "hang", "403", "lost_answer"
-]
+    "429", "500", "502", "503", "504", "cut", "html", "html_as_csv", "json", "hang", "403",
+    "lost_answer",
+]  # fmt: skip
 UPDATE_WINDOW_DAYS = 8
 
 

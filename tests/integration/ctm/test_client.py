@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import tracemalloc
 from datetime import date
+from typing import Literal
 
 import httpx
 import pytest
@@ -465,6 +466,24 @@ class TestUpload:
         result = await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
         assert [r.complaint_id for r in result.rejected] == ["1"]
         assert sleeps.delays == [0.5]
+
+    @pytest.mark.parametrize("status", ["502", "504"])
+    async def test_an_upload_a_gateway_gave_up_on_is_in_doubt_not_sent_again(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials, sleeps: Sleeps,
+        status: Literal["502", "504"],
+    ) -> None:  # fmt: skip
+        sim.state.faults = Faults(script=[("upload", status)])
+        with pytest.raises(UploadOutcomeUnknown, match=f"a gateway answered {status}"):
+            await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
+        assert routes(sim)[-1] == ("upload", int(status))
+        assert sleeps.delays == []
+
+    async def test_a_download_a_gateway_gave_up_on_is_asked_again(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials, sleeps: Sleeps
+    ) -> None:
+        sim.state.faults = Faults(script=[("download", "504")])
+        await download_all(client, creds)
+        assert [s for r, s in routes(sim) if r == "download"] == [504, 200]
 
     async def test_an_upload_whose_answer_is_lost_is_not_sent_again(
         self, sim: RunningSimulator, creds: CtmCredentials, sleeps: Sleeps
