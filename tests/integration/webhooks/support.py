@@ -210,6 +210,13 @@ class Harness:
         self.now = max(self.now, utcnow())
         return [e.id for e in events]
 
+    async def claim(self, endpoint_id: UUID) -> drain.Claim:
+        """Claim the endpoint's next batch in a transaction of its own (and send nothing)."""
+        async with self.db.transaction() as session:
+            return await drain.claim(
+                session, endpoint_id, policy=self.policy, limiter=self.limiter, now=self.now
+            )
+
     async def drain(self, endpoint_id: UUID) -> drain.Outcome:
         return await self.drainer.drain(self.db, endpoint_id, clock=lambda: self.now)
 

@@ -270,14 +270,7 @@ class TestDisabling:
         endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.default_status = 500
         await harness.record(admin.tenant_id, "complaint.created", {})
-        async with db.transaction() as session:
-            claimed = await drain.claim(
-                session,
-                endpoint.id,
-                policy=harness.policy,
-                limiter=harness.limiter,
-                now=harness.now,
-            )
+        claimed = await harness.claim(endpoint.id)
         assert claimed.batch is not None
         async with db.transaction() as session:
             found = await session.get(WebhookEndpoint, endpoint.id)

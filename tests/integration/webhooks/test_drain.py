@@ -190,14 +190,7 @@ class TestLeases:
     ) -> None:
         endpoint = await endpoint_for(db, admin, receiver)
         await harness.record(admin.tenant_id, "complaint.created", {}, 3)
-        async with db.transaction() as session:  # claimed, then the worker died
-            claimed = await drain.claim(
-                session,
-                endpoint.id,
-                policy=harness.policy,
-                limiter=harness.limiter,
-                now=harness.now,
-            )
+        claimed = await harness.claim(endpoint.id)  # claimed, then the worker died
         assert claimed.batch is not None
         assert len(claimed.batch.messages) == 3
         assert await harness.run_due() == 0  # leased: no other drainer takes them
