@@ -65,24 +65,34 @@ from aiohttp import web
 
 ports = [int(p) for p in sys.argv[1].split(",")]
 seen = {}
+again = [0]  # receipts of an event already received (a delivery made twice)
 
 async def hook(request):
     body = await request.read()
     start = body.index(b'"id":"') + 6
-    seen.setdefault(body[start:start + 36].decode(), time.time())
+    event = body[start:start + 36].decode()
+    if event in seen:
+        again[0] += 1
+    else:
+        seen[event] = time.time()
     return web.Response(text="ok")
+
+async def repeats(request):
+    return web.json_response(again[0])
 
 async def dump(request):
     return web.json_response(seen)
 
 async def reset(request):
     seen.clear()
+    again[0] = 0
     return web.Response(text="ok")
 
 async def main():
     app = web.Application()
     app.router.add_post("/hook", hook)
     app.router.add_get("/dump", dump)
+    app.router.add_get("/repeats", repeats)
     app.router.add_post("/reset", reset)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -140,6 +150,12 @@ async def receipts(port: int) -> dict[str, float]:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/dump") as r:
         found: dict[str, float] = await r.json()
         return found
+
+
+async def repeats(port: int) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/repeats") as r:
+        count: int = await r.json()
+        return count
 
 
 async def reset(port: int) -> None:
@@ -270,6 +286,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def named_cpu(names: tuple[str, ...]) -> float:
+    """User + system CPU used so far by the live processes with one of these names (Linux):
+    the database's backends (each connection's lives as long as it does) and Redis."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] in names:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+DATABASE_PROCESSES = ("postgres",)
+REDIS_PROCESSES = ("redis-server",)
+
+
 def machine_busy() -> float:
     """CPU seconds all cores have spent busy so far (Linux: everything but idle and iowait)."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -343,12 +378,16 @@ async def main() -> None:
         await asyncio.sleep(2)  # the worker connects and starts polling
         idle_cpu = sum(cpu_seconds(w.pid) for w in workers)  # start-up, before any event
         receiver_before, machine_before = cpu_seconds(receiver.pid), machine_busy()
+        database_before, redis_before = named_cpu(DATABASE_PROCESSES), named_cpu(REDIS_PROCESSES)
         producer_before = time.process_time()
         committed = await produce(settings, tenant)
         seen = await wait_for(ports[0], EVENTS, within=1800)
+        repeated = await repeats(ports[0])
         worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - idle_cpu
         receiver_cpu = cpu_seconds(receiver.pid) - receiver_before
         machine_cpu = machine_busy() - machine_before
+        database_cpu = named_cpu(DATABASE_PROCESSES) - database_before
+        redis_cpu = named_cpu(REDIS_PROCESSES) - redis_before
         producer_cpu = time.process_time() - producer_before
     finally:
         for worker in workers:
@@ -375,7 +414,7 @@ async def main() -> None:
         print(f"bare {kind + ' sender:':15}{floor:8.0f} signed posts/s")
     produced = max(committed.values()) - min(committed.values())
     print(f"events committed in: {produced:8.2f} s ({EVENTS / produced:.0f} events/s)")
-    print(f"hub delivered:       {len(latencies)} of {EVENTS}")
+    print(f"hub delivered:       {len(latencies)} of {EVENTS}, {repeated} delivered twice")
     print(f"hub deliveries/s:    {rate:8.0f}  (ratio to fastest bare sender {rate / fastest:.3f})")
     per = 1e6 / len(latencies)
     others = machine_cpu - worker_cpu - receiver_cpu - producer_cpu
@@ -384,6 +423,12 @@ async def main() -> None:
         f" µs, producer {producer_cpu * per:.0f} µs, database and Redis {others * per:.0f} µs; "
         f"whole machine {machine_cpu * per:.0f} µs ({os.cpu_count()} cores)"
     )
+    if database_url and embedded is None:  # both are server processes this host can see
+        print(
+            f"  of which:          PostgreSQL {database_cpu * per:.0f} µs, Redis "
+            f"{redis_cpu * per:.0f} µs, the rest (kernel, other work) "
+            f"{(others - database_cpu - redis_cpu) * per:.0f} µs"
+        )
     cores = os.cpu_count() or 1
     print(
         f"machine-bound rate:  {cores / (machine_cpu / len(latencies)):8.0f} deliveries/s "
