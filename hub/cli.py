@@ -520,6 +520,50 @@ def tenants_rotate_key(slug: str, batch_size: int, settle_seconds: float | None)
     )
 
 
+@tenants.command("discard-retired-keys")
+@click.option("--slug", required=True)
+@click.option(
+    "--settle-seconds",
+    default=None,
+    show_default="as rotate-key: 600",
+    type=click.FloatRange(0),
+    help="Refuse while the active key is younger than this (another process may still seal "
+    "under the key it replaced). 0 skips the check: only when nothing else runs.",
+)
+@fail_cleanly
+def tenants_discard_retired_keys(slug: str, settle_seconds: float | None) -> None:
+    """Erase the data keys a rotation retired, once no value is sealed under them: the
+    master key then opens nothing they sealed (in an old backup, say). Refuses, naming the
+    columns, while any value still is."""
+    from hub.audit.service import Actor
+    from hub.tenants import keys
+    from hub.tenants import service as tenant_service
+
+    settings = _settings()
+    settle = keys.SETTLE_SECONDS if settle_seconds is None else settle_seconds
+
+    async def work() -> Any:
+        database = _database(settings)
+        try:
+            async with database.transaction() as session:
+                tenant = await tenant_service.get_tenant_by_slug(session, slug)
+            return await keys.discard_retired_keys(
+                database, tenant_id=tenant.id, actor=Actor.cli(), settle_seconds=settle
+            )
+        finally:
+            await database.dispose()
+
+    report = _run(work())
+    if report.discarded:
+        versions = ", ".join(f"v{v}" for v in report.discarded)
+        click.echo(
+            f"tenant {slug}: erased retired data keys {versions}; v{report.active_version} "
+            "is the only data key left"
+        )
+    else:
+        click.echo(f"tenant {slug}: no retired data key; v{report.active_version} is active")
+
+
 @tenants.command("offboard")
 @click.option("--slug", required=True)
 @click.option("--operator", "operator_email", required=True, help="Email of a platform operator.")

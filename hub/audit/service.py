@@ -49,6 +49,7 @@ _SECRET_KEY = re.compile(
 TENANT_CREATED = "tenant.created"
 TENANT_OFFBOARDED = "tenant.offboarded"
 TENANT_DATA_KEY_ROTATED = "tenant.data_key.rotated"
+TENANT_DATA_KEYS_DISCARDED = "tenant.data_keys.discarded"
 MASTER_KEY_ROTATED = "master_key.rotated"
 TOKEN_ISSUED = "token.issued"  # noqa: S105 - an action name
 TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an action name

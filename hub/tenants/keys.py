@@ -1,6 +1,7 @@
 """Tenant key operations that span many transactions, each batch audited as it commits:
-re-wrapping every tenant key under the newest master key, and rotating one tenant's data
-key (re-sealing its values in every sealed column)."""
+re-wrapping every tenant key under the newest master key, rotating one tenant's data key
+(re-sealing its values in every sealed column), and erasing the data keys a rotation
+retired once nothing is sealed under them."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ from hub.audit import service as audit
 from hub.audit.service import Actor
 from hub.core.crypto import service as keys
 from hub.core.crypto.cache import DEFAULT_CACHE_TTL_SECONDS
-from hub.core.crypto.errors import CryptoNotConfigured
-from hub.core.db import Database
+from hub.core.crypto.errors import (
+    CryptoNotConfigured,
+    RotationNotSettled,
+    TenantKeyDestroyed,
+    TenantKeyMissing,
+)
+from hub.core.crypto.models import KeyState
+from hub.core.db import Database, utcnow
 from hub.core.jobs import JOB_TIMEOUT_SECONDS
 
 DEFAULT_BATCH_SIZE = 500
@@ -49,6 +56,13 @@ class DataKeyRotation:
     @property
     def total_late(self) -> int:
         return sum(self.resealed_late.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardedKeys:
+    tenant_id: UUID
+    active_version: int
+    discarded: list[int]  # the retired versions erased
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -175,3 +189,47 @@ async def _reseal_column(
         resealed += count
         if after is None:
             return resealed
+
+
+async def discard_retired_keys(
+    database: Database,
+    *,
+    tenant_id: UUID,
+    actor: Actor,
+    metadata: MetaData | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> DiscardedKeys:
+    """Erase the tenant's retired data keys, so that the master key no longer opens anything
+    they sealed (in a backup, say). One transaction: the tenant's data keys are locked (a
+    rotation waits), every sealed column is counted by key version off the tokens' headers
+    (nothing is opened), and the retired keys go only if no value names one; audited.
+
+    Refuses while the active key is younger than `settle_seconds`: another process may
+    still seal under the key it replaced (0 skips the check: only when nothing else runs)."""
+    from hub import models  # every table, including those added after this module
+
+    columns = keys.sealed_columns(metadata if metadata is not None else models.metadata)
+    async with database.transaction() as session:
+        held = await keys.data_keys(session, tenant_id, lock=True)
+        active = next((k for k in held if k.state is KeyState.ACTIVE), None)
+        if any(k.state is KeyState.DESTROYED for k in held):
+            raise TenantKeyDestroyed(tenant_id=tenant_id, version=None)
+        if active is None:
+            raise TenantKeyMissing(tenant_id=tenant_id, version=None)
+        age = (utcnow() - active.created_at).total_seconds()
+        if age < settle_seconds:
+            raise RotationNotSettled(
+                tenant_id=tenant_id, version=active.version, wait_seconds=settle_seconds - age
+            )
+        discarded = await keys.discard_retired_keys(session, tenant_id, columns)
+        if discarded:
+            await audit.record(
+                session,
+                actor=actor,
+                action=audit.TENANT_DATA_KEYS_DISCARDED,
+                tenant_id=tenant_id,
+                target_type="data_key",
+                target_id=active.version,
+                details={"active_version": active.version, "discarded_versions": discarded},
+            )
+    return DiscardedKeys(tenant_id, active.version, discarded)

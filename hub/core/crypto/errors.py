@@ -101,3 +101,33 @@ class SealedValueRejected(CryptoError):
         self.field = field
         self.row = row
         self.version = version
+
+
+class RetiredKeyInUse(CryptoError):
+    """A retired data key still seals some of the tenant's values, so it may not be erased."""
+
+    def __init__(self, *, tenant_id: UUID, uses: dict[int, dict[str, int]]) -> None:
+        named = "; ".join(
+            f"v{version}: " + ", ".join(f"{field} {count}" for field, count in fields.items())
+            for version, fields in sorted(uses.items())
+        )
+        super().__init__(
+            f"tenant {tenant_id} still has values sealed under retired data keys ({named}): "
+            "re-seal them first (`hub tenants rotate-key`), then try again"
+        )
+        self.tenant_id = tenant_id
+        self.uses = uses
+
+
+class RotationNotSettled(CryptoError):
+    """The tenant's data key changed too recently: another process may still seal under the
+    key it replaced."""
+
+    def __init__(self, *, tenant_id: UUID, version: int, wait_seconds: float) -> None:
+        super().__init__(
+            f"data key v{version} of tenant {tenant_id} became active too recently: other "
+            "processes may still seal under the key it replaced; try again in "
+            f"{wait_seconds:.0f} s"
+        )
+        self.tenant_id = tenant_id
+        self.wait_seconds = wait_seconds

@@ -1,5 +1,6 @@
 """Tenant keys and sealing with only a session in hand: create, load (cached), seal, open,
-index; and the building blocks of rotation and shredding (re-wrap, re-seal, destroy)."""
+index; and the building blocks of rotation and shredding (re-wrap, re-seal, count by key
+version, discard retired keys, destroy)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import Column, MetaData, Table, func, select, update
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    Table,
+    delete,
+    func,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.crypto.cache import Crypto
@@ -16,6 +27,7 @@ from hub.core.crypto.errors import (
     CryptoNotConfigured,
     MasterKeyRejected,
     MasterKeyUnavailable,
+    RetiredKeyInUse,
     TenantKeyDestroyed,
     TenantKeyMissing,
 )
@@ -265,6 +277,58 @@ async def new_data_key_version(session: AsyncSession, tenant_id: UUID) -> int:
     await session.flush()
     crypto.forget(tenant_id)
     return version
+
+
+async def data_keys(
+    session: AsyncSession, tenant_id: UUID, *, lock: bool = False
+) -> Sequence[TenantKey]:
+    """The tenant's data keys, oldest version first; with `lock`, held until the transaction
+    ends (on PostgreSQL: a rotation waits for it)."""
+    statement = select(TenantKey).where(
+        TenantKey.tenant_id == tenant_id, TenantKey.purpose == KeyPurpose.DATA
+    )
+    if lock and session.get_bind().dialect.name != "sqlite":  # SQLite: one writer anyway
+        statement = statement.with_for_update()
+    return (await session.scalars(statement.order_by(TenantKey.version))).all()
+
+
+async def count_by_key_version(
+    session: AsyncSession, tenant_id: UUID, ref: SealedColumnRef
+) -> dict[int, int]:
+    """How many of the tenant's values in one sealed column each data key version seals,
+    read off the tokens' headers (bytes 2-5): nothing is opened."""
+    version = func.substr(type_coerce(ref.column, LargeBinary), 2, 4, type_=LargeBinary)
+    rows = await session.execute(
+        select(version, func.count())
+        .where(ref.table.c.tenant_id == tenant_id, ref.column.is_not(None))
+        .group_by(version)
+    )
+    return {int.from_bytes(bytes(head), "big"): int(count) for head, count in rows}
+
+
+async def discard_retired_keys(
+    session: AsyncSession, tenant_id: UUID, refs: Sequence[SealedColumnRef]
+) -> list[int]:
+    """Erase the tenant's retired data keys (their rows, wrapped bytes and all) when no value
+    in `refs` is sealed under one; the versions erased. Raises `RetiredKeyInUse`, naming the
+    columns and counts, when some still are. Lock the keys first (`data_keys(lock=True)`)."""
+    retired = {
+        k.version: k for k in await data_keys(session, tenant_id) if k.state is KeyState.RETIRED
+    }
+    if not retired:
+        return []
+    uses: dict[int, dict[str, int]] = {}
+    for ref in refs:
+        for version, count in (await count_by_key_version(session, tenant_id, ref)).items():
+            if version in retired:
+                uses.setdefault(version, {})[ref.field] = count
+    if uses:
+        raise RetiredKeyInUse(tenant_id=tenant_id, uses=uses)
+    await session.execute(
+        delete(TenantKey).where(TenantKey.id.in_([k.id for k in retired.values()]))
+    )
+    crypto_of(session).forget(tenant_id)
+    return sorted(retired)
 
 
 async def destroy_tenant_keys(session: AsyncSession, tenant_id: UUID) -> int:

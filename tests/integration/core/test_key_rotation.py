@@ -18,6 +18,7 @@ from hub.core.crypto import (
     MasterKeyUnavailable,
     TenantKeyMissing,
 )
+from hub.core.crypto.errors import RetiredKeyInUse, RotationNotSettled
 from hub.core.crypto.keyring import WrappedKey
 from hub.core.crypto.models import KeyPurpose, KeyState, TenantKey
 from hub.core.db import Database
@@ -302,3 +303,168 @@ class TestDataKeyRotation:
         ghost = uuid7()
         with pytest.raises(TenantKeyMissing, match=str(ghost)):
             await keys.rotate_data_key(committed_db, tenant_id=ghost, actor=ACTOR, settle_seconds=0)
+
+
+async def data_key_states(database: Database, tenant_id: object) -> list[tuple[int, KeyState]]:
+    async with database.transaction() as session:
+        rows = await session.execute(
+            select(TenantKey.version, TenantKey.state)
+            .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KeyPurpose.DATA)
+            .order_by(TenantKey.version)
+        )
+        return [(version, state) for version, state in rows]
+
+
+async def rotate(database: Database, tenant_id: object) -> None:
+    await keys.rotate_data_key(
+        database, tenant_id=tenant_id, actor=ACTOR, metadata=sealed_metadata, settle_seconds=0
+    )  # type: ignore[arg-type]
+
+
+class TestDiscardingRetiredKeys:
+    async def test_erases_what_nothing_names_and_every_value_still_opens(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        acme, globex = await seed(committed_db, 2)
+        await rotate(committed_db, acme.id)
+        await rotate(committed_db, acme.id)
+        report = await keys.discard_retired_keys(
+            committed_db, tenant_id=acme.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
+        assert (report.active_version, report.discarded) == (3, [1, 2])
+        assert await data_key_states(committed_db, acme.id) == [(3, KeyState.ACTIVE)]
+        assert await data_key_states(committed_db, globex.id) == [(1, KeyState.ACTIVE)]
+        committed_db.crypto.clear()  # type: ignore[union-attr]
+        assert await open_all(committed_db, acme.id) == expected(0)
+        assert await open_all(committed_db, globex.id) == expected(1)
+        # The next rotation still counts up: no version is ever used twice.
+        await rotate(committed_db, acme.id)
+        assert await data_key_states(committed_db, acme.id) == [
+            (3, KeyState.RETIRED),
+            (4, KeyState.ACTIVE),
+        ]
+        async with committed_db.transaction() as session:
+            details = (
+                await session.scalars(
+                    select(AuditEntry.details).where(
+                        AuditEntry.chain_id == acme.id,
+                        AuditEntry.action == audit.TENANT_DATA_KEYS_DISCARDED,
+                    )
+                )
+            ).all()
+        assert details == [{"active_version": 3, "discarded_versions": [1, 2]}]
+
+    async def test_a_value_still_under_a_retired_key_keeps_it_and_is_named(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        [tenant] = await seed(committed_db, 1)
+        # Another process, its cache warm from before the rotation, seals under v1 after it
+        # (the rotation's late pass was skipped).
+        other = with_crypto(committed_db, ring(("test1", TEST_MASTER_KEY)))
+        assert await open_all(other, tenant.id) == expected(0)
+        await rotate(committed_db, tenant.id)
+        async with other.transaction() as session:
+            await store_secret(session, tenant.id, "c", "sealed-late")
+        with pytest.raises(RetiredKeyInUse, match=r"v1: trust_test_secrets.secret 1\)"):
+            await keys.discard_retired_keys(
+                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+                settle_seconds=0,
+            )  # fmt: skip
+        assert await data_key_states(committed_db, tenant.id) == [
+            (1, KeyState.RETIRED),
+            (2, KeyState.ACTIVE),
+        ]
+        committed_db.crypto.clear()  # type: ignore[union-attr]
+        assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-late"}
+        # Re-sealed by a rotation, the old keys can go.
+        await rotate(committed_db, tenant.id)
+        report = await keys.discard_retired_keys(
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
+        assert report.discarded == [1, 2]
+        committed_db.crypto.clear()  # type: ignore[union-attr]
+        assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-late"}
+
+    async def test_refused_while_the_rotation_is_young(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        [tenant] = await seed(committed_db, 1)
+        await rotate(committed_db, tenant.id)
+        with pytest.raises(RotationNotSettled, match=r"data key v2 .* try again in (59\d|600) s"):
+            await keys.discard_retired_keys(
+                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+                settle_seconds=600,
+            )  # fmt: skip
+        assert await data_key_states(committed_db, tenant.id) == [
+            (1, KeyState.RETIRED),
+            (2, KeyState.ACTIVE),
+        ]
+
+    async def test_nothing_retired_is_nothing_to_do(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        [tenant] = await seed(committed_db, 1)
+        report = await keys.discard_retired_keys(
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
+        assert (report.active_version, report.discarded) == (1, [])
+        async with committed_db.transaction() as session:
+            audited = await session.scalar(
+                select(func.count()).where(AuditEntry.action == audit.TENANT_DATA_KEYS_DISCARDED)
+            )
+        assert audited == 0
+
+    async def test_every_sealed_column_of_the_hub_is_counted(self, committed_db: Database) -> None:
+        """With the hub's own tables: a webhook secret sealed under the retired key by a
+        process with a stale cache keeps that key, until a rotation re-seals it."""
+        from hub.webhooks.schemas import EndpointCreate
+        from hub.webhooks.service import create_endpoint
+        from tests.integration.webhooks.support import principal_of, rules
+        from tests.support import make_member
+
+        async with committed_db.transaction() as session:
+            tenant = await make_tenant(session, "hubwide")
+            member = await make_member(session, tenant, email="admin@hubwide.example")
+        stale = with_crypto(committed_db, ring(("test1", TEST_MASTER_KEY)))
+        async with stale.transaction() as session:  # warms the stale process's cache
+            await create_endpoint(
+                session, principal_of(member), rules=rules(),
+                data=EndpointCreate(url="https://one.example/hook", event_types=["*"]),
+            )  # fmt: skip
+        await keys.rotate_data_key(
+            committed_db, tenant_id=member.tenant.id, actor=ACTOR, settle_seconds=0
+        )
+        async with stale.transaction() as session:
+            await create_endpoint(
+                session, principal_of(member), rules=rules(),
+                data=EndpointCreate(url="https://two.example/hook", event_types=["*"]),
+            )  # fmt: skip
+        with pytest.raises(RetiredKeyInUse, match=r"\(v1: webhook_endpoints.secret 1\)"):
+            await keys.discard_retired_keys(
+                committed_db, tenant_id=member.tenant.id, actor=ACTOR, settle_seconds=0
+            )
+        await keys.rotate_data_key(
+            committed_db, tenant_id=member.tenant.id, actor=ACTOR, settle_seconds=0
+        )
+        report = await keys.discard_retired_keys(
+            committed_db, tenant_id=member.tenant.id, actor=ACTOR, settle_seconds=0
+        )
+        assert report.discarded == [1, 2]
+
+    async def test_an_offboarded_tenant_is_named(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        from hub.core.crypto import TenantKeyDestroyed
+        from hub.core.crypto.service import destroy_tenant_keys
+
+        [tenant] = await seed(committed_db, 1)
+        async with committed_db.transaction() as session:
+            await destroy_tenant_keys(session, tenant.id)
+        with pytest.raises(TenantKeyDestroyed, match="crypto-shredded"):
+            await keys.discard_retired_keys(
+                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+                settle_seconds=0,
+            )  # fmt: skip

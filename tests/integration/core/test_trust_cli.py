@@ -1,5 +1,6 @@
-"""`hub master-key`, `hub tenants rotate-key|offboard` and `hub audit verify` on embedded
-defaults: what they print, their exit codes, and that a refusal changes nothing."""
+"""`hub master-key`, `hub tenants rotate-key|discard-retired-keys|offboard` and `hub audit
+verify` on embedded defaults: what they print, their exit codes, and that a refusal changes
+nothing."""
 
 from __future__ import annotations
 
@@ -108,6 +109,33 @@ class TestMasterKey:
         result = hub(impostor, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0")
         assert result.exit_code == 1
         assert "master key 'local1' does not unwrap" in result.output
+
+
+class TestDiscardRetiredKeys:
+    def test_refused_while_young_then_erases_the_retired_key(self, hub_env: dict[str, str]) -> None:
+        ok(hub(hub_env, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0"))
+        young = hub(hub_env, "tenants", "discard-retired-keys", "--slug", "acme")
+        assert young.exit_code == 1
+        assert "data key v2 of tenant" in young.output
+        assert "became active too recently" in young.output
+        output = ok(hub(hub_env, "tenants", "discard-retired-keys", "--slug", "acme",
+                        "--settle-seconds", "0"))  # fmt: skip
+        assert "tenant acme: erased retired data keys v1; v2 is the only data key left" in output
+        with sqlite3.connect(database(hub_env)) as connection:
+            rows = connection.execute(
+                "SELECT t.slug, k.version, k.state FROM tenant_keys k "
+                "JOIN tenants t ON t.id = k.tenant_id WHERE k.purpose = 'data' ORDER BY t.slug"
+            ).fetchall()
+        assert rows == [("acme", 2, "active"), ("globex", 1, "active")]
+        again = ok(hub(hub_env, "tenants", "discard-retired-keys", "--slug", "acme",
+                       "--settle-seconds", "0"))  # fmt: skip
+        assert "tenant acme: no retired data key; v2 is active" in again
+        assert "chains verified" in ok(hub(hub_env, "audit", "verify"))
+
+    def test_unknown_tenant_is_named(self, hub_env: dict[str, str]) -> None:
+        result = hub(hub_env, "tenants", "discard-retired-keys", "--slug", "nobody")
+        assert result.exit_code == 1
+        assert "nobody" in result.output
 
 
 class TestOffboard:
