@@ -7,19 +7,21 @@ must not happen. Its rows stay `uploading`, marked in doubt, and the next downlo
 contract reaches back far enough to hold their complaints (`SyncCursor.recheck_from`).
 Then, in the sync's own transaction, each row in doubt is settled: the download shows CMS
 holding this resolution (its `RESOLUTION_DATE` on the complaint) → accepted, as if CMS's
-answer had arrived; it does not → queued again, to be uploaded once more.
+answer had arrived; it does not → queued again, to be uploaded once more. Only a download
+that delivered the complaint readable can say "does not": a complaint whose row was
+quarantined, or that was not in the file at all, leaves its row in doubt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, Resolution, ResolutionState
@@ -32,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 CONFIRMED = "accepted: CMS's download shows this resolution (the upload's answer was lost)"
 NOT_FOUND = "queued again: CMS's download does not show the upload whose answer was lost"
+UNREADABLE = (
+    "in doubt: CMS's download had no readable row for this complaint (quarantined, or not in "
+    "the file), so it cannot say whether CMS has the upload; the next download looks again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,37 @@ class Settled:
     requeued: int = 0
     # Rows still in doubt wait for a download that reaches back to this day (see `settle`).
     again_from: date | None = None
+    # Rows whose complaint the download had no readable row for: later downloads, on their
+    # schedule, reach back to this day.
+    unseen_from: date | None = None
+
+
+async def in_doubt(
+    session: AsyncSession, *, tenant_id: TenantID, contract: str, environment: Environment
+) -> set[tuple[str, str]]:
+    """The (contract, complaint ID) of the contract's uploads in doubt: what a download
+    must watch for, for `settle`."""
+    statement = (
+        select(Resolution.contract, Resolution.complaint_id)
+        .outerjoin(ApiKey, ApiKey.id == Resolution.api_key_id)
+        .where(*_in_doubt(tenant_id=tenant_id, contract=contract, environment=environment))
+    )
+    rows = await session.execute(statement)
+    return {(contract, complaint) for contract, complaint in rows}
+
+
+def _in_doubt(
+    *, tenant_id: TenantID, contract: str, environment: Environment
+) -> tuple[ColumnElement[bool], ...]:
+    """The contract's rows in doubt, joined to their key (outer: the key may be gone)."""
+    return (
+        Resolution.tenant_id == tenant_id,
+        Resolution.contract == contract,
+        Resolution.state == ResolutionState.UPLOADING,
+        Resolution.in_doubt_since.is_not(None),
+        # The environment the file went to (any, if its key is gone).
+        or_(ApiKey.id.is_(None), ApiKey.environment == environment),
+    )
 
 
 async def settle(
@@ -50,39 +87,41 @@ async def settle(
     environment: Environment,
     covered_from: date,
     downloaded_at: datetime,
+    seen: Collection[tuple[str, str]],
 ) -> Settled:
     """Settle the contract's uploads in doubt that a download, asked for at `downloaded_at`
     and reaching back to `covered_from`, has seen: called after the download's complaints
-    were written, in the same transaction. Rows whose doubt began after the download was
-    asked for, or whose complaint it did not reach, wait for the next one, which must reach
-    back to `again_from`."""
-    found = (
-        await session.execute(
-            select(Resolution, Complaint.cms_resolution_date, Complaint.received_date)
-            .join(Complaint, Complaint.id == Resolution.complaint_pk)
-            .outerjoin(ApiKey, ApiKey.id == Resolution.api_key_id)
-            .where(
-                Resolution.tenant_id == tenant_id,
-                Resolution.contract == contract,
-                Resolution.state == ResolutionState.UPLOADING,
-                Resolution.in_doubt_since.is_not(None),
-                # The environment the file went to (any, if its key is gone).
-                or_(ApiKey.id.is_(None), ApiKey.environment == environment),
-            )
-            .order_by(Resolution.created_at, Resolution.id)
-        )
-    ).all()
+    were written, in the same transaction; `seen` holds the (contract, complaint ID) of
+    those (from `in_doubt`) it delivered readable. Rows whose doubt began after the download
+    was asked for, or whose complaint it did not reach, wait for the next one, which must
+    reach back to `again_from`; rows whose complaint it reached but did not deliver readable
+    stay in doubt for later downloads, reaching back to `unseen_from`."""
+    statement = (
+        select(Resolution, Complaint.cms_resolution_date, Complaint.received_date)
+        .join(Complaint, Complaint.id == Resolution.complaint_pk)
+        .outerjoin(ApiKey, ApiKey.id == Resolution.api_key_id)
+        .where(*_in_doubt(tenant_id=tenant_id, contract=contract, environment=environment))
+        .order_by(Resolution.created_at, Resolution.id)
+    )
+    found = (await session.execute(statement)).all()
     if not found:
         return Settled()
     now = utcnow()
     accepted: list[Resolution] = []
     requeued: list[Resolution] = []
     again_from: date | None = None
+    unseen_from: date | None = None
     for resolution, cms_date, received in found:
         began = resolution.in_doubt_since
         if began is None or began >= downloaded_at or received < covered_from:
             # In doubt since after the download was asked for, or not in it: the next one.
             again_from = received if again_from is None else min(again_from, received)
+            continue
+        if (resolution.contract, resolution.complaint_id) not in seen:
+            # Its row was quarantined, or missing: no answer either way (queuing it again
+            # could send CMS a resolution it has).
+            resolution.note, resolution.updated_at = UNREADABLE, now
+            unseen_from = received if unseen_from is None else min(unseen_from, received)
             continue
         if cms_date is not None and cms_date == resolution.resolution_date:
             resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
@@ -106,8 +145,9 @@ async def settle(
     log.warning(
         "uploads in doubt settled by a download", contract=contract,
         accepted=len(accepted), requeued=len(requeued), waiting=again_from is not None,
+        unreadable=unseen_from is not None,
     )  # fmt: skip
-    return Settled(len(accepted), len(requeued), again_from)
+    return Settled(len(accepted), len(requeued), again_from, unseen_from)
 
 
 async def set_resolution_state(

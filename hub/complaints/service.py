@@ -344,8 +344,13 @@ class Importer:
         deadlines: Deadlines,
         take_quarantined: Callable[[], list[Issue]] = list,
         store_quarantined: Callable[[list[Issue]], Awaitable[None]] | None = None,
+        watch: Collection[tuple[str, str]] = (),
     ) -> None:
         self._session, self._cipher = session, cipher
+        # (contract, complaint ID) pairs the caller asks about (a few uploads in doubt):
+        # those the download delivered readable, parsed or unchanged, gather in `watched`.
+        self._watch = frozenset(watch)
+        self.watched: set[tuple[str, str]] = set()
         self._take_quarantined, self._store_quarantined = take_quarantined, store_quarantined
         self._tenant_id, self._api_key_id = tenant_id, api_key_id
         self._complete, self._run, self._now = complete, sync_run_id, now
@@ -444,6 +449,8 @@ class Importer:
         }  # fmt: skip
         result.unchanged += len(skip)
         records = self._complete(rows, skip)
+        if self._watch:
+            self._note_watched(batch, skip, records)
         store = self._store_quarantined
         if store is not None and (issues := self._take_quarantined()):
             self._line.run(lambda: store(issues))  # bad rows, stored as they are found
@@ -469,6 +476,15 @@ class Importer:
         self._send()  # a plan still unsent goes first: writes keep the batches' order
         self._unsent = self._plan(prepared, stored, details)
         self._unsent_batch = batch
+
+    def _note_watched(
+        self, batch: _Batch, skip: Collection[int], records: list[ComplaintRecord]
+    ) -> None:
+        """The watched complaints this batch holds readable: unchanged, or parsed (a row
+        quarantined is neither)."""
+        keys = [batch.keys[index] for index in skip]
+        keys += [(r.contract_id, r.complaint_id) for r in records]
+        self.watched.update(k for k in keys if k in self._watch)
 
     def _plan(
         self,

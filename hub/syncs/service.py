@@ -257,11 +257,14 @@ async def _import(
         async def store_quarantined(issues: list[Issue]) -> None:
             await _store_quarantined(session, cipher, plan, file_name, issues, now)
 
+        watch = await doubt.in_doubt(
+            session, tenant_id=plan.tenant_id, contract=plan.contract, environment=key.environment
+        )
         importer = Importer(
             session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
             complete=download.complete, sync_run_id=plan.run_id, now=now,
             deadlines=policy.deadlines, take_quarantined=download.take_quarantined,
-            store_quarantined=store_quarantined,
+            store_quarantined=store_quarantined, watch=watch,
         )  # fmt: skip
         try:
             async for batch in download.rows():
@@ -278,6 +281,7 @@ async def _import(
         settled = await doubt.settle(
             session, tenant_id=plan.tenant_id, contract=plan.contract,
             environment=key.environment, covered_from=plan.start, downloaded_at=now,
+            seen=importer.watched,
         )  # fmt: skip
         result.new, result.changed, result.unchanged = (
             counts.new,
@@ -305,6 +309,10 @@ async def _import(
             # one reaches them, soon.
             cursor.recheck_from = min(again, cursor.recheck_from or again)
             cursor.next_due_at = now
+        if (unseen := settled.unseen_from) is not None:
+            # Uploads in doubt whose complaint this download had no readable row for: later
+            # downloads, on the schedule, keep reaching back to them.
+            cursor.recheck_from = min(unseen, cursor.recheck_from or unseen)
         cursor.consecutive_failures, cursor.last_error, cursor.is_blocked = 0, None, False
         await keys.record_use(session, key, now=now)
         await alert_rules.on_sync_outcome(session, key=key, cursor=cursor, succeeded=True, now=now)

@@ -35,7 +35,7 @@ from hub.events.models import Event
 from hub.keys.models import ApiKey, ApiKeyContract, KeyStatus
 from hub.settings import Settings
 from hub.syncs import service as syncs
-from hub.syncs.models import SyncCursor
+from hub.syncs.models import QuarantinedRow, SyncCursor
 from tests.conftest import delete_all_rows
 from tests.integration.complaints.support import make_complaint
 from tests.support import Member, app_client
@@ -300,6 +300,48 @@ class TestInDoubt:
         assert accepted.payload["resolution_id"] == str(ident)
         assert world.uploaded_ids() == [complaint.complaint_id], "CMS got it once"
         assert (await self.cursor(world)).recheck_from is None
+
+    async def test_a_quarantined_row_leaves_an_accepted_upload_in_doubt_not_queued(
+        self, world: World
+    ) -> None:
+        complaint = await self.oldest_open_complaint(world)
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=True)  # CMS took it; the worker died
+        assert await self.hold_stale(world) == 1
+        cms_row = world.sim.state.resolutions[("H1234", complaint.complaint_id)]
+        cms_row["ASSIGNMENT_DATE"] = "13/45/2025"  # CMS's row for it now fails to parse
+        await world.sync()
+        async with world.db.transaction() as session:
+            reasons = (await session.scalars(select(QuarantinedRow.reason))).all()
+        assert any("ASSIGNMENT_DATE" in reason for reason in reasons)
+        held = await world.resolution(ident)
+        assert (held.state, held.note) == (ResolutionState.UPLOADING, doubt.UNREADABLE)
+        assert held.in_doubt_since is not None
+        cursor = await self.cursor(world)
+        assert cursor.recheck_from == complaint.received_date, "later downloads reach it"
+        assert cursor.next_due_at is not None
+        assert cursor.next_due_at > utcnow(), "on the schedule, not at once (no loop)"
+        assert (await world.upload()).files == 0, "not sent again"
+
+        del cms_row["ASSIGNMENT_DATE"]  # readable again
+        await world.sync()
+        settled = await world.resolution(ident)
+        assert (settled.state, settled.note) == (ResolutionState.ACCEPTED, doubt.CONFIRMED)
+        assert world.uploaded_ids() == [complaint.complaint_id], "CMS got it once"
+        assert (await self.cursor(world)).recheck_from is None
+
+    async def test_a_complaint_missing_from_the_download_stays_in_doubt(self, world: World) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=True)
+        assert await self.hold_stale(world) == 1
+        # CMS's file no longer names the complaint (its row now carries another ID).
+        world.sim.state.resolutions[("H1234", complaint.complaint_id)]["COMPLAINT_ID"] = "X1"
+        await world.sync()
+        held = await world.resolution(ident)
+        assert (held.state, held.note) == (ResolutionState.UPLOADING, doubt.UNREADABLE)
+        assert (await world.upload()).files == 0
+        assert world.uploaded_ids() == [complaint.complaint_id]
 
     async def test_a_dead_workers_upload_that_never_left_is_queued_again(
         self, world: World
