@@ -253,11 +253,13 @@ async def _give_back(db: Database, claim: _Claim, error: Exception) -> None:
             await keys.mark_invalid(
                 session, tenant_id=claim.tenant_id, key_id=claim.key_id,
                 reason="CMS refused the token exchange (403) during a resolution upload",
+                refused_key_id=error.key_id,
             )  # fmt: skip
         elif isinstance(error, ContractAccessDenied):
             await keys.mark_access_lost(
                 session, tenant_id=claim.tenant_id, key_id=claim.key_id,
                 contract=claim.contract, reason="CMS answered 403 to a resolution upload",
+                refused_key_id=error.key_id,
             )  # fmt: skip
         await _requeue(session, [claim.batch], note=f"upload failed: {reason}"[:500])
 

@@ -390,21 +390,31 @@ class CtmClient:
                 )  # fmt: skip
                 if response.status_code == 401:
                     await response.aclose()
-                    raise ContractAccessDenied(contract, "token refused twice (401)")
-            return await self._accept(response, call, contract, resend_safe=resend_safe)
+                    raise ContractAccessDenied(
+                        contract, "token refused twice (401)", key_id=credentials.key_id
+                    )
+            return await self._accept(
+                response, call, contract, resend_safe=resend_safe, key_id=credentials.key_id
+            )
 
         response: httpx.Response = await self._with_retries(once)
         return response
 
     async def _accept(
-        self, response: httpx.Response, call: str, contract: str | None, *, resend_safe: bool
+        self,
+        response: httpx.Response,
+        call: str,
+        contract: str | None,
+        *,
+        resend_safe: bool,
+        key_id: str,
     ) -> httpx.Response:
         status = response.status_code
         if 200 <= status < 300:
             return response
         await response.aclose()
         if status == 403:
-            raise ContractAccessDenied(contract)
+            raise ContractAccessDenied(contract, key_id=key_id)
         if not resend_safe and status in _GATEWAY_GAVE_UP:
             raise UploadOutcomeUnknown(
                 f"{call}: a gateway answered {status} (it gave up waiting, or lost CMS's "

@@ -23,12 +23,20 @@ class KeyRejected(CtmError):
 
 
 class ContractAccessDenied(CtmError):
-    """403 on a data call: this key may not read the contract (or its user lost access)."""
+    """403 on a data call: this key may not read the contract (or its user lost access).
+    `key_id` names the CMS key ID that was refused, when the client knows it."""
 
-    def __init__(self, contract: str | None, detail: str = "access denied (403)") -> None:
+    def __init__(
+        self,
+        contract: str | None,
+        detail: str = "access denied (403)",
+        *,
+        key_id: str | None = None,
+    ) -> None:
         where = f"contract {contract}" if contract else "upload"
         super().__init__(f"{where}: {detail}; request a new key for this contract")
         self.contract = contract
+        self.key_id = key_id
 
 
 class RateLimited(CtmError):

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +48,8 @@ CONTRACT_PATTERN = re.compile(r"^[HRSEFX9][0-9]{4}$")
 SECRET_FIELD = "api_key_versions.secret"  # noqa: S105 - a column name
 DEFAULT_GRACE = timedelta(hours=24)
 REPLACEABLE = frozenset({KeyStatus.COMPROMISED, KeyStatus.DEACTIVATED, KeyStatus.NEEDS_REPLACEMENT})
+
+log = structlog.get_logger(__name__)
 
 
 class KeyNotUsable(Conflict):
@@ -466,11 +469,18 @@ async def mark_invalid(
     tenant_id: TenantID,
     key_id: UUID,
     reason: str,
+    refused_key_id: str | None = None,
     now: datetime | None = None,
 ) -> ApiKey:
-    """CMS refused the token exchange (403): the key was rotated, expired or deactivated."""
+    """CMS refused the token exchange (403): the key was rotated, expired or deactivated.
+
+    `refused_key_id` is the CMS key ID that was refused: when the RP has entered a newer
+    version meanwhile, the refusal was of the old one, and the key stays as it is."""
     now = now or utcnow()
     key = await repository.lock_key(session, tenant_id, key_id)
+    if await _superseded(session, key, refused_key_id):
+        log.info("a replaced key version was refused; the key is left as it is", key_id=str(key.id))
+        return key
     key.last_failure_at, key.last_failure_reason = now, reason[:500]
     if key.status in {KeyStatus.ACTIVE, KeyStatus.SUSPENDED}:
         key.status, key.status_reason = KeyStatus.NEEDS_REPLACEMENT, reason[:500]
@@ -486,11 +496,18 @@ async def mark_access_lost(
     key_id: UUID,
     contract: str,
     reason: str,
+    refused_key_id: str | None = None,
     now: datetime | None = None,
-) -> ApiKeyContract:
-    """CMS answered 403 for one contract: mark that mapping; the key's others carry on."""
+) -> ApiKeyContract | None:
+    """CMS answered 403 for one contract: mark that mapping; the key's others carry on.
+    Nothing is marked when the refusal was of a key version replaced meanwhile
+    (`refused_key_id`, as for `mark_invalid`), or when the contract was unmapped meanwhile:
+    then None."""
     now = now or utcnow()
     key = await repository.lock_key(session, tenant_id, key_id)
+    if await _superseded(session, key, refused_key_id):
+        log.info("a replaced key version was refused a contract", key_id=str(key.id))
+        return None
     number = normalise_contract(contract, field="contract")
     link = next(
         (
@@ -501,7 +518,8 @@ async def mark_access_lost(
         None,
     )
     if link is None:
-        raise Invalid("contract", f"{number} is not mapped to key {key.id}")
+        log.info("a contract unmapped meanwhile was refused", key_id=str(key.id), contract=number)
+        return None
     if link.access_lost_at is None:
         link.access_lost_at, link.access_lost_reason = now, reason[:500]
         await session.flush()
@@ -509,6 +527,14 @@ async def mark_access_lost(
         details = {"contract": number, "reason": reason[:200], "next_action": next_action}
         await _change(session, Actor.system("ctm"), key, "key.access_lost", details)
     return link
+
+
+async def _superseded(session: AsyncSession, key: ApiKey, refused_key_id: str | None) -> bool:
+    """Whether CMS refused a version of the key that is no longer its current one."""
+    if refused_key_id is None:
+        return False
+    version = await repository.current_version(session, key)
+    return version is not None and version.key_id != refused_key_id
 
 
 async def handle_member_left(

@@ -396,12 +396,13 @@ async def _fail(
         now = utcnow()
         if isinstance(error, KeyRejected):
             await keys.mark_invalid(
-                session, tenant_id=plan.tenant_id, key_id=plan.key.id, reason=KEY_REFUSED
-            )
+                session, tenant_id=plan.tenant_id, key_id=plan.key.id, reason=KEY_REFUSED,
+                refused_key_id=error.key_id,
+            )  # fmt: skip
         elif isinstance(error, ContractAccessDenied):
             await keys.mark_access_lost(
                 session, tenant_id=plan.tenant_id, key_id=plan.key.id, contract=plan.contract,
-                reason="CMS answered 403 for this contract",
+                reason="CMS answered 403 for this contract", refused_key_id=error.key_id,
             )  # fmt: skip
         run = await session.get(SyncRun, plan.run_id)
         assert run is not None

@@ -430,6 +430,55 @@ class TestWhatCmsAndPeopleDo:
         assert key is not None
         assert (await service.credentials_for(session, key)).contracts == frozenset({"H1234"})
 
+    async def test_a_refusal_of_a_version_since_replaced_changes_nothing(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        """A job read the old credentials, the RP entered CMS's reissued ones, then the job's
+        403 came back: it speaks of the old version, not of the key as it is now."""
+        view = await world.create(world.sim_key())
+        old_key_id = view["key_id"]
+        new = world.sim.state.rotate(old_key_id)
+        rotated = await world.client.post(
+            f"/api/v1/keys/{view['id']}/rotate", headers=world.rp.headers,
+            json={"key_id": new.key_id, "secret": new.secret},
+        )  # fmt: skip
+        assert rotated.json()["status"] == "active"
+        key = await service.mark_invalid(
+            session, tenant_id=world.rp.tenant_id, key_id=UUID(view["id"]), reason="403",
+            refused_key_id=old_key_id,
+        )  # fmt: skip
+        assert key.status is KeyStatus.ACTIVE
+        assert key.last_failure_at is None
+        lost = await service.mark_access_lost(
+            session, tenant_id=world.rp.tenant_id, key_id=UUID(view["id"]), contract="S5678",
+            reason="403", refused_key_id=old_key_id,
+        )  # fmt: skip
+        assert lost is None
+        await session.commit()
+        got = (
+            await world.client.get(f"/api/v1/keys/{view['id']}", headers=world.rp.headers)
+        ).json()
+        assert got["status"] == "active"
+        assert all(c["access_lost_at"] is None for c in got["contracts"])
+        assert await events_of(session, "key.invalid") == []
+        # The current version refused: that counts.
+        current = await service.mark_invalid(
+            session, tenant_id=world.rp.tenant_id, key_id=UUID(view["id"]), reason="403",
+            refused_key_id=new.key_id,
+        )  # fmt: skip
+        assert current.status is KeyStatus.NEEDS_REPLACEMENT
+
+    async def test_a_contract_unmapped_meanwhile_is_nothing_to_mark(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        view = await world.create(world.sim_key())
+        lost = await service.mark_access_lost(
+            session, tenant_id=world.rp.tenant_id, key_id=UUID(view["id"]), contract="R9999",
+            reason="403",
+        )  # fmt: skip
+        assert lost is None
+        assert await events_of(session, "key.access_lost") == []
+
     async def test_rp_leaving_the_tenant_orphans_their_keys(
         self, world: World, session: AsyncSession
     ) -> None:
