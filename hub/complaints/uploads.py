@@ -47,7 +47,7 @@ from hub.ctm.errors import (
 from hub.ctm.upload import ResolutionRow
 from hub.events.service import record_events
 from hub.keys import service as keys
-from hub.keys.models import ApiKey, Environment
+from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment
 from hub.syncs.models import SyncCursor
 from hub.syncs.service import Pair, serving_pairs, sync_job
 
@@ -99,6 +99,20 @@ def _satisfied(value: str | None) -> bool | None:
     return {"Y": True, "N": False}.get(value or "")
 
 
+async def _serves(session: AsyncSession, key: ApiKey, contract: str) -> bool:
+    """Whether the key is mapped to the contract with its access not lost."""
+    found = await session.scalar(
+        select(ApiKeyContract.id)
+        .join(Contract, Contract.id == ApiKeyContract.contract_id)
+        .where(
+            ApiKeyContract.api_key_id == key.id,
+            Contract.number == contract,
+            ApiKeyContract.access_lost_at.is_(None),
+        )
+    )
+    return found is not None
+
+
 async def _claim(
     db: Database, tenant_id: TenantID, key_id: UUID, contract: str, policy: UploadPolicy
 ) -> _Claim | None:
@@ -108,6 +122,8 @@ async def _claim(
         )
         if key is None or not key.is_usable:
             return None
+        if not await _serves(session, key, contract):
+            return None  # CMS refused this key the contract: the cron retargets the rows
         ids = (
             await session.scalars(
                 select(Resolution.id)
@@ -424,13 +440,17 @@ async def mark_in_doubt(
                 jobs.enqueue(session, job)
 
 
-async def _retarget(session: AsyncSession, queued: Sequence[Resolution]) -> None:
+async def _retarget(
+    session: AsyncSession, queued: Sequence[Resolution]
+) -> set[tuple[UUID, UUID, str]]:
     """Point queued rows at the key now serving their contract in their environment (the
-    old key may have been replaced, refused, or lost the contract)."""
+    old key may have been replaced, refused, or lost the contract); the (tenant, key,
+    contract) pairs that serve."""
     if not queued:
-        return
+        return set()
+    pairs_now = await serving_pairs(session)
     serving: dict[tuple[UUID, str], list[Pair]] = defaultdict(list)
-    for pair in await serving_pairs(session):
+    for pair in pairs_now:
         serving[(pair.tenant_id, pair.contract)].append(pair)
     key_ids = {r.api_key_id for r in queued if r.api_key_id is not None}
     environments: dict[UUID, Environment] = {
@@ -447,11 +467,14 @@ async def _retarget(session: AsyncSession, queued: Sequence[Resolution]) -> None
         ]  # fmt: skip
         if len(pairs) == 1 and pairs[0].key_id != r.api_key_id:
             r.api_key_id = pairs[0].key_id
+    return {(p.tenant_id, p.key_id, p.contract) for p in pairs_now}
 
 
 async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None = None) -> int:
     """Re-queue stale batches, then enqueue (after commit) one upload job per (tenant,
-    serving key, contract) with queued resolutions; returns how many jobs."""
+    serving key, contract) with queued resolutions; returns how many jobs. Rows whose key
+    no longer serves their contract (refused, or its access lost) and that no other key
+    serves wait in the queue: CMS is not asked again with what it refused."""
     await hold_stale(session, policy=policy)
     queued = (
         await session.scalars(
@@ -467,8 +490,12 @@ async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None
             .where(Resolution.state == ResolutionState.QUEUED)
         )
     ).all()
-    await _retarget(session, queued)
-    pairs = {(r.tenant_id, r.api_key_id, r.contract) for r in queued if r.api_key_id is not None}
+    serving = await _retarget(session, queued)
+    pairs = {
+        pair
+        for r in queued
+        if r.api_key_id is not None and (pair := (r.tenant_id, r.api_key_id, r.contract)) in serving
+    }
     for tenant_id, key_id, contract in sorted(pairs, key=str):
         assert key_id is not None
         jobs.enqueue(session, upload_job(tenant_id, key_id, contract))

@@ -476,6 +476,23 @@ class TestCmsFaults:
         assert (await world.resolution(ident)).state is ResolutionState.QUEUED
         assert len(await events(world.db, "key.access_lost")) == 1
 
+    async def test_a_contract_cms_refused_is_not_asked_again_with_that_key(
+        self, world: World, redis: Any
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.faults.script.append(("upload", "403"))
+        await world.upload()
+        sent = [r for r in world.sim.state.requests if r.route == "upload"]
+        await redis.flushdb()
+        async with world.db.transaction() as session:
+            assert await uploads.schedule_uploads(session) == 0, "no job for a refused pair"
+        assert not await redis.exists(f"arq:job:resolutions:{world.key.id}:H1234")
+        outcome = await world.upload()  # a job queued before the refusal, say
+        assert outcome.files == 0
+        assert [r for r in world.sim.state.requests if r.route == "upload"] == sent
+        assert (await world.resolution(ident)).state is ResolutionState.QUEUED
+
     async def test_rate_limit_requeues_and_asks_to_retry_later(self, world: World) -> None:
         [complaint] = await world.open_complaints()
         ident = await world.resolve(complaint)
