@@ -8,6 +8,7 @@ once), and the outcome is written last.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import defaultdict
@@ -28,6 +29,7 @@ from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
 from hub.core.errors import Invalid, NotFound
 from hub.core.ids import TenantID, uuid7
+from hub.core.jobs import JOB_TIMEOUT_SECONDS
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.errors import (
     ContractAccessDenied,
@@ -49,6 +51,10 @@ log = structlog.get_logger(__name__)
 
 RAW_FIELD = "quarantined_rows.raw"
 KEY_REFUSED = "CMS refused the token exchange (403): the key was rotated, expired or deactivated"
+CANCELLED = "cut short: the sync ran out of time (the job's time limit) or its worker stopped"
+ABANDONED = "abandoned: its worker stopped (killed, or lost) before the sync finished"
+# A run still `running` this long after it started had its worker die: no job runs longer.
+ABANDONED_AFTER = timedelta(seconds=2 * JOB_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -141,11 +147,44 @@ async def due_pairs(session: AsyncSession, *, now: datetime, policy: SyncPolicy)
 async def schedule_due(
     session: AsyncSession, *, now: datetime | None = None, policy: SyncPolicy
 ) -> int:
-    """Enqueue (after commit) a sync for every due pair; returns how many."""
-    pairs = await due_pairs(session, now=now or utcnow(), policy=policy)
+    """Close runs whose worker died (`close_abandoned`), then enqueue (after commit) a sync
+    for every due pair; returns how many."""
+    now = now or utcnow()
+    await close_abandoned(session, now=now)
+    pairs = await due_pairs(session, now=now, policy=policy)
     for pair in pairs:
         jobs.enqueue(session, sync_job(pair.tenant_id, pair.key_id, pair.contract))
     return len(pairs)
+
+
+async def close_abandoned(session: AsyncSession, *, now: datetime) -> int:
+    """Runs still `running` long after any job could have ended (their worker was killed):
+    failed, saying so, and counted on their pair's cursor. Returns how many."""
+    runs = (
+        await session.scalars(
+            select(SyncRun)
+            .where(
+                SyncRun.outcome == RunOutcome.RUNNING,
+                SyncRun.started_at < now - ABANDONED_AFTER,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for run in runs:
+        run.outcome, run.finished_at, run.error = RunOutcome.FAILED, now, ABANDONED
+        if run.api_key_id is None:
+            continue
+        cursor = await session.scalar(
+            select(SyncCursor).where(
+                SyncCursor.api_key_id == run.api_key_id, SyncCursor.contract == run.contract
+            )
+        )
+        if cursor is not None and (cursor.last_success_at or run.started_at) <= run.started_at:
+            cursor.consecutive_failures += 1
+            cursor.last_error = ABANDONED
+    if runs:
+        log.warning("abandoned sync runs closed", count=len(runs))
+    return len(runs)
 
 
 async def request_sync(
@@ -387,7 +426,7 @@ def _classify(error: Exception, attempt: int) -> SyncResult:
 async def _fail(
     db: Database,
     plan: _Plan,
-    error: Exception,
+    error: BaseException,
     result: SyncResult,
     started: float,
     policy: SyncPolicy,
@@ -455,6 +494,14 @@ async def run_sync(
     client = clients[CtmEnvironment(plan.key.environment.value)]
     try:
         return await _import(db, client, plan, policy, started)
+    except asyncio.CancelledError as cancelled:
+        # Cut short (the job's time ran out, or the worker is stopping): the import rolled
+        # back; the run fails saying so, and the cursor counts it, so that a sync that never
+        # finishes is seen (and alerted on) like any other failure.
+        result = SyncResult(RunOutcome.FAILED, plan.run_id, error=CANCELLED)
+        log.warning("sync cut short", contract=contract, key=str(key_id))
+        await asyncio.shield(_fail(db, plan, cancelled, result, started, policy))
+        raise
     except Exception as error:
         result = _classify(error, attempt)
         result.run_id = plan.run_id
