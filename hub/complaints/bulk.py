@@ -28,7 +28,7 @@ SELECT c.complaint_id, c.id, c.content_hash, c.phi_hash
 FROM unnest($3::text[]) AS given(cid)
 CROSS JOIN LATERAL (
     SELECT id, complaint_id, content_hash, phi_hash FROM complaints
-    WHERE tenant_id = $1 AND contract = $2 AND complaint_id = given.cid
+    WHERE tenant_id = $1 AND environment = $4 AND contract = $2 AND complaint_id = given.cid
     LIMIT 1
 ) AS c
 """
@@ -50,13 +50,13 @@ _ABOUT: tuple[tuple[str, str], ...] = (
     ("event_id", "uuid"), ("event_type", "text"), ("change_id", "uuid"), ("changed", "jsonb"),
 )  # fmt: skip
 _SCALARS: tuple[tuple[str, str], ...] = (
-    ("tenant_id", "uuid"), ("api_key_id", "uuid"), ("layout", "text"),
+    ("tenant_id", "uuid"), ("environment", "text"), ("api_key_id", "uuid"), ("layout", "text"),
     ("resolution_state", "text"), ("last_sync_run_id", "uuid"), ("first_seen_at", "timestamptz"),
     ("last_seen_at", "timestamptz"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"),
 )  # fmt: skip
 # Kept from the first insert: who owns it, when it was first seen, its resolution.
-_KEPT = {"id", "tenant_id", "contract", "complaint_id", "resolution_state", "first_seen_at",
-         "created_at"}  # fmt: skip
+_KEPT = {"id", "tenant_id", "environment", "contract", "complaint_id", "resolution_state",
+         "first_seen_at", "created_at"}  # fmt: skip
 STAGE = "complaint_batch"
 _STAGED = tuple(name for name, _ in _ROWS + _ABOUT)
 # IF NOT EXISTS: an import inside a longer transaction (a savepoint) finds the table of an
@@ -72,7 +72,8 @@ EMPTY_STAGE = f"TRUNCATE {STAGE}"
 # `complaint.updated` carry (identifiers and metadata, never PHI), and the changed columns.
 EVENT_PAYLOAD = (
     "jsonb_build_object('complaint_id', w.complaint_id, 'contract', w.contract, "
-    "'issue_level', w.issue_level, 'due_date', w.due_date) || CASE WHEN b.changed IS NULL "
+    "'environment', w.environment, 'issue_level', w.issue_level, 'due_date', w.due_date) "
+    "|| CASE WHEN b.changed IS NULL "
     "THEN '{}'::jsonb ELSE jsonb_build_object('changed', b.changed) END"
 )
 
@@ -93,11 +94,11 @@ def _write_statement() -> str:
         "WITH written AS ("  # noqa: S608 - see above
         f"INSERT INTO complaints ({', '.join(columns)}) "
         f"SELECT {', '.join(f'b.{name}' for name in names)}, {scalars} FROM {STAGE} AS b "
-        "ON CONFLICT (tenant_id, contract, complaint_id) DO UPDATE SET "
+        "ON CONFLICT (tenant_id, environment, contract, complaint_id) DO UPDATE SET "
         f"{updates} "
         "WHERE complaints.id = excluded.id "
         "AND complaints.content_hash IS DISTINCT FROM excluded.content_hash "
-        "RETURNING id, complaint_id, contract, issue_level, due_date), "
+        "RETURNING id, complaint_id, contract, environment, issue_level, due_date), "
         "history AS ("
         "INSERT INTO complaint_changes "
         "(id, tenant_id, complaint_pk, sync_run_id, kind, changed, created_at, updated_at) "
@@ -122,9 +123,9 @@ def _value(value: Any) -> Any:
 
 
 async def stored_hashes(
-    connection: asyncpg.Connection, tenant_id: UUID, contract: str, ids: list[str]
+    connection: asyncpg.Connection, tenant_id: UUID, environment: str, contract: str, ids: list[str]
 ) -> list[tuple[str, UUID, str, str]]:
-    rows = await connection.fetch(_STORED, tenant_id, contract, ids)
+    rows = await connection.fetch(_STORED, tenant_id, contract, ids, environment)
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.core.crypto import Sealed, SealedColumn
 from hub.core.db import Base, Entity, TenantOwned, enum_column
+from hub.keys.models import Environment
 
 
 class DueBasis(enum.StrEnum):
@@ -28,15 +29,18 @@ class ResolutionState(enum.StrEnum):
 
 
 class Complaint(Entity, TenantOwned, Base):
-    """One complaint of one contract, as last downloaded. PHI lives only in `phi` (one
-    sealed JSON document); the rest is what a caseworker filters and sorts on."""
+    """One complaint of one contract in one CMS environment, as last downloaded. PHI lives
+    only in `phi` (one sealed JSON document); the rest is what a caseworker filters and
+    sorts on. Sandbox and production are apart: the same contract and complaint ID in both
+    are two complaints."""
 
     __tablename__ = "complaints"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "contract", "complaint_id"),
+        UniqueConstraint("tenant_id", "environment", "contract", "complaint_id"),
         Index("ix_complaints_due", "tenant_id", "resolution_state", "due_date"),
     )
 
+    environment: Mapped[Environment] = mapped_column(enum_column(Environment))
     contract: Mapped[str] = mapped_column(String(5))
     complaint_id: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))

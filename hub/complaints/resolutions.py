@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +21,7 @@ from hub.core.db import utcnow
 from hub.core.errors import Conflict, Invalid
 from hub.core.ids import TenantID, uuid7
 from hub.ctm import modeled
-from hub.keys.models import ApiKey, Environment
+from hub.keys.models import Environment
 from hub.syncs.service import serving_pairs
 
 SUMMARY_FIELD = "resolutions.summary"
@@ -162,22 +161,17 @@ def _check_open(complaint: Complaint) -> None:
         )
 
 
-async def environment_of(session: AsyncSession, key_id: UUID | None) -> Environment | None:
-    if key_id is None:
-        return None
-    return await session.scalar(select(ApiKey.environment).where(ApiKey.id == key_id))
-
-
 async def serving_key(
-    session: AsyncSession, tenant_id: TenantID, contract: str, environment: Environment | None
+    session: AsyncSession, tenant_id: TenantID, contract: str, environment: Environment
 ) -> UUID | None:
     """The key that uploads for the contract: the serving key of the environment the
-    complaint came from (a sandbox complaint never goes to production). Without a known
-    environment, only an unambiguous choice is made."""
-    pairs = [p for p in await serving_pairs(session, tenant_id) if p.contract == contract]
-    if environment is not None:
-        pairs = [p for p in pairs if p.environment is environment]
-    return pairs[0].key_id if len(pairs) == 1 else None
+    complaint came from (a sandbox complaint never goes to production)."""
+    pairs = [
+        p
+        for p in await serving_pairs(session, tenant_id)
+        if p.contract == contract and p.environment is environment
+    ]
+    return pairs[0].key_id if pairs else None
 
 
 async def write_resolution(
@@ -200,7 +194,7 @@ async def write_resolution(
     if (earlier := await _replay(session, cipher, complaint, key, valid)) is not None:
         return earlier
     _check_open(complaint)
-    environment = await environment_of(session, complaint.api_key_id)
+    environment = complaint.environment
     uploader = await serving_key(session, tenant_id, complaint.contract, environment)
     resolution = Resolution(
         tenant_id=tenant_id, complaint_pk=complaint.id, contract=complaint.contract,
@@ -211,9 +205,8 @@ async def write_resolution(
         api_key_id=uploader or complaint.api_key_id,
     )  # fmt: skip
     if uploader is None:
-        where = f"{environment.value} " if environment is not None else ""
         resolution.note = (
-            f"no active {where}key serves contract {complaint.contract}: "
+            f"no active {environment.value} key serves contract {complaint.contract}: "
             "the resolution waits in the queue until one does"
         )
     resolution.summary = cipher.seal(valid.summary, field=SUMMARY_FIELD, row=resolution.id)

@@ -34,6 +34,7 @@ from hub.ctm.layouts import PHI_COLUMNS
 from hub.ctm.parser import ComplaintRecord, Issue, RawRow
 from hub.ctm.records import Columns
 from hub.events.service import dispatch_many_job, insert_events
+from hub.keys.models import Environment
 
 PHI_FIELD = "complaints.phi"
 BENE_FIELD = "complaints.bene_identifier"
@@ -337,6 +338,7 @@ class Importer:
         cipher: TenantCipher,
         *,
         tenant_id: TenantID,
+        environment: Environment,
         api_key_id: UUID | None,
         complete: Completer,
         sync_run_id: UUID | None,
@@ -353,6 +355,7 @@ class Importer:
         self.watched: set[tuple[str, str]] = set()
         self._take_quarantined, self._store_quarantined = take_quarantined, store_quarantined
         self._tenant_id, self._api_key_id = tenant_id, api_key_id
+        self._environment = environment
         self._complete, self._run, self._now = complete, sync_run_id, now
         self._deadlines = deadlines
         self._postgres = postgres.is_postgres(session)
@@ -425,7 +428,8 @@ class Importer:
         self, keys: Collection[tuple[str | None, str | None]]
     ) -> asyncio.Task[dict[tuple[str | None, str | None], _Stored]]:
         session, tenant = self._session, self._tenant_id
-        return self._line.run(lambda: _stored_hashes(session, tenant, keys))
+        environment = self._environment
+        return self._line.run(lambda: _stored_hashes(session, tenant, environment, keys))
 
     def _send(self) -> asyncio.Task[None] | None:
         """Put the planned batch's write in line (it runs while Python goes on); its task,
@@ -529,7 +533,8 @@ class Importer:
     async def _write(self, writes: _Writes) -> None:
         session, now, tenant = self._session, self._now, self._tenant_id
         constants = {
-            "tenant_id": tenant, "api_key_id": self._api_key_id, "layout": self.layout,
+            "tenant_id": tenant, "environment": self._environment,
+            "api_key_id": self._api_key_id, "layout": self.layout,
             "resolution_state": ResolutionState.NONE, "last_sync_run_id": self._run,
             "first_seen_at": now, "last_seen_at": now,
             "created_at": now, "updated_at": now,
@@ -552,7 +557,7 @@ class Importer:
             if changes:
                 await session.execute(insert(_CHANGES), changes)
             events = [
-                (kind, _event_data(row, writes.changes.get(row["id"])))
+                (kind, _event_data(row, writes.changes.get(row["id"]), self._environment))
                 for row in writes.rows
                 if (kind := writes.events.get(row["id"])) is not None
             ]
@@ -565,12 +570,15 @@ class Importer:
             self.result.unchanged += len(lost)
 
 
-def _event_data(row: Mapping[str, Any], changed: list[str] | None) -> dict[str, Any]:
+def _event_data(
+    row: Mapping[str, Any], changed: list[str] | None, environment: Environment
+) -> dict[str, Any]:
     """What `complaint.created` / `.updated` carry (as `bulk.EVENT_PAYLOAD` builds it on
     PostgreSQL): identifiers and metadata, never PHI, and the changed columns."""
     data = {
         "complaint_id": row["complaint_id"], "contract": row["contract"],
-        "issue_level": row["issue_level"], "due_date": row["due_date"].isoformat(),
+        "environment": environment.value, "issue_level": row["issue_level"],
+        "due_date": row["due_date"].isoformat(),
     }  # fmt: skip
     return data if changed is None else data | {"changed": changed}
 
@@ -617,7 +625,7 @@ async def _details(
 
 _COMPLAINTS = cast("Table", Complaint.__table__)
 _CHANGES = cast("Table", ComplaintChange.__table__)
-_ON_INSERT_ONLY = ("tenant_id", "resolution_state", "first_seen_at", "created_at")
+_ON_INSERT_ONLY = ("tenant_id", "environment", "resolution_state", "first_seen_at", "created_at")
 
 
 async def _upsert_generic(
@@ -646,7 +654,10 @@ async def _upsert_generic(
 
 
 async def _stored_hashes(
-    session: AsyncSession, tenant_id: TenantID, keys: Collection[tuple[str | None, str | None]]
+    session: AsyncSession,
+    tenant_id: TenantID,
+    environment: Environment,
+    keys: Collection[tuple[str | None, str | None]],
 ) -> dict[tuple[str | None, str | None], _Stored]:
     """The stored fingerprints of these (contract, complaint ID) pairs: on PostgreSQL one
     index probe per id (`bulk.stored_hashes`), elsewhere an IN list per contract."""
@@ -658,7 +669,7 @@ async def _stored_hashes(
     for contract, ids in by_contract.items():
         if postgres.is_postgres(session):
             connection = await postgres.driver(session)
-            rows = await bulk.stored_hashes(connection, tenant_id, contract, ids)
+            rows = await bulk.stored_hashes(connection, tenant_id, environment, contract, ids)
         else:
             rows = [
                 (r.complaint_id, r.id, r.content_hash, r.phi_hash)
@@ -667,8 +678,8 @@ async def _stored_hashes(
                         Complaint.complaint_id, Complaint.id, Complaint.content_hash,
                         Complaint.phi_hash,
                     ).where(
-                        Complaint.tenant_id == tenant_id, Complaint.contract == contract,
-                        Complaint.complaint_id.in_(ids),
+                        Complaint.tenant_id == tenant_id, Complaint.environment == environment,
+                        Complaint.contract == contract, Complaint.complaint_id.in_(ids),
                     )
                 )
             ]  # fmt: skip

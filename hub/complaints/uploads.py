@@ -49,7 +49,7 @@ from hub.events.service import record_events
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment
 from hub.syncs.models import SyncCursor
-from hub.syncs.service import Pair, serving_pairs, sync_job
+from hub.syncs.service import serving_pairs, sync_job
 
 log = structlog.get_logger(__name__)
 
@@ -449,24 +449,28 @@ async def _retarget(
     if not queued:
         return set()
     pairs_now = await serving_pairs(session)
-    serving: dict[tuple[UUID, str], list[Pair]] = defaultdict(list)
-    for pair in pairs_now:
-        serving[(pair.tenant_id, pair.contract)].append(pair)
-    key_ids = {r.api_key_id for r in queued if r.api_key_id is not None}
-    environments: dict[UUID, Environment] = {
-        ident: environment
-        for ident, environment in await session.execute(
-            select(ApiKey.id, ApiKey.environment).where(ApiKey.id.in_(key_ids))
-        )
+    serving: dict[tuple[UUID, Environment, str], UUID] = {
+        (p.tenant_id, p.environment, p.contract): p.key_id for p in pairs_now
     }
+    # Each row follows its complaint's environment (a sandbox one never goes to production).
+    environments: dict[UUID, Environment] = {}
+    pks = list({r.complaint_pk for r in queued})
+    for start in range(0, len(pks), 5000):
+        environments.update(
+            (ident, environment)
+            for ident, environment in await session.execute(
+                select(Complaint.id, Complaint.environment).where(
+                    Complaint.id.in_(pks[start : start + 5000])
+                )
+            )
+        )
     for r in queued:
-        environment = environments.get(r.api_key_id) if r.api_key_id is not None else None
-        pairs = [
-            p for p in serving[(r.tenant_id, r.contract)]
-            if environment is None or p.environment is environment
-        ]  # fmt: skip
-        if len(pairs) == 1 and pairs[0].key_id != r.api_key_id:
-            r.api_key_id = pairs[0].key_id
+        environment = environments.get(r.complaint_pk)
+        key_id = (
+            None if environment is None else serving.get((r.tenant_id, environment, r.contract))
+        )
+        if key_id is not None and key_id != r.api_key_id:
+            r.api_key_id = key_id
     return {(p.tenant_id, p.key_id, p.contract) for p in pairs_now}
 
 
@@ -482,6 +486,7 @@ async def schedule_uploads(session: AsyncSession, *, policy: UploadPolicy | None
             .options(
                 load_only(
                     Resolution.tenant_id,
+                    Resolution.complaint_pk,
                     Resolution.contract,
                     Resolution.api_key_id,
                     Resolution.state,

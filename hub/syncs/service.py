@@ -300,7 +300,8 @@ async def _import(
             session, tenant_id=plan.tenant_id, contract=plan.contract, environment=key.environment
         )
         importer = Importer(
-            session, cipher, tenant_id=plan.tenant_id, api_key_id=key.id,
+            session, cipher, tenant_id=plan.tenant_id, environment=key.environment,
+            api_key_id=key.id,
             complete=download.complete, sync_run_id=plan.run_id, now=now,
             deadlines=policy.deadlines, take_quarantined=download.take_quarantined,
             store_quarantined=store_quarantined, watch=watch,

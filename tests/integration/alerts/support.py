@@ -31,7 +31,7 @@ from hub.core.db import utcnow
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
 from hub.keys import service as keys
-from hub.keys.models import ApiKey
+from hub.keys.models import ApiKey, Environment
 from hub.keys.schemas import KeyCreate, TechnicalPoc
 from tests.support import PASSWORD, Member, make_member, make_tenant
 
@@ -114,8 +114,9 @@ async def make_complaint(
     cipher = await crypto.cipher_for(session, tenant_id)
     now = utcnow()
     complaint = Complaint(
-        tenant_id=tenant_id, contract=contract, complaint_id=complaint_id,
-        issue_level="Urgent", is_immediate_need=False, received_date=due - timedelta(days=7),
+        tenant_id=tenant_id, environment=Environment.SANDBOX, contract=contract,
+        complaint_id=complaint_id, issue_level="Urgent", is_immediate_need=False,
+        received_date=due - timedelta(days=7),
         assignment_date=due - timedelta(days=7), due_date=due, due_basis=DueBasis.ASSIGNMENT,
         category="Benefits", subcategory="Part D", fields={}, layout="current",
         content_hash="0" * 64, phi_hash="0" * 64, resolution_state=state,

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, ResolutionState
@@ -14,6 +15,7 @@ from hub.complaints.service import BENE_FIELD, PHI_FIELD, Deadlines, due_date
 from hub.core import crypto
 from hub.core.db import utcnow
 from hub.core.ids import TenantID, uuid7
+from hub.keys.models import ApiKey, Environment
 
 IMMEDIATE = "Immediate Need"
 URGENT = "Urgent"
@@ -34,9 +36,16 @@ async def make_complaint(
     state: ResolutionState = ResolutionState.NONE,
     api_key_id: UUID | None = None,
     deadlines: Deadlines | None = None,
+    environment: Environment | None = None,
 ) -> Complaint:
-    """A complaint whose PHI document names a canary summary, sealed like a sync seals it."""
+    """A complaint whose PHI document names a canary summary, sealed like a sync seals it;
+    from its key's environment (sandbox without a key), unless `environment` says."""
     received = received or utcnow().date() - timedelta(days=1)
+    if environment is None and api_key_id is not None:
+        environment = await session.scalar(
+            select(ApiKey.environment).where(ApiKey.id == api_key_id)
+        )
+    environment = environment or Environment.SANDBOX
     immediate = issue_level == IMMEDIATE
     due, basis = due_date(
         received, assigned, immediate=immediate, deadlines=deadlines or Deadlines()
@@ -44,7 +53,7 @@ async def make_complaint(
     cipher = await crypto.cipher_for(session, tenant_id)
     now = utcnow()
     complaint = Complaint(
-        id=uuid7(), tenant_id=tenant_id, contract=contract,
+        id=uuid7(), tenant_id=tenant_id, environment=environment, contract=contract,
         complaint_id=complaint_id or f"CTM-{uuid7().hex[-8:]}", api_key_id=api_key_id,
         issue_level=issue_level, is_immediate_need=immediate, received_date=received,
         assignment_date=assigned, due_date=due, due_basis=basis,

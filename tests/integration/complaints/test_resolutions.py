@@ -255,5 +255,5 @@ class TestWrite:
         response = await post(client, staff.caseworker, keyless, body())
         assert response.status_code == 201
         assert response.json()["state"] == "queued"
-        assert "no active key serves contract S5678" in response.json()["note"]
+        assert "no active sandbox key serves contract S5678" in response.json()["note"]
         assert "resolutions.upload" not in queue.functions()

@@ -101,3 +101,82 @@ class TestModelsMatchMigrations:
         async with engine.connect() as connection:
             differences = await connection.run_sync(_diff)
         assert differences == [], f"models and migrations disagree: {differences}"
+
+
+def _insert(connection: Any, table: str, **given: Any) -> None:
+    """A row of `table` as the schema stands: `given`, and a plain value of its type for
+    every other column that must have one (SQLite, checks and foreign keys off)."""
+    from sqlalchemy import Boolean, Date, DateTime, Integer, LargeBinary, String
+
+    filled = dict(given)
+    for column in inspect(connection).get_columns(table):
+        name, kind = column["name"], column["type"]
+        if name in filled or column["nullable"]:
+            continue
+        if isinstance(kind, Boolean):
+            filled[name] = False
+        elif isinstance(kind, Integer):
+            filled[name] = 0
+        elif isinstance(kind, DateTime):
+            filled[name] = "2026-01-01 00:00:00.000000"
+        elif isinstance(kind, Date):
+            filled[name] = "2026-01-01"
+        elif isinstance(kind, LargeBinary):
+            filled[name] = b"\x00"
+        elif isinstance(kind, String):
+            filled[name] = "{}" if "JSON" in str(kind).upper() else "x"
+        else:
+            filled[name] = "{}"
+    columns = ", ".join(filled)
+    values = ", ".join(f":{name}" for name in filled)
+    statement = f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608 - a test's names
+    connection.execute(text(statement), filled)
+
+
+class TestComplaintEnvironment:
+    def test_each_complaint_takes_its_keys_environment(self, tmp_path: Path) -> None:
+        """0010: complaints of a sandbox key are sandbox's, of a production key production's;
+        one whose key is gone is production's. Down again, a sandbox twin of a production
+        complaint goes."""
+        import sqlite3
+
+        path = tmp_path / "env.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        migrate.upgrade(url, "0009")
+        from sqlalchemy import create_engine as create_sync_engine
+
+        engine = create_sync_engine(f"sqlite:///{path}")
+        with engine.begin() as connection:
+            connection.execute(text("PRAGMA foreign_keys = OFF"))
+            connection.execute(text("PRAGMA ignore_check_constraints = ON"))
+            _insert(connection, "tenants", id="t1")
+            _insert(connection, "api_keys", id="sand", tenant_id="t1", environment="sandbox")
+            _insert(connection, "api_keys", id="prod", tenant_id="t1", environment="production")
+            for ident, key, complaint in (
+                ("c1", "sand", "A"), ("c2", "prod", "B"), ("c3", None, "C"),
+            ):  # fmt: skip
+                _insert(
+                    connection, "complaints", id=ident, tenant_id="t1", api_key_id=key,
+                    contract="H1234", complaint_id=complaint, due_basis="assignment",
+                    resolution_state="none",
+                )  # fmt: skip
+        engine.dispose()
+        migrate.upgrade(url)
+        with sqlite3.connect(path) as connection:
+            found = connection.execute(
+                "SELECT id, environment FROM complaints ORDER BY id"
+            ).fetchall()
+            assert found == [("c1", "sandbox"), ("c2", "production"), ("c3", "production")]
+            # The same complaint in both environments: two rows now.
+            connection.execute(
+                "INSERT INTO complaints SELECT * FROM complaints WHERE id = 'c2'".replace(
+                    "SELECT *", "SELECT " + ", ".join(
+                        "'c4'" if c == "id" else "'sandbox'" if c == "environment" else c
+                        for (_, c, *_) in connection.execute("PRAGMA table_info(complaints)")
+                    )
+                )
+            )  # fmt: skip
+        migrate.downgrade(url, "0009")
+        with sqlite3.connect(path) as connection:
+            left = connection.execute("SELECT id FROM complaints ORDER BY id").fetchall()
+        assert left == [("c1",), ("c2",), ("c3",)], "the sandbox twin went, the rest stayed"

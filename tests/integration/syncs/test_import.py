@@ -26,7 +26,7 @@ from hub.ctm.layouts import Layout
 from hub.ctm.simulator import data
 from hub.events.models import Event
 from hub.keys import service as keys
-from hub.keys.models import ApiKey
+from hub.keys.models import ApiKey, Environment
 from hub.keys.schemas import KeyCreate, TechnicalPoc
 from hub.syncs import service as syncs
 from hub.syncs.models import RunOutcome
@@ -175,18 +175,18 @@ async def test_events_carry_identifiers_and_metadata_never_phi(setup: Setup) -> 
         ).all()
     due = date.today() + timedelta(days=7)
     assert [e.payload for e in created] == [
-        {"complaint_id": "1", "contract": "H1234", "issue_level": "Standard",
-         "due_date": due.isoformat()},
-        {"complaint_id": "2", "contract": "H1234", "issue_level": "Immediate Need",
-         "due_date": "2026-01-04"},
+        {"complaint_id": "1", "contract": "H1234", "environment": "sandbox",
+         "issue_level": "Standard", "due_date": due.isoformat()},
+        {"complaint_id": "2", "contract": "H1234", "environment": "sandbox",
+         "issue_level": "Immediate Need", "due_date": "2026-01-04"},
     ]  # fmt: skip
     assert all(e.tenant_id == setup.member.tenant_id for e in created)
     listed[0] = dict(listed[0], CMS_COMMENTS="other words")
     await setup.sync(full_file(Layout.CURRENT, listed))
     (updated,) = await updates(setup)
     assert updated.payload == {
-        "complaint_id": "1", "contract": "H1234", "issue_level": "Standard",
-        "due_date": due.isoformat(), "changed": ["phi"],
+        "complaint_id": "1", "contract": "H1234", "environment": "sandbox",
+        "issue_level": "Standard", "due_date": due.isoformat(), "changed": ["phi"],
     }  # fmt: skip
 
 
@@ -287,7 +287,7 @@ async def test_stored_fingerprints_are_index_probes_whatever_the_statistics(
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        arguments = (setup.member.tenant_id, "H1234", ["1", "2", "3"])
+        arguments = (setup.member.tenant_id, "H1234", ["1", "2", "3"], "sandbox")
         plan = await driver.fetch("EXPLAIN " + bulk._STORED, *arguments)
         # A table this small may be read whole for each probe; the probe is what matters,
         # and that the index serves it (as it does once the table is any bigger).
@@ -299,7 +299,8 @@ async def test_stored_fingerprints_are_index_probes_whatever_the_statistics(
     assert "Limit" in shape
     assert "Hash" not in shape
     indexed_shape = "\n".join(row[0] for row in indexed)
-    assert "Index Scan using uq_complaints_tenant_id_contract_complaint_id" in indexed_shape
+    unique = "uq_complaints_tenant_id_environment_contract_complaint_id"
+    assert f"Index Scan using {unique}" in indexed_shape
     assert "Hash" not in indexed_shape
 
 
@@ -367,8 +368,9 @@ async def test_two_imports_in_one_transaction(setup: Setup) -> None:
         for size in (3, 5):
             parser = ComplaintParser(batch_size=2)
             importer = Importer(
-                session, cipher, tenant_id=setup.member.tenant_id, api_key_id=None,
-                complete=parser.complete, sync_run_id=None, now=utcnow(), deadlines=Deadlines(),
+                session, cipher, tenant_id=setup.member.tenant_id,
+                environment=Environment.SANDBOX, api_key_id=None, complete=parser.complete,
+                sync_run_id=None, now=utcnow(), deadlines=Deadlines(),
             )  # fmt: skip
             async with session.begin_nested():
                 data = full_file(Layout.CURRENT, rows(size))
