@@ -181,7 +181,10 @@ class TestRows:
     def test_contract_not_matching_the_pattern_is_quarantined(self, contract: str) -> None:
         ((row, reason),) = reasons(lines(MINIMAL, f"1,{contract},Urgent,1/2/2025"))
         assert row == 1
-        assert "not a contract number" in reason
+        # The reason is shown to every reader: it never echoes the cell (PHI, if shifted).
+        assert reason == (
+            "CONTRACT_ID is not a contract number (e.g. H1234); the row's cells show what it holds"
+        )
 
     @pytest.mark.parametrize(
         "contract", ["H1234", "R5555", "S0001", "E9999", "F1000", "X0123", "91234"]
