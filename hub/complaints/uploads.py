@@ -34,7 +34,7 @@ from hub.complaints.resolutions import (
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID, uuid7
-from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, UploadResult
+from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, Rejection, UploadResult
 from hub.ctm.errors import (
     ContractAccessDenied,
     CtmError,
@@ -43,6 +43,7 @@ from hub.ctm.errors import (
     KeyRejected,
     RateLimited,
     UploadOutcomeUnknown,
+    UploadRefused,
 )
 from hub.ctm.upload import ResolutionRow
 from hub.events.service import record_events
@@ -333,6 +334,19 @@ async def upload_pending(
                 if claim.rows
                 else UploadResult([], [])
             )
+        except UploadRefused as error:
+            # Refused whole: the same file would be refused again. Its rows are rejected
+            # with what CMS said, for the caseworker (or an operator) to act on.
+            log.warning(
+                "resolution upload refused whole", contract=contract, key=str(key_id),
+                status=error.status, rows=len(claim.items),
+            )  # fmt: skip
+            refusal = [Rejection(item.complaint_id, [str(error)]) for item in claim.items]
+            _, rejected = await _decide(db, claim, UploadResult([], refusal))
+            outcome.files += 1
+            outcome.rejected += rejected
+            outcome.error = str(error)
+            break
         except UploadOutcomeUnknown as error:
             log.warning(
                 "resolution upload in doubt", contract=contract, key=str(key_id),

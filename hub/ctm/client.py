@@ -9,6 +9,7 @@ A key's secret is revealed only while the token request is built, and never logg
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from hub.ctm.errors import (
     KeyRejected,
     RateLimited,
     UploadOutcomeUnknown,
+    UploadRefused,
 )
 from hub.ctm.parser import ComplaintParser
 from hub.ctm.upload import ResolutionRow, write_upload_file
@@ -52,6 +54,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # A gateway's answers for a request it passed on: CMS behind it may have done the work. (500,
 # 503 and 429 are CMS's own: it did not.)
 _GATEWAY_GAVE_UP = frozenset({502, 504})
+# An upload so answered was refused whole: sending the same file again cannot help.
+_FILE_REFUSED = frozenset({400, 422})
 
 
 @dataclass(frozen=True)
@@ -412,6 +416,10 @@ class CtmClient:
         status = response.status_code
         if 200 <= status < 300:
             return response
+        if not resend_safe and status in _FILE_REFUSED:
+            said = await _said(response)
+            await response.aclose()
+            raise UploadRefused(status, said)
         await response.aclose()
         if status == 403:
             raise ContractAccessDenied(contract, key_id=key_id)
@@ -422,6 +430,21 @@ class CtmClient:
             )
         self._raise_transient(response)
         raise CtmProtocolError(f"{call} answered {status}")
+
+
+async def _said(response: httpx.Response) -> str:
+    """What an error answer says, as one short line (its JSON `error`/`message`, or text)."""
+    try:
+        raw = (await response.aread())[:4000].decode("utf-8", errors="replace")
+    except httpx.HTTPError:
+        return ""
+    try:
+        body = json.loads(raw)
+        if isinstance(body, dict):
+            raw = str(body.get("error") or body.get("message") or raw)
+    except ValueError:
+        pass
+    return " ".join(raw.split())[:300]
 
 
 def _upload_result(response: httpx.Response) -> UploadResult:

@@ -58,6 +58,16 @@ class UploadOutcomeUnknown(CtmError):
     it twice): a download of the contract shows whether CMS has the resolutions."""
 
 
+class UploadRefused(CtmError):
+    """CMS refused the whole upload file (400 or 422): it took none of it, and the same file
+    would be refused again. `detail` is what CMS said, cut short."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        said = f": {detail}" if detail else ""
+        super().__init__(f"CMS refused the whole upload file ({status}){said}")
+        self.status, self.detail = status, detail
+
+
 class CtmProtocolError(CtmError):
     """CMS answered with something that is not what the API promises (HTML, not CSV, bad JSON)."""
 

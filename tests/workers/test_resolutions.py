@@ -493,6 +493,25 @@ class TestCmsFaults:
         assert [r for r in world.sim.state.requests if r.route == "upload"] == sent
         assert (await world.resolution(ident)).state is ResolutionState.QUEUED
 
+    async def test_a_file_cms_refuses_whole_is_rejected_with_its_words_not_sent_again(
+        self, world: World
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        world.sim.state.faults.script.append(("upload", "400"))
+        outcome = await world.upload()
+        assert (outcome.rejected, outcome.retry_in) == (1, None)
+        rejected = await world.resolution(ident)
+        assert rejected.state is ResolutionState.REJECTED
+        said = "CMS refused the whole upload file (400): "
+        said += "The file does not match the plan upload layout"
+        assert rejected.cms_errors == [said]
+        assert (await world.complaint(complaint.id)).resolution_state is ResolutionState.REJECTED
+        [event] = await events(world.db, "resolution.rejected")
+        assert event.payload["errors"] == [said]
+        assert (await world.upload()).files == 0, "not sent again"
+        assert len([r for r in world.sim.state.requests if r.route == "upload"]) == 1
+
     async def test_rate_limit_requeues_and_asks_to_retry_later(self, world: World) -> None:
         [complaint] = await world.open_complaints()
         ident = await world.resolve(complaint)

@@ -76,6 +76,8 @@ class _Api:
             return _json({"error": "HPMS unavailable"}, int(kind))
         if kind == "403":
             return _json({"error": "Forbidden"}, 403)
+        if kind in ("400", "422"):  # the whole request refused, as a file CMS cannot take
+            return _json({"error": "The file does not match the plan upload layout"}, int(kind))
         if kind == "html":
             return Response(HTML_PAGE, status_code=200, media_type="text/html")
         if kind == "html_as_csv":  # an error page that claims to be the file

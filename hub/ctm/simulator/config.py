@@ -25,7 +25,7 @@ ENVIRONMENTS = ("sandbox", "production")
 ROUTES = ("token", "download", "upload")
 FAULT_KINDS = (
     "429", "500", "502", "503", "504", "cut", "html", "html_as_csv", "json", "hang", "403",
-    "lost_answer",
+    "lost_answer", "400", "422",
 )  # fmt: skip
 
 

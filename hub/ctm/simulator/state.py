@@ -18,7 +18,7 @@ Environment = Literal["sandbox", "production"]
 Route = Literal["token", "download", "upload"]
 FaultKind = Literal[
     "429", "500", "502", "503", "504", "cut", "html", "html_as_csv", "json", "hang", "403",
-    "lost_answer",
+    "lost_answer", "400", "422",
 ]  # fmt: skip
 UPDATE_WINDOW_DAYS = 8
 

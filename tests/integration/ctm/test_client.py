@@ -24,6 +24,7 @@ from hub.ctm.errors import (
     RateLimited,
     TruncatedDownload,
     UploadOutcomeUnknown,
+    UploadRefused,
 )
 from hub.ctm.layouts import Layout
 from hub.ctm.simulator import ContractPlan, Faults, RunningSimulator, SimKey
@@ -476,6 +477,23 @@ class TestUpload:
         with pytest.raises(UploadOutcomeUnknown, match=f"a gateway answered {status}"):
             await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
         assert routes(sim)[-1] == ("upload", int(status))
+        assert sleeps.delays == []
+
+    @pytest.mark.parametrize("status", ["400", "422"])
+    async def test_an_upload_refused_whole_says_what_cms_said_and_is_not_sent_again(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials, sleeps: Sleeps,
+        status: Literal["400", "422"],
+    ) -> None:  # fmt: skip
+        sim.state.faults = Faults(script=[("upload", status)])
+        with pytest.raises(UploadRefused) as refused:
+            await client.upload_resolutions(creds, [ResolutionRow("1", "H1234", TODAY, "x")])
+        assert refused.value.status == int(status)
+        assert refused.value.detail == "The file does not match the plan upload layout"
+        assert str(refused.value) == (
+            f"CMS refused the whole upload file ({status}): "
+            "The file does not match the plan upload layout"
+        )
+        assert [s for r, s in routes(sim) if r == "upload"] == [int(status)]
         assert sleeps.delays == []
 
     async def test_a_download_a_gateway_gave_up_on_is_asked_again(
