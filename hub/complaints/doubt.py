@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +32,11 @@ from hub.keys.models import ApiKey, Environment
 
 log = structlog.get_logger(__name__)
 
+# CMS may still be storing a file whose answer was lost when the doubt began: a download
+# asked for sooner than this after it might not show the resolution yet, and would queue
+# it again. Such rows wait for a later download.
+SETTLE_AFTER = timedelta(minutes=5)
+
 CONFIRMED = "accepted: CMS's download shows this resolution (the upload's answer was lost)"
 NOT_FOUND = "queued again: CMS's download does not show the upload whose answer was lost"
 UNREADABLE = (
@@ -44,8 +49,10 @@ UNREADABLE = (
 class Settled:
     accepted: int = 0
     requeued: int = 0
-    # Rows still in doubt wait for a download that reaches back to this day (see `settle`).
+    # Rows still in doubt wait for a download that reaches back to this day, asked for at
+    # this time or later (see `settle`).
     again_from: date | None = None
+    again_at: datetime | None = None
     # Rows whose complaint the download had no readable row for: later downloads, on their
     # schedule, reach back to this day.
     unseen_from: date | None = None
@@ -88,14 +95,16 @@ async def settle(
     covered_from: date,
     downloaded_at: datetime,
     seen: Collection[tuple[str, str]],
+    settle_after: timedelta = SETTLE_AFTER,
 ) -> Settled:
     """Settle the contract's uploads in doubt that a download, asked for at `downloaded_at`
     and reaching back to `covered_from`, has seen: called after the download's complaints
     were written, in the same transaction; `seen` holds the (contract, complaint ID) of
-    those (from `in_doubt`) it delivered readable. Rows whose doubt began after the download
-    was asked for, or whose complaint it did not reach, wait for the next one, which must
-    reach back to `again_from`; rows whose complaint it reached but did not deliver readable
-    stay in doubt for later downloads, reaching back to `unseen_from`."""
+    those (from `in_doubt`) it delivered readable. Rows whose doubt began less than
+    `settle_after` before the download was asked for, or whose complaint it did not reach,
+    wait for the next one, which must reach back to `again_from` and be asked for at
+    `again_at` or later; rows whose complaint it reached but did not deliver readable stay
+    in doubt for later downloads, reaching back to `unseen_from`."""
     statement = (
         select(Resolution, Complaint.cms_resolution_date, Complaint.received_date)
         .join(Complaint, Complaint.id == Resolution.complaint_pk)
@@ -110,12 +119,17 @@ async def settle(
     accepted: list[Resolution] = []
     requeued: list[Resolution] = []
     again_from: date | None = None
+    again_at: datetime | None = None
     unseen_from: date | None = None
     for resolution, cms_date, received in found:
         began = resolution.in_doubt_since
-        if began is None or began >= downloaded_at or received < covered_from:
-            # In doubt since after the download was asked for, or not in it: the next one.
+        early = began is None or began + settle_after > downloaded_at
+        if early or received < covered_from:
+            # Asked for too soon after the doubt began, or not reaching the complaint: the
+            # next one (once CMS has surely done with the file).
             again_from = received if again_from is None else min(again_from, received)
+            ready = now if began is None or not early else began + settle_after
+            again_at = ready if again_at is None else min(again_at, ready)
             continue
         if (resolution.contract, resolution.complaint_id) not in seen:
             # Its row was quarantined, or missing: no answer either way (queuing it again
@@ -147,7 +161,7 @@ async def settle(
         accepted=len(accepted), requeued=len(requeued), waiting=again_from is not None,
         unreadable=unseen_from is not None,
     )  # fmt: skip
-    return Settled(len(accepted), len(requeued), again_from, unseen_from)
+    return Settled(len(accepted), len(requeued), again_from, again_at, unseen_from)
 
 
 async def set_resolution_state(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -422,7 +422,8 @@ async def mark_in_doubt(
 ) -> None:
     """Hold these `uploading` rows until a download shows whether CMS has them: each of
     their contracts' next download reaches back to the earliest of their complaints, and
-    starts now (a sync job for every pair serving the contract)."""
+    starts as soon as it may settle them (`doubt.SETTLE_AFTER`: a sync job for every pair
+    serving the contract, deferred that long)."""
     if not rows:
         return
     for r in rows:
@@ -447,11 +448,11 @@ async def mark_in_doubt(
         )
         for cursor in cursors:
             cursor.recheck_from = min(cursor.recheck_from or day, day)
-            cursor.next_due_at = now
+            cursor.next_due_at = now + doubt.SETTLE_AFTER
         for serving in await serving_pairs(session, TenantID(tenant_id)):
             if serving.contract == contract:
                 job = sync_job(serving.tenant_id, serving.key_id, contract, "recheck")
-                jobs.enqueue(session, job)
+                jobs.enqueue(session, replace(job, defer_by=doubt.SETTLE_AFTER))
 
 
 async def _retarget(

@@ -65,6 +65,8 @@ class SyncPolicy:
     per_tenant_per_tick: int = 50  # fairness: no tenant takes a whole tick
     batch_size: int = 500
     deadlines: Deadlines = field(default_factory=Deadlines)
+    # How long after an upload's doubt began a download may settle it (`doubt.settle`).
+    doubt_settle_after: timedelta = doubt.SETTLE_AFTER
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncPolicy:
@@ -321,7 +323,7 @@ async def _import(
         settled = await doubt.settle(
             session, tenant_id=plan.tenant_id, contract=plan.contract,
             environment=key.environment, covered_from=plan.start, downloaded_at=now,
-            seen=importer.watched,
+            seen=importer.watched, settle_after=policy.doubt_settle_after,
         )  # fmt: skip
         result.new, result.changed, result.unchanged = (
             counts.new,
@@ -348,7 +350,7 @@ async def _import(
             # Uploads in doubt this download came too early for, or did not reach: the next
             # one reaches them, soon.
             cursor.recheck_from = min(again, cursor.recheck_from or again)
-            cursor.next_due_at = now
+            cursor.next_due_at = max(now, settled.again_at or now)
         if (unseen := settled.unseen_from) is not None:
             # Uploads in doubt whose complaint this download had no readable row for: later
             # downloads, on the schedule, keep reaching back to them.

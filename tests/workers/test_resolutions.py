@@ -16,6 +16,7 @@ from uuid import UUID
 import httpx
 import pytest
 import structlog
+from arq.jobs import Job
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,10 +55,12 @@ class World:
     key: ApiKey
     sim_key: SimKey
 
-    async def sync(self, contract: str = "H1234") -> None:
+    async def sync(self, contract: str = "H1234", settle_after: timedelta = timedelta(0)) -> None:
+        """A sync; by default one that may settle uploads in doubt at once (the real wait,
+        `doubt.SETTLE_AFTER`, has a test of its own)."""
         result = await syncs.run_sync(
             self.db, self.clients, tenant_id=self.member.tenant_id, key_id=self.key.id,
-            contract=contract,
+            contract=contract, policy=syncs.SyncPolicy(doubt_settle_after=settle_after),
         )  # fmt: skip
         assert result.error is None, result.error
 
@@ -286,7 +289,7 @@ class TestInDoubt:
         assert held.note is not None
         assert held.note.startswith("in doubt")
         assert (await self.cursor(world)).recheck_from == complaint.received_date
-        assert await redis.exists(f"arq:job:sync:{world.key.id}:H1234"), "a sync starts now"
+        assert await redis.exists(f"arq:job:sync:{world.key.id}:H1234"), "a sync is on its way"
         assert (await world.upload()).files == 0, "a row in doubt is not sent again"
 
         await world.sync()
@@ -342,6 +345,32 @@ class TestInDoubt:
         assert (held.state, held.note) == (ResolutionState.UPLOADING, doubt.UNREADABLE)
         assert (await world.upload()).files == 0
         assert world.uploaded_ids() == [complaint.complaint_id]
+
+    async def test_a_download_too_soon_after_the_doubt_began_leaves_it_for_a_later_one(
+        self, world: World, redis: Any
+    ) -> None:
+        """CMS may still be storing the file whose answer was lost: the recheck comes
+        `doubt.SETTLE_AFTER` later, and a download before then settles nothing."""
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=False)
+        assert await self.hold_stale(world) == 1
+        held = await world.resolution(ident)
+        assert held.in_doubt_since is not None
+        ready = held.in_doubt_since + doubt.SETTLE_AFTER
+        job = await Job(f"sync:{world.key.id}:H1234", redis).info()
+        assert job is not None
+        assert abs((job.score / 1000) - ready.timestamp()) < 5, "deferred until then"
+        await world.sync(settle_after=doubt.SETTLE_AFTER)
+        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
+        cursor = await self.cursor(world)
+        assert cursor.next_due_at == ready, "the next download is due when it may settle"
+        async with world.db.transaction() as session:
+            resolution = await session.get(Resolution, ident)
+            assert resolution is not None
+            resolution.in_doubt_since = utcnow() - doubt.SETTLE_AFTER - timedelta(seconds=1)
+        await world.sync(settle_after=doubt.SETTLE_AFTER)
+        assert (await world.resolution(ident)).state is ResolutionState.QUEUED
 
     async def test_a_dead_workers_upload_that_never_left_is_queued_again(
         self, world: World
@@ -417,12 +446,12 @@ class TestInDoubt:
     ) -> None:
         [complaint] = await world.open_complaints()
         ident = await world.resolve(complaint)
-        await self.put_in_doubt(world, ident, utcnow() + timedelta(hours=1))
+        began = utcnow() + timedelta(hours=1)  # after the download below is asked for
+        await self.put_in_doubt(world, ident, began)
         await world.sync()
         assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
         cursor = await self.cursor(world)
-        assert cursor.next_due_at is not None
-        assert cursor.next_due_at <= utcnow(), "due again at once"
+        assert cursor.next_due_at == began, "due again as soon as one may settle it"
 
     async def test_an_answer_that_arrives_after_all_is_recorded(self, world: World) -> None:
         [complaint] = await world.open_complaints()
