@@ -121,7 +121,9 @@ class Settings(BaseSettings):
     key_version_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
     # Syncs and resolution deadlines (42 CFR 422.125 / 423.129: 2 and 7 calendar days).
     sync_interval_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    sync_overlap_days: int = Field(default=2, ge=0, le=30)
+    # At least a day: windows are asked by date and end on today's UTC date, while CMS may
+    # date a change by US time, a day behind in the early UTC hours.
+    sync_overlap_days: int = Field(default=2, ge=1, le=30)
     sync_first_window_days: int = Field(default=90, ge=1, le=3650)
     deadline_immediate_days: int = Field(default=2, ge=1, le=30)
     deadline_standard_days: int = Field(default=7, ge=1, le=60)

@@ -58,6 +58,7 @@ class TestRefusals:
             ("HUB_CTM_SANDBOX_URL", "ftp://x", "HUB_CTM_SANDBOX_URL: must be an http"),
             ("HUB_PUBLIC_URL", "example.org", "HUB_PUBLIC_URL"),
             ("HUB_ENV", "staging", "HUB_ENV"),
+            ("HUB_SYNC_OVERLAP_DAYS", "0", "greater than or equal to 1"),
             ("HUB_MASTER_KEYS", "v1:" + base64.b64encode(b"short").decode(), "is 5 bytes"),
             ("HUB_MASTER_KEYS", "v1:***notbase64***", "not valid base64"),
             ("HUB_MASTER_KEYS", f"{KEY}", "must look like 'v1:"),
