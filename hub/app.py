@@ -27,6 +27,7 @@ from hub.core.crypto import Crypto
 from hub.core.db import Database
 from hub.core.errors import exception_handlers
 from hub.core.web import (
+    ClosedStructSchemaPlugin,
     RequestContextMiddleware,
     healthz,
     provide_principal,
@@ -134,6 +135,7 @@ def create_app(
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
         lifespan=[lifespan],
+        plugins=[ClosedStructSchemaPlugin()],
         state=state,
         openapi_config=OpenAPIConfig(
             title="CTM Hub",

@@ -17,13 +17,14 @@ from hub.alerts.schemas import AlertView, PreferencesPut, PreferencesView, Summa
 from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
+from hub.core.errors import documented
 
 
 class AlertController(Controller):
     path = "/alerts"
     tags = ["alerts"]
 
-    @get("/", opt=scope(Scope.ALERTS_READ))
+    @get("/", opt=scope(Scope.ALERTS_READ), responses=documented(400, 401, 403))
     async def list_alerts(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -43,7 +44,7 @@ class AlertController(Controller):
             recipients[row.alert_id].append(row)
         return [AlertView.of(a, recipients[a.id]) for a in found]
 
-    @get("/summary", opt=scope(Scope.ALERTS_READ))
+    @get("/summary", opt=scope(Scope.ALERTS_READ), responses=documented(401, 403))
     async def summary(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> SummaryView:
@@ -51,7 +52,12 @@ class AlertController(Controller):
         counts = await repository.unresolved_counts(db_session, principal.tenant)
         return SummaryView(**counts)
 
-    @post("/{alert_id:uuid}/acknowledge", opt=scope(Scope.ALERTS_READ), status_code=200)
+    @post(
+        "/{alert_id:uuid}/acknowledge",
+        opt=scope(Scope.ALERTS_READ),
+        status_code=200,
+        responses=documented(401, 403, 404, 409),
+    )
     async def acknowledge(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -63,14 +69,14 @@ class AlertController(Controller):
         rows = await repository.recipients_of(db_session, principal.tenant, [alert.id])
         return AlertView.of(alert, rows)
 
-    @get("/preferences", opt=scope(ANY_SCOPE))
+    @get("/preferences", opt=scope(ANY_SCOPE), responses=documented(401))
     async def get_preferences(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> PreferencesView:
         """The caller's own alert email choice: immediate, digest (daily) or off."""
         return PreferencesView(await service.email_mode_of(db_session, principal.user_id))
 
-    @put("/preferences", opt=scope(ANY_SCOPE))
+    @put("/preferences", opt=scope(ANY_SCOPE), responses=documented(400, 401))
     async def put_preferences(
         self,
         db_session: NamedDependency[AsyncSession],

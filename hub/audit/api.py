@@ -14,13 +14,14 @@ from hub.audit.schemas import AuditEntryView
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
+from hub.core.errors import documented
 
 
 class AuditController(Controller):
     path = "/audit"
     tags = ["audit"]
 
-    @get("/", opt=scope(Scope.AUDIT_READ))
+    @get("/", opt=scope(Scope.AUDIT_READ), responses=documented(400, 401, 403))
     async def list_audit_entries(
         self,
         db_session: NamedDependency[AsyncSession],

@@ -14,14 +14,14 @@ from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.auth.schemas import Me, MemberView, TokenCreate, TokenCreated, TokenView
-from hub.core.errors import NotFound
+from hub.core.errors import NotFound, documented
 
 
 class AuthController(Controller):
     path = "/"
     tags = ["auth"]
 
-    @get("/me", opt=scope(ANY_SCOPE))
+    @get("/me", opt=scope(ANY_SCOPE), responses=documented(401))
     async def me(self, principal: NamedDependency[Principal]) -> Me:
         return Me(
             user_id=principal.user_id,
@@ -32,14 +32,18 @@ class AuthController(Controller):
             is_operator=principal.is_operator,
         )
 
-    @get("/members", opt=scope(Scope.TENANT_ADMIN))
+    @get("/members", opt=scope(Scope.TENANT_ADMIN), responses=documented(401, 403))
     async def list_members(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[MemberView]:
         members = await repository.list_members(db_session, principal.tenant)
         return [MemberView.of(m) for m in members]
 
-    @get("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN))
+    @get(
+        "/members/{membership_id:uuid}",
+        opt=scope(Scope.TENANT_ADMIN),
+        responses=documented(401, 403, 404),
+    )
     async def get_member(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -50,7 +54,12 @@ class AuthController(Controller):
             await repository.get_member(db_session, principal.tenant, membership_id)
         )
 
-    @delete("/members/{membership_id:uuid}", opt=scope(Scope.TENANT_ADMIN), status_code=200)
+    @delete(
+        "/members/{membership_id:uuid}",
+        opt=scope(Scope.TENANT_ADMIN),
+        status_code=200,
+        responses=documented(401, 403, 404, 409),
+    )
     async def remove_member(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -63,7 +72,7 @@ class AuthController(Controller):
         await service.remove_member(db_session, principal, membership_id=membership_id)
         return view
 
-    @get("/tokens", opt=scope(ANY_SCOPE))
+    @get("/tokens", opt=scope(ANY_SCOPE), responses=documented(401, 403))
     async def list_tokens(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[TokenView]:
@@ -72,7 +81,7 @@ class AuthController(Controller):
         found = await repository.list_tokens(db_session, principal.tenant, user_id=owner)
         return [TokenView.of(t) for t in found]
 
-    @get("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE))
+    @get("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE), responses=documented(401, 403, 404))
     async def get_token(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -85,7 +94,7 @@ class AuthController(Controller):
             raise NotFound("api_token", token_id)
         return TokenView.of(token)
 
-    @post("/tokens", opt=scope(ANY_SCOPE))
+    @post("/tokens", opt=scope(ANY_SCOPE), responses=documented(400, 401, 403))
     async def create_token(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -104,7 +113,12 @@ class AuthController(Controller):
         )
         return TokenCreated(token=TokenView.of(issued.token), secret=issued.plaintext)
 
-    @delete("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE), status_code=200)
+    @delete(
+        "/tokens/{token_id:uuid}",
+        opt=scope(ANY_SCOPE),
+        status_code=200,
+        responses=documented(401, 403, 404),
+    )
     async def revoke_token(
         self,
         db_session: NamedDependency[AsyncSession],

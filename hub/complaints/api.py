@@ -9,6 +9,7 @@ from uuid import UUID
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,12 +30,18 @@ from hub.complaints.schemas import (
 from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_phi, status_of
 from hub.core import crypto
 from hub.core.db import utcnow
-from hub.core.errors import Invalid
+from hub.core.errors import Invalid, documented
 from hub.keys.service import normalise_contract
 from hub.syncs.service import SyncPolicy
 
 READ = scope(Scope.COMPLAINTS_READ)
 WRITE = scope(Scope.COMPLAINTS_WRITE)
+REPLAYED = 200
+REPLAYED_RESPONSE = ResponseSpec(
+    ResolutionView,
+    generate_examples=False,
+    description="The same idempotency key and body again: the first resolution, unchanged",
+)
 
 
 def _deadlines(state: State) -> Deadlines:
@@ -55,7 +62,7 @@ class ComplaintController(Controller):
     path = "/complaints"
     tags = ["complaints"]
 
-    @get("/", opt=READ)
+    @get("/", opt=READ, responses=documented(400, 401, 403))
     async def list_complaints(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -88,7 +95,7 @@ class ComplaintController(Controller):
         )
         return [ComplaintSummary.of(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
 
-    @get("/{complaint_id:uuid}", opt=READ)
+    @get("/{complaint_id:uuid}", opt=READ, responses=documented(401, 403, 404))
     async def get_complaint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -110,7 +117,7 @@ class ComplaintController(Controller):
             phi=open_phi(cipher, complaint),
         )  # fmt: skip
 
-    @get("/{complaint_id:uuid}/history", opt=READ)
+    @get("/{complaint_id:uuid}/history", opt=READ, responses=documented(401, 403, 404))
     async def get_history(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -126,7 +133,7 @@ class ComplaintController(Controller):
             views.insert(0, ChangeView("created", [], None, complaint.first_seen_at))
         return views
 
-    @get("/{complaint_id:uuid}/resolutions", opt=READ)
+    @get("/{complaint_id:uuid}/resolutions", opt=READ, responses=documented(401, 403, 404))
     async def list_resolutions(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -138,7 +145,12 @@ class ComplaintController(Controller):
         opened = await open_resolutions(db_session, principal.tenant, list(found))
         return [ResolutionView.of(o) for o in opened]
 
-    @post("/{complaint_id:uuid}/resolutions", opt=WRITE)
+    @post(
+        "/{complaint_id:uuid}/resolutions",
+        opt=WRITE,
+        status_code=201,
+        responses={REPLAYED: REPLAYED_RESPONSE, **documented(400, 401, 403, 404, 409)},
+    )
     async def write_resolution(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -160,7 +172,7 @@ class ComplaintController(Controller):
             idempotency_header=idempotency_key, idempotency_body=data.idempotency_key,
         )  # fmt: skip
         [opened] = await open_resolutions(db_session, principal.tenant, [written.resolution])
-        return Response(ResolutionView.of(opened), status_code=201 if written.is_new else 200)
+        return Response(ResolutionView.of(opened), status_code=201 if written.is_new else REPLAYED)
 
 
 def _change_view(change: ComplaintChange) -> ChangeView:

@@ -1,12 +1,21 @@
-"""Domain errors, and the one place that maps them (and framework errors) to HTTP answers."""
+"""Domain errors, and the one place that maps them (and framework errors) to HTTP answers
+and documents those answers in the OpenAPI schema."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.openapi import ResponseSpec
+from litestar.params import ParameterKwarg
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -75,6 +84,7 @@ class Unavailable(DomainError):
 
 
 WWW_AUTHENTICATE = 'Bearer realm="ctm-hub"'
+ROUTER_NOT_FOUND = NotFoundException().detail  # what Litestar's router says for an unknown path
 
 
 def _body(status_code: int, detail: str, extra: Any) -> dict[str, Any]:
@@ -93,13 +103,36 @@ def domain_error_handler(_: Request[Any, Any, Any], error: DomainError) -> Respo
     )
 
 
-def http_error_handler(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+def _wire_name(request: Request[Any, Any, Any], problem: dict[str, Any]) -> dict[str, Any]:
+    """Name a query parameter or header as the caller sent it: Litestar names it by the
+    handler's argument (`alert_state` for `?state=`)."""
+    if problem.get("source") not in {"query", "header", "cookie"}:
+        return problem
+    parameter = request.route_handler.parsed_fn_signature.parameters.get(problem.get("key", ""))
+    kwarg = parameter.kwarg_definition if parameter is not None else None
+    if isinstance(kwarg, ParameterKwarg) and kwarg.name:
+        return {**problem, "key": kwarg.name}
+    return problem
+
+
+def _detail(request: Request[Any, Any, Any], error: HTTPException) -> str:
+    if isinstance(error, NotFoundException) and error.detail == ROUTER_NOT_FOUND:
+        # The router's own 404 says nothing; say which path, and what in it did not parse.
+        cause = error.__cause__
+        unparsed = isinstance(cause, ValueError) and not isinstance(cause, HTTPException)
+        return f"No such path: {request.url.path}" + (f" ({cause})" if unparsed else "")
+    return error.detail
+
+
+def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     headers = dict(error.headers or {})
     if error.status_code == HTTP_401_UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
     extra = error.extra if error.extra else None
+    if isinstance(error, ValidationException) and isinstance(extra, list):
+        extra = [_wire_name(request, p) if isinstance(p, dict) else p for p in extra]
     return Response(
-        _body(error.status_code, error.detail, extra),
+        _body(error.status_code, _detail(request, error), extra),
         status_code=error.status_code,
         headers=headers or None,
     )
@@ -119,6 +152,33 @@ def internal_error_handler(request: Request[Any, Any, Any], error: Exception) ->
         _body(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error", None),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer (Litestar's shape). `extra`, when present, names the fields at
+    fault (`[{"key", "message"}]`) or holds other machine-readable detail."""
+
+    status_code: int
+    detail: str
+    extra: list[dict[str, Any]] | dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+_MEANINGS = {
+    HTTP_400_BAD_REQUEST: "The request breaks a rule; `detail` and `extra` name the field",
+    HTTP_401_UNAUTHORIZED: "No bearer token, or one that is invalid, expired or revoked",
+    HTTP_403_FORBIDDEN: "The token lacks the scope, or the caller the role, this call needs",
+    HTTP_404_NOT_FOUND: "No such object in the caller's tenant",
+    HTTP_409_CONFLICT: "The object's state does not allow this; `detail` says why",
+    HTTP_503_SERVICE_UNAVAILABLE: "A service this call needs did not answer; retry later",
+}
+
+
+def documented(*status_codes: int) -> dict[int, ResponseSpec]:
+    """`responses=` for a route handler: the error answers it may give, for the schema."""
+    return {
+        code: ResponseSpec(ErrorBody, generate_examples=False, description=_MEANINGS[code])
+        for code in status_codes
+    }
 
 
 def exception_handlers() -> ExceptionHandlersMap:

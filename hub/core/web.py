@@ -1,4 +1,5 @@
-"""Request plumbing shared by every route: the per-request session, request ids, health."""
+"""Request plumbing shared by every route: the per-request session, request ids, health, and
+how request bodies appear in the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request, Response, get
+
+# Litestar's own schema plugin for msgspec structs (not re-exported publicly).
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.middleware import ASGIMiddleware
+from litestar.openapi.spec import Schema
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.typing import FieldDefinition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.principal import Principal
 from hub.core.db import Database
+from hub.core.errors import documented
 from hub.core.ids import uuid7
 from hub.core.logging import bind_context, clear_context
 
@@ -63,6 +70,21 @@ class RequestContextMiddleware(ASGIMiddleware):
             clear_context()
 
 
+class ClosedStructSchemaPlugin(StructSchemaPlugin):
+    """A request body that refuses unknown fields (`forbid_unknown_fields`) says so in the
+    OpenAPI schema (`additionalProperties: false`); Litestar's plugin leaves that out."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return super().is_plugin_supported_field(field_definition) and bool(
+            field_definition.type_.__struct_config__.forbid_unknown_fields
+        )
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
+
+
 @get("/healthz", include_in_schema=True, tags=["health"], sync_to_thread=False)
 def healthz() -> dict[str, str]:
     """The process is up and serving."""
@@ -79,7 +101,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
     return name, "ok"
 
 
-@get("/readyz", tags=["health"])
+@get("/readyz", tags=["health"], responses=documented(HTTP_503_SERVICE_UNAVAILABLE))
 async def readyz(state: State) -> Response[dict[str, Any]]:
     """The database and Redis both answer; 503 names whichever does not."""
     database: Database = state.db

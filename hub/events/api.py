@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
+from hub.core.errors import documented
 from hub.events import service
 from hub.events.schemas import EventView
 
@@ -21,7 +22,7 @@ class EventController(Controller):
     path = "/events"
     tags = ["events"]
 
-    @get("/", opt=scope(Scope.TENANT_ADMIN))
+    @get("/", opt=scope(Scope.TENANT_ADMIN), responses=documented(400, 401, 403))
     async def list_events(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -36,7 +37,7 @@ class EventController(Controller):
         )
         return [EventView.of(e) for e in found]
 
-    @get("/{event_id:uuid}", opt=scope(Scope.TENANT_ADMIN))
+    @get("/{event_id:uuid}", opt=scope(Scope.TENANT_ADMIN), responses=documented(401, 403, 404))
     async def get_event(
         self,
         db_session: NamedDependency[AsyncSession],

@@ -18,6 +18,7 @@ from hub.audit.service import Actor
 from hub.auth.guards import scope
 from hub.auth.models import Scope, User
 from hub.auth.principal import Principal
+from hub.core.errors import documented
 from hub.core.ids import TenantID
 from hub.keys import repository, service
 from hub.keys.models import ApiKey
@@ -120,7 +121,7 @@ class KeyController(Controller):
     path = "/keys"
     tags = ["keys"]
 
-    @get("/", opt=scope(Scope.KEYS_READ))
+    @get("/", opt=scope(Scope.KEYS_READ), responses=documented(401, 403))
     async def list_keys(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[KeyView]:
@@ -128,7 +129,7 @@ class KeyController(Controller):
             db_session, principal.tenant, await repository.list_keys(db_session, principal.tenant)
         )
 
-    @get("/{key_id:uuid}", opt=scope(Scope.KEYS_READ))
+    @get("/{key_id:uuid}", opt=scope(Scope.KEYS_READ), responses=documented(401, 403, 404))
     async def get_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -139,7 +140,7 @@ class KeyController(Controller):
             db_session, principal, await repository.get_key(db_session, principal.tenant, key_id)
         )
 
-    @post("/", opt=scope(Scope.KEYS_MANAGE))
+    @post("/", opt=scope(Scope.KEYS_MANAGE), responses=documented(400, 401, 403, 404, 409, 503))
     async def create_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -152,7 +153,12 @@ class KeyController(Controller):
         key = await service.create_key(db_session, principal, data=data, verifier=_verifier(state))
         return await _view(db_session, principal, key)
 
-    @post("/{key_id:uuid}/rotate", opt=scope(Scope.KEYS_MANAGE), status_code=200)
+    @post(
+        "/{key_id:uuid}/rotate",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(400, 401, 403, 404, 409, 503),
+    )
     async def rotate_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -171,7 +177,12 @@ class KeyController(Controller):
         )
         return await _view(db_session, principal, key)
 
-    @post("/{key_id:uuid}/compromise", opt=scope(Scope.KEYS_MANAGE), status_code=200)
+    @post(
+        "/{key_id:uuid}/compromise",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(400, 401, 403, 404, 409),
+    )
     async def report_compromise(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -185,7 +196,12 @@ class KeyController(Controller):
         )  # fmt: skip
         return await _view(db_session, principal, key)
 
-    @post("/{key_id:uuid}/deactivate", opt=scope(Scope.KEYS_MANAGE), status_code=200)
+    @post(
+        "/{key_id:uuid}/deactivate",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(401, 403, 404, 409),
+    )
     async def deactivate_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -195,7 +211,12 @@ class KeyController(Controller):
         key = await service.deactivate_key(db_session, principal, key_id=key_id)
         return await _view(db_session, principal, key)
 
-    @post("/{key_id:uuid}/suspend", opt=scope(Scope.KEYS_MANAGE), status_code=200)
+    @post(
+        "/{key_id:uuid}/suspend",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(401, 403, 404, 409),
+    )
     async def suspend_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -206,7 +227,12 @@ class KeyController(Controller):
             db_session, principal, await service.suspend_key(db_session, principal, key_id=key_id)
         )
 
-    @post("/{key_id:uuid}/resume", opt=scope(Scope.KEYS_MANAGE), status_code=200)
+    @post(
+        "/{key_id:uuid}/resume",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(401, 403, 404, 409),
+    )
     async def resume_key(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -217,7 +243,11 @@ class KeyController(Controller):
             db_session, principal, await service.resume_key(db_session, principal, key_id=key_id)
         )
 
-    @put("/{key_id:uuid}/contracts", opt=scope(Scope.TENANT_ADMIN))
+    @put(
+        "/{key_id:uuid}/contracts",
+        opt=scope(Scope.TENANT_ADMIN),
+        responses=documented(400, 401, 403, 404, 409),
+    )
     async def set_contracts(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -230,7 +260,11 @@ class KeyController(Controller):
         )
         return await _view(db_session, principal, key)
 
-    @put("/{key_id:uuid}/designees", opt=scope(Scope.KEYS_MANAGE))
+    @put(
+        "/{key_id:uuid}/designees",
+        opt=scope(Scope.KEYS_MANAGE),
+        responses=documented(400, 401, 403, 404),
+    )
     async def set_designees(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -248,7 +282,7 @@ class ContractController(Controller):
     path = "/contracts"
     tags = ["keys"]
 
-    @get("/", opt=scope(Scope.KEYS_READ))
+    @get("/", opt=scope(Scope.KEYS_READ), responses=documented(401, 403))
     async def list_contracts(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[ContractView]:
@@ -269,7 +303,7 @@ class ContractController(Controller):
             views.append(ContractView(contract.id, contract.number, serving, contract.created_at))
         return views
 
-    @post("/", opt=scope(Scope.TENANT_ADMIN))
+    @post("/", opt=scope(Scope.TENANT_ADMIN), responses=documented(400, 401, 403, 409))
     async def add_contract(
         self,
         db_session: NamedDependency[AsyncSession],

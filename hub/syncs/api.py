@@ -18,6 +18,7 @@ from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core import crypto
+from hub.core.errors import documented
 from hub.keys.service import normalise_contract, parse_environment
 from hub.syncs import service
 from hub.syncs.schemas import (
@@ -51,7 +52,7 @@ class SyncController(Controller):
     path = "/syncs"
     tags = ["syncs"]
 
-    @get("/schedules", opt=scope(Scope.COMPLAINTS_READ))
+    @get("/schedules", opt=scope(Scope.COMPLAINTS_READ), responses=documented(401, 403))
     async def list_schedules(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -62,7 +63,11 @@ class SyncController(Controller):
         found = await service.list_schedules(db_session, principal.tenant, policy=_policy(state))
         return [_schedule_view(s) for s in found]
 
-    @put("/schedules/{environment:str}", opt=scope(Scope.TENANT_ADMIN))
+    @put(
+        "/schedules/{environment:str}",
+        opt=scope(Scope.TENANT_ADMIN),
+        responses=documented(400, 401, 403, 404),
+    )
     async def set_schedule(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -92,7 +97,12 @@ class SyncController(Controller):
         ]
         return _schedule_view(view)
 
-    @post("/run", opt=scope(Scope.COMPLAINTS_WRITE), status_code=202)
+    @post(
+        "/run",
+        opt=scope(Scope.COMPLAINTS_WRITE),
+        status_code=202,
+        responses=documented(400, 401, 403, 404),
+    )
     async def sync_now(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -107,7 +117,7 @@ class SyncController(Controller):
         )
         return SyncNowResult([QueuedSync(p.contract, p.key_id, p.environment.value) for p in pairs])
 
-    @get("/runs", opt=RUNS)
+    @get("/runs", opt=RUNS, responses=documented(400, 401, 403))
     async def list_runs(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -119,7 +129,7 @@ class SyncController(Controller):
         runs = await service.list_runs(db_session, principal.tenant, contract=number, limit=limit)
         return [RunView.of(r) for r in runs]
 
-    @get("/runs/{run_id:uuid}", opt=RUNS)
+    @get("/runs/{run_id:uuid}", opt=RUNS, responses=documented(401, 403, 404))
     async def get_run(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -128,7 +138,7 @@ class SyncController(Controller):
     ) -> RunView:
         return RunView.of(await service.get_run(db_session, principal.tenant, run_id))
 
-    @get("/runs/{run_id:uuid}/quarantine", opt=RUNS)
+    @get("/runs/{run_id:uuid}/quarantine", opt=RUNS, responses=documented(401, 403, 404))
     async def list_quarantine(
         self,
         db_session: NamedDependency[AsyncSession],

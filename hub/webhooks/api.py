@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
+from hub.core.errors import documented
 from hub.webhooks import replay, repository, service
 from hub.webhooks.models import MessageStatus
 from hub.webhooks.schemas import (
@@ -41,7 +42,7 @@ class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]
 
-    @post("/endpoints", opt=MANAGE)
+    @post("/endpoints", opt=MANAGE, responses=documented(400, 401, 403))
     async def create_endpoint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -55,14 +56,14 @@ class WebhookController(Controller):
         )
         return EndpointWithSecret(endpoint=EndpointView.of(endpoint), secret=secret)
 
-    @get("/endpoints", opt=MANAGE)
+    @get("/endpoints", opt=MANAGE, responses=documented(401, 403))
     async def list_endpoints(
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[EndpointView]:
         found = await repository.list_endpoints(db_session, principal.tenant)
         return [EndpointView.of(e) for e in found]
 
-    @get("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
+    @get("/endpoints/{endpoint_id:uuid}", opt=MANAGE, responses=documented(401, 403, 404))
     async def get_endpoint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -73,7 +74,7 @@ class WebhookController(Controller):
             await repository.get_endpoint(db_session, principal.tenant, endpoint_id)
         )
 
-    @patch("/endpoints/{endpoint_id:uuid}", opt=MANAGE)
+    @patch("/endpoints/{endpoint_id:uuid}", opt=MANAGE, responses=documented(400, 401, 403, 404))
     async def update_endpoint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -87,7 +88,12 @@ class WebhookController(Controller):
         )
         return EndpointView.of(endpoint)
 
-    @delete("/endpoints/{endpoint_id:uuid}", opt=MANAGE, status_code=204)
+    @delete(
+        "/endpoints/{endpoint_id:uuid}",
+        opt=MANAGE,
+        status_code=204,
+        responses=documented(401, 403, 404),
+    )
     async def delete_endpoint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -96,7 +102,12 @@ class WebhookController(Controller):
     ) -> None:
         await service.delete_endpoint(db_session, principal, endpoint_id=endpoint_id)
 
-    @post("/endpoints/{endpoint_id:uuid}/rotate-secret", opt=MANAGE, status_code=200)
+    @post(
+        "/endpoints/{endpoint_id:uuid}/rotate-secret",
+        opt=MANAGE,
+        status_code=200,
+        responses=documented(400, 401, 403, 404),
+    )
     async def rotate_secret(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -117,7 +128,11 @@ class WebhookController(Controller):
         )
         return EndpointWithSecret(endpoint=EndpointView.of(endpoint), secret=secret)
 
-    @get("/endpoints/{endpoint_id:uuid}/messages", opt=MANAGE)
+    @get(
+        "/endpoints/{endpoint_id:uuid}/messages",
+        opt=MANAGE,
+        responses=documented(400, 401, 403, 404),
+    )
     async def list_messages(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -134,7 +149,12 @@ class WebhookController(Controller):
         )
         return [MessageView.of(m) for m in found]
 
-    @post("/endpoints/{endpoint_id:uuid}/recover", opt=MANAGE, status_code=202)
+    @post(
+        "/endpoints/{endpoint_id:uuid}/recover",
+        opt=MANAGE,
+        status_code=202,
+        responses=documented(400, 401, 403, 404, 409),
+    )
     async def recover(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -152,7 +172,12 @@ class WebhookController(Controller):
         )
         return RecoverResult(resent=resent)
 
-    @post("/endpoints/{endpoint_id:uuid}/test", opt=MANAGE, status_code=202)
+    @post(
+        "/endpoints/{endpoint_id:uuid}/test",
+        opt=MANAGE,
+        status_code=202,
+        responses=documented(400, 401, 403, 404, 409),
+    )
     async def send_test(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -167,7 +192,7 @@ class WebhookController(Controller):
         )
         return MessageView.of(message)
 
-    @get("/messages/{message_id:uuid}", opt=MANAGE)
+    @get("/messages/{message_id:uuid}", opt=MANAGE, responses=documented(401, 403, 404))
     async def get_message(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -178,7 +203,7 @@ class WebhookController(Controller):
             await repository.get_message(db_session, principal.tenant, message_id)
         )
 
-    @get("/messages/{message_id:uuid}/attempts", opt=MANAGE)
+    @get("/messages/{message_id:uuid}/attempts", opt=MANAGE, responses=documented(401, 403, 404))
     async def list_attempts(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -189,7 +214,12 @@ class WebhookController(Controller):
         found = await repository.list_attempts(db_session, principal.tenant, message_id)
         return [AttemptView.of(a) for a in found]
 
-    @post("/messages/{message_id:uuid}/resend", opt=MANAGE, status_code=202)
+    @post(
+        "/messages/{message_id:uuid}/resend",
+        opt=MANAGE,
+        status_code=202,
+        responses=documented(401, 403, 404, 409),
+    )
     async def resend(
         self,
         db_session: NamedDependency[AsyncSession],
