@@ -15,6 +15,11 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core.errors import documented
+from hub.core.text import NO_NUL
+
+# `seq` is a 32-bit INTEGER column: a larger `after` is refused here, not sent to the database
+# (which fails on it).
+MAX_SEQ = 2**31 - 1
 
 
 class AuditController(Controller):
@@ -26,8 +31,8 @@ class AuditController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-        action: Annotated[str | None, QueryParameter(max_length=100)] = None,
-        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        action: Annotated[str | None, QueryParameter(max_length=100, pattern=NO_NUL)] = None,
+        after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> list[AuditEntryView]:
         """Entries oldest first; pass the last `seq` seen as `after` to page. `action`

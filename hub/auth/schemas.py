@@ -8,6 +8,7 @@ from uuid import UUID
 import msgspec
 
 from hub.auth.models import ApiToken, Membership
+from hub.core.text import Text
 
 
 class Me(msgspec.Struct):
@@ -66,7 +67,7 @@ class TokenView(msgspec.Struct):
 
 
 class TokenCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Text
     scopes: list[str]
     expires_in: str | None = None  # "30d", "12h"
 

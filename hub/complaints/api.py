@@ -37,6 +37,8 @@ from hub.syncs.service import SyncPolicy
 READ = scope(Scope.COMPLAINTS_READ)
 WRITE = scope(Scope.COMPLAINTS_WRITE)
 REPLAYED = 200
+# OFFSET is a 64-bit integer in both databases: a larger one is refused here, not by them.
+MAX_OFFSET = 2**63 - 1
 REPLAYED_RESPONSE = ResponseSpec(
     ResolutionView,
     generate_examples=False,
@@ -73,7 +75,7 @@ class ComplaintController(Controller):
         due_before: FromQuery[date | None] = None,
         beneficiary: Annotated[str | None, QueryParameter(max_length=100)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[ComplaintSummary]:
         """Complaints by due date, without PHI. `beneficiary` finds a beneficiary's complaints
         by exact identifier through its blind index (the identifier is never stored in clear)."""

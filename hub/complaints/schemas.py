@@ -12,16 +12,17 @@ import msgspec
 from hub.complaints.models import Complaint, DueBasis
 from hub.complaints.resolutions import OpenedResolution
 from hub.complaints.service import ComplaintStatus, Deadlines
+from hub.core.text import Text
 
 
 class ResolutionCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Validated by the service, so each broken rule answers 400 naming its field."""
 
     resolution_date: date | None = None
-    summary: str | None = None
-    casework_notes: str | None = None
+    summary: Text | None = None
+    casework_notes: Text | None = None
     complainant_satisfied: str | None = None  # Y, N or blank
-    resolution_notification: str | None = None
+    resolution_notification: Text | None = None
     # Or the Idempotency-Key header; the same key with the same body returns the first one.
     idempotency_key: str | None = None
 

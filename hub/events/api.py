@@ -14,6 +14,7 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core.errors import documented
+from hub.core.text import NO_NUL
 from hub.events import service
 from hub.events.schemas import EventView
 
@@ -27,7 +28,9 @@ class EventController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
-        type_prefix: Annotated[str | None, QueryParameter(name="type", max_length=100)] = None,
+        type_prefix: Annotated[
+            str | None, QueryParameter(name="type", max_length=100, pattern=NO_NUL)
+        ] = None,
         after: Annotated[UUID | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> list[EventView]:

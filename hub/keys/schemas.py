@@ -8,12 +8,14 @@ from uuid import UUID
 
 import msgspec
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from hub.core.text import NO_NUL, Text
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class TechnicalPoc(msgspec.Struct, forbid_unknown_fields=True):
     name: NonEmpty
-    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=NO_NUL)]
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -22,7 +24,7 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     secret: Annotated[str, msgspec.Meta(max_length=4096)]
     hpms_user_id: NonEmpty
     technical_poc: TechnicalPoc
-    label: str = ""
+    label: Text = ""
     contracts: list[str] | None = None
     verify: bool = True
     expected_rotation_on: date | None = None
@@ -40,7 +42,7 @@ class KeyRotate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class KeyCompromise(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)] = ""
 
 
 class KeyContractsPut(msgspec.Struct, forbid_unknown_fields=True):

@@ -8,10 +8,11 @@ from uuid import UUID
 
 import msgspec
 
+from hub.core.text import NO_NUL
 from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
-Description = Annotated[str, msgspec.Meta(max_length=500)]
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=NO_NUL)]
+Description = Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)]
 EventPattern = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Contract = Annotated[str, msgspec.Meta(min_length=5, max_length=5)]
 Concurrency = Annotated[int, msgspec.Meta(ge=1, le=64)]
@@ -59,7 +60,7 @@ class Recover(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TestSend(msgspec.Struct, forbid_unknown_fields=True):
-    note: Annotated[str, msgspec.Meta(max_length=200)] = "a test event from CTM Hub"
+    note: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] = "a test event from CTM Hub"
 
 
 class EndpointView(msgspec.Struct):

@@ -63,6 +63,29 @@ class TestAuditApi:
         assert response.status_code == 400
         assert "limit" in response.text
 
+    async def test_an_after_beyond_any_seq_is_a_400_naming_it(
+        self, client: Any, db: Database
+    ) -> None:
+        admin, _ = await seed(db)
+        for after in (2**31, 10**30):
+            response = await client.get(f"/api/v1/audit?after={after}", headers=admin.headers)
+            assert response.status_code == 400, response.text
+            [problem] = response.json()["extra"]
+            assert (problem["key"], problem["source"]) == ("after", "query")
+            assert str(2**31 - 1) in problem["message"]
+        last = await client.get(f"/api/v1/audit?after={2**31 - 1}", headers=admin.headers)
+        assert (last.status_code, last.json()) == (200, [])
+
+    async def test_a_nul_in_the_action_filter_is_a_400_naming_it(
+        self, client: Any, db: Database
+    ) -> None:
+        admin, _ = await seed(db)
+        response = await client.get("/api/v1/audit?action=tests.%00", headers=admin.headers)
+        assert response.status_code == 400, response.text
+        [problem] = response.json()["extra"]
+        assert (problem["key"], problem["source"]) == ("action", "query")
+        assert "matching regex" in problem["message"]
+
 
 class TestTokenAndMembershipAudit:
     async def test_issue_and_revoke_are_audited_without_the_token(

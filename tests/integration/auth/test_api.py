@@ -158,6 +158,7 @@ class TestTokenRoutes:
             ({"name": "x", "scopes": []}, "scopes"),
             ({"name": "x", "scopes": ["keys:read"], "expires_in": "forever"}, "expires_in"),
             ({"name": "x", "scopes": ["keys:read"], "expires_in": "999d"}, "expires_in"),
+            ({"name": "c\x00i", "scopes": ["keys:read"]}, "name"),  # PostgreSQL cannot store it
         ],
     )
     async def test_bad_token_request_names_the_field(

@@ -134,6 +134,21 @@ class TestList:
             assert response.status_code == 400, params
             assert name in response.text
 
+    async def test_an_offset_beyond_a_64_bit_integer_is_a_400_naming_it(
+        self, client: httpx.AsyncClient, staff: Staff
+    ) -> None:
+        response = await client.get(
+            BASE, params={"offset": str(2**63)}, headers=staff.caseworker.headers
+        )
+        assert response.status_code == 400, response.text
+        [problem] = response.json()["extra"]
+        assert (problem["key"], problem["source"]) == ("offset", "query")
+        assert str(2**63 - 1) in problem["message"]
+        last = await client.get(
+            BASE, params={"offset": str(2**63 - 1)}, headers=staff.caseworker.headers
+        )
+        assert (last.status_code, last.json()) == (200, [])
+
     async def test_another_tenant_sees_nothing(
         self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
     ) -> None:

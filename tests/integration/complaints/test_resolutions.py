@@ -85,6 +85,8 @@ class TestValidation:
             ({"resolution_notification": "x" * 201}, "resolution_notification"),
             ({"casework_notes": "x" * 10_001}, "casework_notes"),
             ({"colour": "red"}, "colour"),
+            ({"resolution_notification": "Let\x00ter"}, "resolution_notification"),  # no U+0000
+            ({"summary": "Called\x00"}, "summary"),
         ],
     )
     async def test_bad_field_is_400_naming_it(

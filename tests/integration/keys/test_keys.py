@@ -179,6 +179,10 @@ class TestCreateKey:
             ({"secret": "   "}, "secret", "empty or only whitespace"),
             ({"secret": ""}, "secret", "empty or only whitespace"),
             ({"environment": "staging"}, "environment", "sandbox or production"),
+            # PostgreSQL cannot store U+0000: refused on every backend, naming the field.
+            ({"key_id": "KEY\x00ID"}, "key_id", "matching regex"),
+            ({"hpms_user_id": "RP\x0001"}, "hpms_user_id", "matching regex"),
+            ({"label": "primary\x00"}, "label", "matching regex"),
             (
                 {"technical_poc": {"name": "T", "email": "not-an-email"}},
                 "technical_poc.email",
@@ -297,6 +301,26 @@ class TestRotateKey:
         )  # fmt: skip
         assert response.status_code == 409
         assert "register a replacement" in response.json()["detail"]
+
+    async def test_a_nul_in_the_new_key_id_or_a_reason_is_a_400_naming_it(
+        self, world: World
+    ) -> None:
+        view = await world.create(world.sim_key())
+        rotated = await world.client.post(
+            f"/api/v1/keys/{view['id']}/rotate", headers=world.rp.headers,
+            json={"key_id": "NEW\x00", "secret": "s", "verify": False},
+        )  # fmt: skip
+        reported = await world.client.post(
+            f"/api/v1/keys/{view['id']}/compromise", headers=world.rp.headers,
+            json={"reason": "leaked\x00"},
+        )  # fmt: skip
+        for response, field in ((rotated, "key_id"), (reported, "reason")):
+            assert response.status_code == 400, response.text
+            [problem] = response.json()["extra"]
+            assert problem["key"] == field
+            assert "matching regex" in problem["message"]
+        again = await world.client.get(f"/api/v1/keys/{view['id']}", headers=world.rp.headers)
+        assert (again.json()["status"], again.json()["key_id"]) == ("active", view["key_id"])
 
     async def test_rotation_to_the_same_key_id_is_refused(self, world: World) -> None:
         key = world.sim_key()

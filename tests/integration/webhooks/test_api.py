@@ -76,6 +76,8 @@ class TestCreate:
             ({"contracts": ["H12"]}, "contracts"),
             ({"contracts": ["12345"]}, "contracts[0]"),
             ({"max_concurrency": 0}, "max_concurrency"),
+            ({"description": "ours\x00"}, "description"),  # PostgreSQL cannot store U+0000
+            ({"url": "https://hooks.plan-a.example/\x00"}, "url"),
         ],
     )
     async def test_bad_input_gets_400_naming_the_field(
@@ -133,6 +135,20 @@ class TestIncludePhi:
 
 
 class TestLifecycle:
+    async def test_a_nul_in_a_test_note_or_a_new_description_is_a_400_naming_it(
+        self, client: httpx.AsyncClient, admin: Member
+    ) -> None:
+        url = f"{BASE}/endpoints/{(await create(client, admin))['endpoint']['id']}"
+        tested = await client.post(f"{url}/test", json={"note": "hi\x00"}, headers=admin.headers)
+        patched = await client.patch(url, json={"description": "\x00"}, headers=admin.headers)
+        for response, field in ((tested, "note"), (patched, "description")):
+            assert response.status_code == 400, response.text
+            [problem] = response.json()["extra"]
+            assert problem["key"] == field
+            assert "matching regex" in problem["message"]
+        messages = await client.get(f"{url}/messages", headers=admin.headers)
+        assert messages.json() == []
+
     async def test_patch_rotate_test_messages_attempts_resend_recover_delete(
         self, client: httpx.AsyncClient, admin: Member, queue: RecordingQueue
     ) -> None:
