@@ -36,7 +36,7 @@ from hub.alerts.models import (
 from hub.auth.models import Membership, Role, User
 from hub.auth.principal import Principal
 from hub.core import jobs
-from hub.core.db import utcnow
+from hub.core.db import utcnow, zulu
 from hub.core.errors import Conflict
 from hub.core.ids import TenantID
 from hub.events.service import record_event
@@ -207,13 +207,13 @@ def payload(alert: Alert) -> dict[str, Any]:
         },
         "message": alert.message,
         "next_action": alert.next_action,
-        "raised_at": alert.raised_at.isoformat().replace("+00:00", "Z"),
+        "raised_at": zulu(alert.raised_at),
     }
     contract = alert.details.get("contract")
     if isinstance(contract, str):
         data["contract"] = contract  # lets a webhook endpoint's contract filter apply
     if alert.resolved_at is not None:
-        data["resolved_at"] = alert.resolved_at.isoformat().replace("+00:00", "Z")
+        data["resolved_at"] = zulu(alert.resolved_at)
         data["resolved_reason"] = alert.resolved_reason
     return data
 

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, Resolution, ResolutionState
-from hub.core.db import utcnow
+from hub.core.db import utcnow, zulu
 from hub.core.ids import TenantID
 from hub.events.service import record_events
 from hub.keys.models import ApiKey, Environment
@@ -152,8 +152,11 @@ async def settle(
     await set_resolution_state(session, [r.complaint_pk for r in requeued], ResolutionState.QUEUED)
     events: list[tuple[str, dict[str, Any]]] = []
     for r in accepted:
-        payload = {"complaint_id": r.complaint_id, "contract": r.contract}
-        payload |= {"resolution_id": str(r.id), "accepted_at": now.isoformat()}
+        payload = {
+            "complaint_id": r.complaint_id, "contract": r.contract,
+            "environment": environment.value, "resolution_id": str(r.id),
+            "accepted_at": zulu(now),
+        }  # fmt: skip
         events.append(("resolution.accepted", payload | {"confirmed_by": "download"}))
     record_events(session, tenant_id, events, occurred_at=now)
     log.warning(

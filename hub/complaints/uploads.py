@@ -32,7 +32,7 @@ from hub.complaints.resolutions import (
     upload_job,
 )
 from hub.core import crypto, jobs
-from hub.core.db import Database, utcnow
+from hub.core.db import Database, utcnow, zulu
 from hub.core.ids import TenantID, uuid7
 from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, Rejection, UploadResult
 from hub.ctm.errors import (
@@ -240,10 +240,10 @@ async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[in
             decided[state].append(item.complaint_pk)
             payload: dict[str, Any] = {
                 "complaint_id": item.complaint_id, "contract": item.contract,
-                "resolution_id": str(item.resolution_id),
+                "environment": claim.environment.value, "resolution_id": str(item.resolution_id),
             }  # fmt: skip
             if errors is None:
-                events.append(("resolution.accepted", payload | {"accepted_at": now.isoformat()}))
+                events.append(("resolution.accepted", payload | {"accepted_at": zulu(now)}))
             else:
                 payload |= {"errors": errors, "reason": "; ".join(errors)}
                 events.append(("resolution.rejected", payload))

@@ -14,7 +14,7 @@ from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core import jobs
-from hub.core.db import postgres, utcnow
+from hub.core.db import postgres, utcnow, zulu
 from hub.core.db.postgres import among
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID, uuid7
@@ -144,7 +144,7 @@ def envelope(event: Event, tenant_slug: str | None) -> dict[str, Any]:
     return {
         "id": str(event.id),
         "type": event.type,
-        "timestamp": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "timestamp": zulu(event.occurred_at),
         "tenant": tenant_slug,
         "schema_version": SCHEMA_VERSION,
         "data": event.payload,

@@ -161,7 +161,8 @@ async def schedule_due(
 
 async def close_abandoned(session: AsyncSession, *, now: datetime) -> int:
     """Runs still `running` long after any job could have ended (their worker was killed):
-    failed, saying so, and counted on their pair's cursor. Returns how many."""
+    failed, saying so (a `sync.failed` event, as for any failure), and counted on their
+    pair's cursor. Returns how many."""
     runs = (
         await session.scalars(
             select(SyncRun)
@@ -174,16 +175,27 @@ async def close_abandoned(session: AsyncSession, *, now: datetime) -> int:
     ).all()
     for run in runs:
         run.outcome, run.finished_at, run.error = RunOutcome.FAILED, now, ABANDONED
-        if run.api_key_id is None:
-            continue
-        cursor = await session.scalar(
-            select(SyncCursor).where(
-                SyncCursor.api_key_id == run.api_key_id, SyncCursor.contract == run.contract
+        cursor = None
+        if run.api_key_id is not None:
+            cursor = await session.scalar(
+                select(SyncCursor).where(
+                    SyncCursor.api_key_id == run.api_key_id, SyncCursor.contract == run.contract
+                )
             )
-        )
         if cursor is not None and (cursor.last_success_at or run.started_at) <= run.started_at:
             cursor.consecutive_failures += 1
             cursor.last_error = ABANDONED
+        record_event(
+            session, TenantID(run.tenant_id), "sync.failed",
+            {
+                "contract": run.contract, "run": str(run.id),
+                "key": None if run.api_key_id is None else str(run.api_key_id),
+                "error": ABANDONED, "outcome": RunOutcome.FAILED.value,
+                "consecutive_failures": cursor.consecutive_failures if cursor else None,
+                "will_retry": False,
+            },
+            occurred_at=now,
+        )  # fmt: skip
     if runs:
         log.warning("abandoned sync runs closed", count=len(runs))
     return len(runs)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.alerts import rules as alert_rules
 from hub.audit import service as audit
 from hub.core import jobs
-from hub.core.db import postgres, utcnow
+from hub.core.db import postgres, utcnow, zulu
 from hub.core.ids import TenantID, uuid7
 from hub.events.models import Event
 from hub.events.service import EventFacts, record_event
@@ -383,8 +383,8 @@ async def raise_endpoint_disabled_alert(
             "endpoint_id": str(endpoint.id),
             "host": urlsplit(endpoint.url).hostname or "",
             "description": endpoint.description,
-            "reason": reason,
-            "disabled_at": now.isoformat().replace("+00:00", "Z"),
+            "reason": reason[:200],
+            "disabled_at": zulu(now),
         },
         occurred_at=now,
     )

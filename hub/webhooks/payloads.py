@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from hub.core.db import zulu
 from hub.events.models import Event
 from hub.events.service import SCHEMA_VERSION
 
@@ -59,7 +60,7 @@ def body_for(
         {
             "id": str(event_id),
             "type": event_type,
-            "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+            "timestamp": zulu(occurred_at),
             "tenant": tenant_slug,
             "schema_version": SCHEMA_VERSION,
             "data": public_data(payload, include_phi=include_phi),

@@ -78,3 +78,7 @@ async def test_a_run_whose_worker_died_is_closed_by_the_scheduler(plan: Plan) ->
     assert runs[0].finished_at is not None
     cursor = await cursor_of(plan)
     assert (cursor.consecutive_failures, cursor.last_error) == (1, syncs.ABANDONED)
+    async with plan.db.transaction() as session:
+        [failed] = (await session.scalars(select(Event).where(Event.type == "sync.failed"))).all()
+    assert failed.payload["run"] == str(runs[0].id)
+    assert (failed.payload["error"], failed.payload["will_retry"]) == (syncs.ABANDONED, False)

@@ -1,6 +1,6 @@
 """Database layer: declarative base and mixins, engines, and the unit of work."""
 
-from hub.core.db.base import Base, Entity, TenantOwned, UTCDateTime, enum_column, utcnow
+from hub.core.db.base import Base, Entity, TenantOwned, UTCDateTime, enum_column, utcnow, zulu
 from hub.core.db.engine import Database, create_engine, is_sqlite
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "enum_column",
     "is_sqlite",
     "utcnow",
+    "zulu",
 ]
