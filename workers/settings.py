@@ -48,7 +48,16 @@ def functions() -> list[Function]:
     return [
         # No kept result: the sweeper must be able to enqueue the same job id again.
         job(events.dispatch_events, "events.dispatch_many", keep_result=0, max_tries=3),
-        job(syncs.sync_contract, "syncs.sync_contract", keep_result=60, max_tries=syncs.MAX_TRIES),
+        # No kept result: a "sync now" or a recheck right after a sync must be able to enqueue
+        # the pair's job id again. A busy key's retries are counted apart from the real tries
+        # (`syncs.MAX_TRIES`); the timeout is pinned so a slot's lease always outlasts a try.
+        job(
+            syncs.sync_contract,
+            "syncs.sync_contract",
+            keep_result=0,
+            max_tries=syncs.MAX_JOB_TRIES,
+            timeout=syncs.JOB_TIMEOUT,
+        ),
         # No kept result: a resolution written after a run must be able to enqueue again.
         job(
             resolutions.upload_resolutions,

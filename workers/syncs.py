@@ -4,46 +4,134 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import structlog
 from arq import Retry
 
 from hub.core.ids import TenantID
+from hub.core.jobs import JOB_TIMEOUT_SECONDS
 from hub.syncs import service
 from hub.syncs.models import RunOutcome
 from workers.context import WorkerContext
 
+log = structlog.get_logger(__name__)
+
 # How many syncs may use one key at once: protects CMS (and the key's rate limit) from us.
 PER_KEY_CONCURRENCY = 2
-SLOT_TTL_SECONDS = 900  # a dead worker's slot frees itself
+# The longest one try of a sync runs: the worker cancels it then, and the slot is given back.
+JOB_TIMEOUT = timedelta(seconds=JOB_TIMEOUT_SECONDS)
+# Each holder leases its slot until a deadline of its own: only a worker that died without
+# giving the slot back (SIGKILL, a lost host) outlives its job, and its slot frees itself then.
+SLOT_LEASE = JOB_TIMEOUT + timedelta(seconds=60)
 BUSY_RETRY = timedelta(seconds=3)
+# Tries that ran the sync (a slot taken). A busy key spends none of them.
+MAX_TRIES = 6
+# About 15 minutes of waiting for a busy key, then the job ends: the scheduler finds the pair
+# still due and enqueues it again within a minute.
+MAX_BUSY_TRIES = 300
+# What arq counts: every try, busy or real. `sync_contract` stops before arq would.
+MAX_JOB_TRIES = MAX_TRIES + MAX_BUSY_TRIES + 1
+# How long a job's count of busy tries is kept: far longer than a job lives.
+BUSY_RECORD_TTL = timedelta(days=1)
+
+# KEYS[1]: the key's holders, each scored with its deadline (ms on Redis's clock, so the
+# workers' clocks do not matter). ARGV: holder, lease in ms, slots. Drops the expired holders
+# and adds this one if a slot is free; never touches another holder's deadline. The set's
+# own expiry (garbage collection once every holder has gone) only ever grows.
+_TAKE_SLOT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < lease then
+    redis.call('PEXPIRE', KEYS[1], lease)
+end
+return 1
+"""
+
+
+def slots_name(key_id: str) -> str:
+    return f"hub:sync-leases:{key_id}"
 
 
 @asynccontextmanager
-async def key_slot(redis: Any, key_id: str) -> AsyncIterator[bool]:
-    name = f"hub:sync-slots:{key_id}"
-    taken = await redis.incr(name)
-    await redis.expire(name, SLOT_TTL_SECONDS)
+async def key_slot(
+    redis: Any, key_id: str, *, lease: timedelta = SLOT_LEASE
+) -> AsyncIterator[bool]:
+    """One of the key's `PER_KEY_CONCURRENCY` slots if one is free (True), held until exit."""
+    name, holder = slots_name(key_id), uuid4().hex
+    taken: bool | None = None
     try:
-        yield taken <= PER_KEY_CONCURRENCY
+        take = redis.register_script(_TAKE_SLOT)
+        lease_ms = int(lease.total_seconds() * 1000)
+        taken = bool(await take(keys=[name], args=[holder, lease_ms, PER_KEY_CONCURRENCY]))
+        yield taken
     finally:
-        await redis.decr(name)
+        # Also when cancelled while taking it: the script may have run.
+        if taken is not False:
+            await redis.zrem(name, holder)
+
+
+@dataclass(frozen=True)
+class Tries:
+    """A sync job's tries as arq counts them (`job_try`), split into those that found the key
+    busy and the real ones. Kept in Redis as "<job_try>:<busy>", written at every try."""
+
+    redis: Any
+    name: str
+    job_try: int
+    busy: int
+
+    @property
+    def real(self) -> int:
+        return self.job_try - self.busy
+
+    @classmethod
+    async def load(cls, ctx: WorkerContext) -> Tries:
+        name, job_try = f"hub:sync-busy:{ctx['job_id']}", ctx["job_try"]
+        record = await ctx["redis"].get(name)
+        stamp, busy = 0, 0
+        if record is not None:
+            stamp, busy = (int(part) for part in bytes(record).split(b":"))
+        # A record stamped at this try or later is an earlier job's with the same id (one
+        # that ended without clearing it): this job has not been busy yet.
+        return cls(ctx["redis"], name, job_try, busy if stamp < job_try else 0)
+
+    async def record(self, *, busy: bool) -> None:
+        count = self.busy + 1 if busy else self.busy
+        await self.redis.set(self.name, f"{self.job_try}:{count}", ex=BUSY_RECORD_TTL)
+
+    async def forget(self) -> None:
+        await self.redis.delete(self.name)
 
 
 async def sync_contract(
     ctx: WorkerContext, tenant_id: str, key_id: str, contract: str, trigger: str = "schedule"
 ) -> str:
+    tries = await Tries.load(ctx)
+    if tries.real > MAX_TRIES:  # each earlier run died with its worker (arq ran it again)
+        log.warning("sync gave up: its tries ran out", contract=contract, key=key_id)
+        await tries.forget()
+        return "gave up"
     async with key_slot(ctx["redis"], key_id) as has_slot:
         if not has_slot:
-            raise Retry(defer=BUSY_RETRY)
+            return await _wait_for_slot(tries, contract=contract, key_id=key_id)
+        await tries.record(busy=False)  # before the run, so a run its worker died in counts
         result = await service.run_sync(
             ctx["db"], ctx["ctm"], tenant_id=TenantID(UUID(tenant_id)), key_id=UUID(key_id),
-            contract=contract, trigger=trigger, attempt=ctx["job_try"], policy=ctx["sync_policy"],
+            contract=contract, trigger=trigger, attempt=tries.real, policy=ctx["sync_policy"],
         )  # fmt: skip
-    if result.retry_in is not None and ctx["job_try"] < MAX_TRIES:
+    if result.retry_in is not None and tries.real < MAX_TRIES:
         raise Retry(defer=timedelta(seconds=result.retry_in))
+    await tries.forget()
     return (
         result.outcome.value
         if result.outcome is not RunOutcome.SUCCEEDED
@@ -51,7 +139,17 @@ async def sync_contract(
     )
 
 
-MAX_TRIES = 6
+async def _wait_for_slot(tries: Tries, *, contract: str, key_id: str) -> str:
+    """Come back `BUSY_RETRY` later without spending a real try, up to `MAX_BUSY_TRIES`."""
+    if tries.busy >= MAX_BUSY_TRIES:
+        log.warning(
+            "sync gave up waiting for its busy key; the schedule enqueues it again when due",
+            contract=contract, key=key_id, busy_tries=tries.busy,
+        )  # fmt: skip
+        await tries.forget()
+        return "key busy"
+    await tries.record(busy=True)
+    raise Retry(defer=BUSY_RETRY)
 
 
 async def schedule_syncs(ctx: WorkerContext) -> int:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from arq import Retry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +35,7 @@ from hub.syncs.models import RunOutcome, SyncCursor, SyncRun
 from tests.conftest import delete_all_rows
 from tests.support import Member, make_member, make_tenant
 from workers.settings import create_worker
+from workers.syncs import MAX_TRIES, PER_KEY_CONCURRENCY, key_slot, slots_name, sync_contract
 
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
 
@@ -105,6 +107,20 @@ async def plan(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator
 async def events(db: Database, type_: str) -> list[Event]:
     async with db.transaction() as session:
         return list((await session.scalars(select(Event).where(Event.type == type_))).all())
+
+
+async def run_worker(plan: Plan, redis: Any, settings: Settings) -> Any:
+    """Run a burst worker on `redis` until its queue is empty; returns the worker. Without
+    crons: the scheduler's tick (second 5 of each minute) would enqueue syncs of its own."""
+    worker = create_worker(
+        settings, subscriptions=[], database=plan.db, redis_pool=redis, burst=True,
+        ctm_clients=plan.clients, poll_delay=0.05, cron_jobs=[],
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(worker.async_run(), timeout=60)
+    finally:
+        await worker.close()
+    return worker
 
 
 class TestSyncContract:
@@ -281,14 +297,55 @@ class TestScheduler:
         )
 
 
+class TestSyncJobIds:
+    async def test_sync_now_right_after_a_scheduled_sync_runs(
+        self, plan: Plan, redis: Any, settings: Settings
+    ) -> None:
+        async with plan.db.transaction() as session:
+            await syncs.request_sync(session, tenant_id=plan.tenant_id, contract="H1234")
+        await run_worker(plan, redis, settings)
+        assert await plan.count(SyncRun) == 1
+        plan.sim.state.advance(1)
+        async with plan.db.transaction() as session:
+            await syncs.request_sync(session, tenant_id=plan.tenant_id, contract="H1234")
+        await run_worker(plan, redis, settings)
+        assert await plan.count(SyncRun) == 2, "the requested sync never ran"
+
+
+@contextlib.asynccontextmanager
+async def dead_holders(redis: Any, key_id: str, lease: timedelta) -> AsyncIterator[None]:
+    """Every slot of the key taken by workers that then died: never given back."""
+    held = [key_slot(redis, key_id, lease=lease) for _ in range(PER_KEY_CONCURRENCY)]
+    assert [await slot.__aenter__() for slot in held] == [True] * PER_KEY_CONCURRENCY
+    try:
+        yield
+    finally:  # only to close the generators; the holders are long expired by now
+        for slot in held:
+            await slot.__aexit__(None, None, None)
+
+
+def job_ctx(plan: Plan, redis: Any, job_try: int = 1) -> Any:
+    """What arq hands the job for the pair (key, H1234) at try `job_try`."""
+    return {
+        "redis": redis, "db": plan.db, "ctm": plan.clients, "sync_policy": None,
+        "job_id": f"sync:{plan.key.id}:H1234", "job_try": job_try,
+    }  # fmt: skip
+
+
+async def try_job(plan: Plan, ctx: Any) -> str:
+    """One try of the job, as arq runs it: the next one counts one more."""
+    try:
+        return await sync_contract(ctx, str(plan.tenant_id), str(plan.key.id), "H1234")
+    finally:
+        ctx["job_try"] += 1
+
+
 class TestKeySlots:
     """At most `PER_KEY_CONCURRENCY` syncs use one key at once, over every worker."""
 
     async def test_a_key_has_so_many_slots_and_a_released_one_is_free_again(
         self, redis: Any
     ) -> None:
-        from workers.syncs import PER_KEY_CONCURRENCY, key_slot
-
         async with contextlib.AsyncExitStack() as held:
             taken = [
                 await held.enter_async_context(key_slot(redis, "key-a"))
@@ -301,19 +358,112 @@ class TestKeySlots:
                 assert other_key is True, "another key has slots of its own"
         async with key_slot(redis, "key-a") as again:
             assert again is True, "every slot was given back"
-        assert int(await redis.get("hub:sync-slots:key-a")) == 0
+        assert await redis.exists(slots_name("key-a")) == 0, "no holder is left behind"
 
     async def test_a_sync_without_a_slot_comes_back_later_untried(
         self, plan: Plan, redis: Any
     ) -> None:
-        from arq import Retry
-
-        from workers.syncs import PER_KEY_CONCURRENCY, key_slot, sync_contract
-
-        ctx: Any = {"redis": redis, "db": plan.db, "ctm": plan.clients, "job_try": 1}
         async with contextlib.AsyncExitStack() as held:
             for _ in range(PER_KEY_CONCURRENCY):
                 await held.enter_async_context(key_slot(redis, str(plan.key.id)))
             with pytest.raises(Retry):
-                await sync_contract(ctx, str(plan.tenant_id), str(plan.key.id), "H1234")
+                await try_job(plan, job_ctx(plan, redis))
         assert await plan.count(SyncRun) == 0, "no run was started without a slot"
+
+    async def test_each_holder_keeps_its_own_deadline(self, redis: Any) -> None:
+        async with contextlib.AsyncExitStack() as held:
+            short = await held.enter_async_context(
+                key_slot(redis, "key-a", lease=timedelta(seconds=1))
+            )
+            long = await held.enter_async_context(key_slot(redis, "key-a"))
+            assert (short, long) == (True, True)
+            await asyncio.sleep(1.2)
+            async with key_slot(redis, "key-a") as freed:
+                assert freed is True, "the short lease ended; the long one did not shorten it"
+                async with key_slot(redis, "key-a") as one_more:
+                    assert one_more is False, "the long lease still holds its slot"
+            # The short holder's late release gives back only its own (expired) slot.
+        assert await redis.exists(slots_name("key-a")) == 0
+
+    async def test_a_dead_workers_slots_expire_even_while_other_syncs_knock(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        ctx, knocks = job_ctx(plan, redis), 0
+        async with dead_holders(redis, str(plan.key.id), lease=timedelta(seconds=1)):
+            # A sync knocks every 0.1 s: were a knock to lengthen the holders' lives, their
+            # 1 s leases would never end.
+            while await plan.count(SyncRun) == 0:
+                assert knocks < 100, "the dead workers' slots never freed themselves"
+                with contextlib.suppress(Retry):
+                    await try_job(plan, ctx)
+                knocks += 1
+                await asyncio.sleep(0.1)
+            assert knocks >= 5, "the key was busy until the dead holders' leases ended"
+            assert await redis.exists(slots_name(str(plan.key.id))) == 0, "expired ones dropped"
+
+
+class TestBusyKey:
+    """A sync that finds its key busy comes back later without spending a real try."""
+
+    async def test_a_sync_waiting_for_a_busy_key_is_not_dropped(
+        self, plan: Plan, redis: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("workers.syncs.BUSY_RETRY", timedelta(seconds=0.02))
+        job = syncs.sync_job(plan.tenant_id, plan.key.id, "H1234")
+        async with dead_holders(redis, str(plan.key.id), lease=timedelta(seconds=2)):
+            await redis.enqueue_job(job.function, *job.args, _job_id=job.job_id)
+            worker = await run_worker(plan, redis, settings)
+        assert worker.jobs_retried > MAX_TRIES, "the key stayed busy for more tries than that"
+        assert worker.jobs_failed == 0
+        assert await plan.count(SyncRun, SyncRun.outcome == RunOutcome.SUCCEEDED) == 1
+        assert await redis.exists(f"hub:sync-busy:{job.job_id}") == 0, "the job cleared its count"
+
+    async def test_busy_tries_leave_the_real_tries_and_their_backoff_alone(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        ctx = job_ctx(plan, redis)
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(PER_KEY_CONCURRENCY):
+                await held.enter_async_context(key_slot(redis, str(plan.key.id)))
+            for _ in range(MAX_TRIES + 2):
+                with pytest.raises(Retry):
+                    await try_job(plan, ctx)
+        plan.sim.state.faults.script.append(("download", "cut"))
+        with pytest.raises(Retry) as retry:
+            await try_job(plan, ctx)
+        assert retry.value.defer_score == 10_000, "backed off as a first try: 5 s x 2"
+        assert (await try_job(plan, ctx)).startswith("new="), "the second real try ran"
+        assert await plan.count(SyncRun) == 2
+
+    async def test_a_record_left_by_an_earlier_job_with_the_id_counts_for_nothing(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        ctx = job_ctx(plan, redis)
+        await redis.set(f"hub:sync-busy:{ctx['job_id']}", "9:8")
+        plan.sim.state.faults.script.extend([("download", "cut"), ("download", "cut")])
+        for backoff in (10_000, 20_000):
+            with pytest.raises(Retry) as retry:
+                await try_job(plan, ctx)
+            assert retry.value.defer_score == backoff
+
+    async def test_a_sync_busy_too_long_ends_for_the_schedule_to_enqueue_again(
+        self, plan: Plan, redis: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("workers.syncs.MAX_BUSY_TRIES", 3)
+        ctx = job_ctx(plan, redis)
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(PER_KEY_CONCURRENCY):
+                await held.enter_async_context(key_slot(redis, str(plan.key.id)))
+            for _ in range(3):
+                with pytest.raises(Retry):
+                    await try_job(plan, ctx)
+            assert await try_job(plan, ctx) == "key busy"
+        assert await plan.count(SyncRun) == 0
+        assert await redis.exists(f"hub:sync-busy:{ctx['job_id']}") == 0
+
+    async def test_a_sync_whose_worker_died_every_try_is_given_up(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        ctx = job_ctx(plan, redis, job_try=MAX_TRIES + 1)
+        assert await try_job(plan, ctx) == "gave up"
+        assert await plan.count(SyncRun) == 0
