@@ -360,6 +360,7 @@ class TestInDoubt:
         ready = held.in_doubt_since + doubt.SETTLE_AFTER
         job = await Job(f"sync:{world.key.id}:H1234", redis).info()
         assert job is not None
+        assert job.score is not None
         assert abs((job.score / 1000) - ready.timestamp()) < 5, "deferred until then"
         await world.sync(settle_after=doubt.SETTLE_AFTER)
         assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
