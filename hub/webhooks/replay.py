@@ -3,14 +3,14 @@ sweeper that re-enqueues overdue messages (a lost job, an expired lease, a parke
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import utcnow
-from hub.core.errors import Conflict
+from hub.core.errors import Conflict, Invalid
 from hub.core.ids import TenantID
 from hub.events.models import Event
 from hub.webhooks import delivery, repository
@@ -50,6 +50,13 @@ async def resend(
     return message
 
 
+def _in_utc(moment: datetime, field: str) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC
+        raise Invalid(field, "is out of range once in UTC (years 1 to 9999)") from None
+
+
 async def recover(
     session: AsyncSession,
     tenant_id: TenantID,
@@ -61,6 +68,8 @@ async def recover(
 ) -> int:
     """Send again every failed message of the endpoint created since `since` (and before
     `until`); returns how many."""
+    since = _in_utc(since, "since")
+    until = _in_utc(until, "until") if until is not None else None
     await _enabled_endpoint(session, tenant_id, endpoint_id)
     statement = repository.messages(tenant_id).where(
         WebhookMessage.endpoint_id == endpoint_id,

@@ -18,6 +18,7 @@ Contract = Annotated[str, msgspec.Meta(min_length=5, max_length=5)]
 Concurrency = Annotated[int, msgspec.Meta(ge=1, le=64)]
 RatePerSecond = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 GraceSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]  # with its UTC offset: no guessing
 
 
 class EndpointCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,8 +56,8 @@ class RotateSecret(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Recover(msgspec.Struct, forbid_unknown_fields=True):
-    since: datetime
-    until: datetime | None = None
+    since: Moment
+    until: Moment | None = None
 
 
 class TestSend(msgspec.Struct, forbid_unknown_fields=True):

@@ -149,6 +149,33 @@ class TestLifecycle:
         messages = await client.get(f"{url}/messages", headers=admin.headers)
         assert messages.json() == []
 
+    @pytest.mark.parametrize(
+        ("window", "field", "says"),
+        [
+            ({"since": "2026-01-01T00:00:00"}, "since", "timezone"),  # whose midnight?
+            ({"since": "0001-01-01T00:00:00+00:58"}, "since", "out of range once in UTC"),
+            (
+                {"since": "2026-01-01T00:00:00Z", "until": "9999-12-31T23:59:59-01:00"},
+                "until",
+                "out of range once in UTC",
+            ),
+        ],
+    )
+    async def test_a_recovery_window_that_is_no_moment_in_utc_is_a_400_naming_it(
+        self,
+        client: httpx.AsyncClient,
+        admin: Member,
+        window: dict[str, str],
+        field: str,
+        says: str,
+    ) -> None:
+        url = f"{BASE}/endpoints/{(await create(client, admin))['endpoint']['id']}"
+        response = await client.post(f"{url}/recover", json=window, headers=admin.headers)
+        assert response.status_code == 400, response.text
+        [problem] = response.json()["extra"]
+        assert problem["key"] == field
+        assert says in problem["message"]
+
     async def test_patch_rotate_test_messages_attempts_resend_recover_delete(
         self, client: httpx.AsyncClient, admin: Member, queue: RecordingQueue
     ) -> None:
