@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date
-from typing import Annotated
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 from litestar import Controller, Response, get, post
@@ -31,6 +32,7 @@ from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_
 from hub.core import crypto
 from hub.core.db import utcnow
 from hub.core.errors import Invalid, documented
+from hub.keys.models import Environment
 from hub.keys.service import normalise_contract
 from hub.syncs.service import SyncPolicy
 
@@ -50,14 +52,18 @@ def _deadlines(state: State) -> Deadlines:
     return SyncPolicy.from_settings(state.settings).deadlines
 
 
-def _status(raw: str | None) -> ComplaintStatus | None:
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def _choice(field: str, raw: str | None, choices: type[E]) -> E | None:
+    """An optional enum query parameter, any case; a value outside it is a 400 naming both."""
     if raw is None or not raw.strip():
         return None
     try:
-        return ComplaintStatus(raw.strip().lower())
+        return choices(raw.strip().lower())
     except ValueError:
-        allowed = ", ".join(s.value for s in ComplaintStatus)
-        raise Invalid("status", f"must be one of {allowed}") from None
+        allowed = ", ".join(c.value for c in choices)
+        raise Invalid(field, f"must be one of {allowed}") from None
 
 
 class ComplaintController(Controller):
@@ -71,14 +77,16 @@ class ComplaintController(Controller):
         principal: NamedDependency[Principal],
         state: State,
         status: FromQuery[str | None] = None,
+        environment: FromQuery[str | None] = None,
         contract: FromQuery[str | None] = None,
         due_before: FromQuery[date | None] = None,
         beneficiary: Annotated[str | None, QueryParameter(max_length=100)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[ComplaintSummary]:
-        """Complaints by due date, without PHI. `beneficiary` finds a beneficiary's complaints
-        by exact identifier through its blind index (the identifier is never stored in clear)."""
+        """Complaints by due date, without PHI; `environment` (sandbox or production) keeps
+        one CMS environment's. `beneficiary` finds a beneficiary's complaints by exact
+        identifier through its blind index (the identifier is never stored in clear)."""
         tenant_id, deadlines, now = principal.tenant, _deadlines(state), utcnow()
         bene_index = None
         if beneficiary is not None:
@@ -88,7 +96,8 @@ class ComplaintController(Controller):
                 db_session, beneficiary.strip(), tenant=tenant_id, field=BENE_FIELD
             )
         where = repository.ComplaintFilter(
-            status=_status(status),
+            status=_choice("status", status, ComplaintStatus),
+            environment=_choice("environment", environment, Environment),
             contract=normalise_contract(contract, field="contract") if contract else None,
             due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
         )  # fmt: skip

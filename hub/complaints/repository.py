@@ -18,6 +18,7 @@ from hub.complaints.models import Complaint, ComplaintChange, Resolution, Resolu
 from hub.complaints.service import ComplaintStatus, Deadlines
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID
+from hub.keys.models import Environment
 
 
 def complaints(tenant_id: TenantID) -> Select[Complaint]:
@@ -70,6 +71,7 @@ def status_condition(
 @dataclass(frozen=True, slots=True)
 class ComplaintFilter:
     status: ComplaintStatus | None = None
+    environment: Environment | None = None
     contract: str | None = None
     due_before: date | None = None
     bene_index: str | None = None  # the blind index of a beneficiary identifier
@@ -88,6 +90,8 @@ async def list_complaints(
     statement = complaints(tenant_id)
     if where.status is not None:
         statement = statement.where(status_condition(where.status, now=now, deadlines=deadlines))
+    if where.environment is not None:
+        statement = statement.where(Complaint.environment == where.environment)
     if where.contract is not None:
         statement = statement.where(Complaint.contract == where.contract)
     if where.due_before is not None:

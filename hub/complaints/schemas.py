@@ -44,6 +44,7 @@ def due_basis_note(complaint: Complaint, deadlines: Deadlines) -> str:
 class ComplaintSummary(msgspec.Struct):
     id: UUID
     complaint_id: str
+    environment: str  # the CMS environment it came from: sandbox or production
     contract: str
     issue_level: str
     is_immediate_need: bool
@@ -63,7 +64,8 @@ class ComplaintSummary(msgspec.Struct):
     @classmethod
     def of(cls, c: Complaint, status: ComplaintStatus) -> ComplaintSummary:
         return cls(
-            id=c.id, complaint_id=c.complaint_id, contract=c.contract, issue_level=c.issue_level,
+            id=c.id, complaint_id=c.complaint_id, environment=c.environment.value,
+            contract=c.contract, issue_level=c.issue_level,
             is_immediate_need=c.is_immediate_need, category=c.category,
             subcategory=c.subcategory, received_date=c.received_date,
             assignment_date=c.assignment_date, due_date=c.due_date, due_basis=c.due_basis.value,

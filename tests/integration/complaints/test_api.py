@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import ComplaintChange, ResolutionState
 from hub.core.db import utcnow
+from hub.keys.models import Environment
 from hub.syncs.models import RunOutcome, SyncRun
 from tests.integration.complaints.conftest import Staff
 from tests.integration.complaints.support import (
@@ -121,11 +122,32 @@ class TestList:
         assert [c["id"] for c in by_bene] == [str(first.id)], "exact match, normalised case"
         assert await listed(client, staff, beneficiary="1EG4-TE5-MK73") == []
 
+    async def test_each_complaint_names_its_environment_and_one_can_be_kept(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff
+    ) -> None:
+        tid = staff.caseworker.tenant_id
+        made = {
+            environment: await make_complaint(
+                session, tid, complaint_id="CTM-1", environment=environment
+            )
+            for environment in Environment
+        }
+        await session.commit()
+        listed_all = await listed(client, staff)
+        assert {c["id"]: c["environment"] for c in listed_all} == {
+            str(c.id): environment.value for environment, c in made.items()
+        }, "the same complaint ID in both environments: two complaints"
+        for environment, complaint in made.items():
+            for asked in (environment.value, environment.value.upper()):
+                only = await listed(client, staff, environment=asked)
+                assert [c["id"] for c in only] == [str(complaint.id)]
+
     async def test_bad_filters_answer_400_naming_the_field(
         self, client: httpx.AsyncClient, staff: Staff
     ) -> None:
         for params, name in [
             ({"status": "closed"}, "status"),
+            ({"environment": "staging"}, "environment"),
             ({"contract": "Q1"}, "contract"),
             ({"due_before": "tomorrow"}, "due_before"),
             ({"limit": "0"}, "limit"),
