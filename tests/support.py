@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog._config import BoundLoggerLazyProxy
 
 from hub.auth import service as auth
 from hub.auth.models import ROLE_SCOPES, Membership, Role, Scope, User
@@ -96,3 +101,24 @@ def app_client(app: Any) -> httpx.AsyncClient:
 
 def bearer(token: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """`structlog.testing.capture_logs`, whatever ran before: `configure_logging` (any test
+    that builds the app or runs the CLI) makes each module's logger cache its pipeline on
+    first use, which capturing cannot reach. Each hub and worker module's `log` is a fresh,
+    uncached logger meanwhile."""
+    swapped: list[tuple[Any, Any]] = []
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in {"hub", "workers"}:
+            continue
+        if isinstance(getattr(module, "log", None), BoundLoggerLazyProxy):
+            swapped.append((module, module.log))
+            module.log = structlog.get_logger(name)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        for module, cached in swapped:
+            module.log = cached

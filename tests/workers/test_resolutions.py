@@ -15,7 +15,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-import structlog
 from arq.jobs import Job
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,7 +38,7 @@ from hub.syncs import service as syncs
 from hub.syncs.models import QuarantinedRow, SyncCursor
 from tests.conftest import delete_all_rows
 from tests.integration.complaints.support import make_complaint
-from tests.support import Member, app_client
+from tests.support import Member, app_client, captured_logs
 from tests.workers.test_syncs import FAST, onboard
 from workers.settings import create_worker
 
@@ -622,7 +621,7 @@ class TestNoPhiLeaks:
         self, world: World, capfd: pytest.CaptureFixture[str]
     ) -> None:
         complaints = await world.open_complaints(n=2)
-        with structlog.testing.capture_logs() as logs:
+        with captured_logs() as logs:
             await world.resolve(complaints[0])
             world.sim.state.faults.script.append(("upload", "500"))
             world.sim.state.faults.rate_500 = 1.0

@@ -11,8 +11,6 @@ from typing import Literal
 
 import httpx
 import pytest
-import structlog
-import structlog.testing
 
 from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, RetryPolicy, StaticSecret
 from hub.ctm.errors import (
@@ -40,6 +38,7 @@ from tests.integration.ctm.conftest import (
     download_all,
     routes,
 )
+from tests.support import captured_logs
 
 
 class TestTokens:
@@ -563,7 +562,7 @@ class TestLogs:
     async def test_request_logs_carry_key_contract_status_duration_and_no_secret(
         self, client: CtmClient, creds: CtmCredentials
     ) -> None:
-        with structlog.testing.capture_logs() as logs:
+        with captured_logs() as logs:
             token = await client.token(creds)
             await download_all(client, creds)
         assert [entry["event"] for entry in logs] == ["ctm token", "ctm download"]
