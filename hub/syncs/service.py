@@ -446,8 +446,19 @@ async def _fail(
     started: float,
     policy: SyncPolicy,
 ) -> None:
+    """Record a failed run: the run, its cursor, the key's lifecycle, alerts, the event. A
+    run that has already finished (its import committed, then something after it failed or
+    was cancelled) is left as it is."""
     async with db.transaction() as session:
         now = utcnow()
+        run = await session.get(SyncRun, plan.run_id)
+        assert run is not None
+        if run.outcome is not RunOutcome.RUNNING:
+            log.warning(
+                "a failure after the run ended; the run stands", run=str(run.id),
+                outcome=run.outcome.value, error_class=type(error).__name__,
+            )  # fmt: skip
+            return
         if isinstance(error, KeyRejected):
             await keys.mark_invalid(
                 session, tenant_id=plan.tenant_id, key_id=plan.key.id, reason=KEY_REFUSED,
@@ -458,8 +469,6 @@ async def _fail(
                 session, tenant_id=plan.tenant_id, key_id=plan.key.id, contract=plan.contract,
                 reason="CMS answered 403 for this contract", refused_key_id=error.key_id,
             )  # fmt: skip
-        run = await session.get(SyncRun, plan.run_id)
-        assert run is not None
         _finish(run, result, started)
         cursor = await _cursor(session, plan.tenant_id, plan.key.id, plan.contract)
         cursor.consecutive_failures += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -47,6 +48,32 @@ async def test_a_sync_cut_short_by_its_time_limit_is_a_recorded_failure(plan: Pl
     assert len(failed) == 1
     assert failed[0].payload["error"] == syncs.CANCELLED
     assert (await plan.sync()).outcome is RunOutcome.SUCCEEDED, "the next one goes on"
+
+
+async def test_a_sync_cut_short_after_its_import_committed_stays_succeeded(
+    plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while it sends the jobs its commit queued (the import is in): the run is
+    not turned into a failure after the fact."""
+    queue = plan.db.queue
+    assert queue is not None
+    committed, send = asyncio.Event(), queue.send
+
+    async def slow_send(job: Any) -> bool:
+        committed.set()
+        await asyncio.sleep(30)
+        return await send(job)
+
+    monkeypatch.setattr(queue, "send", slow_send)
+    sync = asyncio.create_task(plan.sync())
+    await asyncio.wait_for(committed.wait(), timeout=30)
+    sync.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sync
+    async with plan.db.transaction() as session:
+        [run] = (await session.scalars(select(SyncRun))).all()
+    assert (run.outcome, run.error) == (RunOutcome.SUCCEEDED, None)
+    assert (await cursor_of(plan)).consecutive_failures == 0
 
 
 async def test_a_run_whose_worker_died_is_closed_by_the_scheduler(plan: Plan) -> None:
