@@ -185,17 +185,12 @@ async def close_abandoned(session: AsyncSession, *, now: datetime) -> int:
         if cursor is not None and (cursor.last_success_at or run.started_at) <= run.started_at:
             cursor.consecutive_failures += 1
             cursor.last_error = ABANDONED
-        record_event(
-            session, TenantID(run.tenant_id), "sync.failed",
-            {
-                "contract": run.contract, "run": str(run.id),
-                "key": None if run.api_key_id is None else str(run.api_key_id),
-                "error": ABANDONED, "outcome": RunOutcome.FAILED.value,
-                "consecutive_failures": cursor.consecutive_failures if cursor else None,
-                "will_retry": False,
-            },
-            occurred_at=now,
-        )  # fmt: skip
+            key = await session.get(ApiKey, run.api_key_id)
+            if key is not None:
+                await alert_rules.on_sync_outcome(
+                    session, key=key, cursor=cursor, succeeded=False, now=now
+                )
+        _record_failed(session, run, cursor, will_retry=False, now=now)
     if runs:
         log.warning("abandoned sync runs closed", count=len(runs))
     return len(runs)
@@ -483,15 +478,29 @@ async def _fail(
             await alert_rules.on_sync_outcome(
                 session, key=key, cursor=cursor, succeeded=False, now=now
             )
-        record_event(
-            session, plan.tenant_id, "sync.failed",
-            {
-                "contract": plan.contract, "key": str(plan.key.id), "run": str(plan.run_id),
-                "error": result.error, "outcome": result.outcome.value,
-                "consecutive_failures": cursor.consecutive_failures,
-                "will_retry": result.retry_in is not None,
-            },
-        )  # fmt: skip
+        _record_failed(session, run, cursor, will_retry=result.retry_in is not None, now=now)
+
+
+def _record_failed(
+    session: AsyncSession,
+    run: SyncRun,
+    cursor: SyncCursor | None,
+    *,
+    will_retry: bool,
+    now: datetime,
+) -> None:
+    """The `sync.failed` event of a run just recorded as failed (or blocked)."""
+    record_event(
+        session, TenantID(run.tenant_id), "sync.failed",
+        {
+            "contract": run.contract, "run": str(run.id),
+            "key": None if run.api_key_id is None else str(run.api_key_id),
+            "error": run.error, "outcome": run.outcome.value,
+            "consecutive_failures": None if cursor is None else cursor.consecutive_failures,
+            "will_retry": will_retry,
+        },
+        occurred_at=now,
+    )  # fmt: skip
 
 
 async def run_sync(
