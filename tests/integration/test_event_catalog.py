@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.alerts import rules
 from hub.audit.service import Actor
 from hub.auth import service as auth
-from hub.complaints import uploads
 from hub.complaints.models import Complaint, ResolutionState
 from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID
-from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.models import Event
 from hub.events.service import SCHEMA_VERSION, envelope, record_event
 from hub.keys import service as keys
@@ -39,7 +36,6 @@ from tests.integration.webhooks.support import Harness, Receiver, make_endpoint,
 from tests.support import make_member, make_tenant
 from tests.workers import test_resolutions as resolution_tests
 from tests.workers.test_resolutions import World
-from tests.workers.test_syncs import FAST
 
 # A tenant with a sandbox key, synced from the CTM simulator (tests/workers/test_resolutions).
 world = resolution_tests.world
@@ -165,18 +161,7 @@ class TestSyncPath:
     async def lose_the_answer(self, world: World, complaint: Complaint) -> UUID:
         """An upload whose answer never comes back: in doubt until the next download."""
         ident = await world.resolve(complaint)
-        world.sim.state.faults.hang_seconds = 0.5
-        world.sim.state.faults.script.append(("upload", "lost_answer"))
-        async with CtmClient(
-            CtmEnvironment.SANDBOX, base_url=world.sim.url, retry=FAST,
-            timeout=httpx.Timeout(0.2),
-        ) as impatient:  # fmt: skip
-            outcome = await uploads.upload_pending(
-                world.db, {CtmEnvironment.SANDBOX: impatient},
-                tenant_id=world.member.tenant_id, key_id=world.key.id, contract="H1234",
-            )  # fmt: skip
-        assert outcome.error is not None
-        assert "may have taken it" in outcome.error
+        await world.upload_losing_the_answer()
         return ident
 
     async def sync(self, world: World, contract: str) -> RunOutcome:

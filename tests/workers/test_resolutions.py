@@ -100,6 +100,22 @@ class World:
             contract=contract, attempt=attempt,
         )  # fmt: skip
 
+    async def upload_losing_the_answer(self) -> uploads.UploadOutcome:
+        """An upload CMS takes, whose answer never comes back: in doubt until a download."""
+        self.sim.state.faults.hang_seconds = 0.5
+        self.sim.state.faults.script.append(("upload", "lost_answer"))
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=self.sim.url, retry=FAST,
+            timeout=httpx.Timeout(0.2),
+        ) as impatient:  # fmt: skip
+            outcome = await uploads.upload_pending(
+                self.db, {CtmEnvironment.SANDBOX: impatient},
+                tenant_id=self.member.tenant_id, key_id=self.key.id, contract="H1234",
+            )  # fmt: skip
+        assert outcome.error is not None
+        assert "may have taken it" in outcome.error
+        return outcome
+
     async def resolution(self, ident: UUID) -> Resolution:
         async with self.db.transaction() as session:
             found = await session.get(Resolution, ident)
@@ -392,18 +408,7 @@ class TestInDoubt:
     ) -> None:
         [complaint] = await world.open_complaints()
         ident = await world.resolve(complaint)
-        world.sim.state.faults.hang_seconds = 0.5
-        world.sim.state.faults.script.append(("upload", "lost_answer"))
-        async with CtmClient(
-            CtmEnvironment.SANDBOX, base_url=world.sim.url, retry=FAST,
-            timeout=httpx.Timeout(0.2),
-        ) as impatient:  # fmt: skip
-            outcome = await uploads.upload_pending(
-                world.db, {CtmEnvironment.SANDBOX: impatient},
-                tenant_id=world.member.tenant_id, key_id=world.key.id, contract="H1234",
-            )  # fmt: skip
-        assert outcome.error is not None
-        assert "may have taken it" in outcome.error
+        outcome = await world.upload_losing_the_answer()
         assert outcome.retry_in is None, "no retry: the download decides"
         held = await world.resolution(ident)
         assert (held.state, held.in_doubt_since is not None) == (ResolutionState.UPLOADING, True)
