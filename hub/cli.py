@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from uuid import UUID
 
 import click
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -94,6 +95,22 @@ async def _reachable_redis(settings: Settings) -> Any:
         return await connect(settings.effective_redis_url)
     except RedisUnavailable:
         return None
+
+
+async def _for_tenant(
+    settings: Settings, slug: str, work: Callable[[Database, UUID], Awaitable[T]]
+) -> T:
+    """Run `work` on a database of its own with the id of the tenant `slug` names: for the
+    key operations that span many transactions."""
+    from hub.tenants import service as tenant_service
+
+    database = _database(settings)
+    try:
+        async with database.transaction() as session:
+            tenant = await tenant_service.get_tenant_by_slug(session, slug)
+        return await work(database, tenant.id)
+    finally:
+        await database.dispose()
 
 
 def _database(settings: Settings) -> Database:
@@ -483,7 +500,6 @@ def tenants_rotate_key(slug: str, batch_size: int, settle_seconds: float | None)
     """Give a tenant a new data key and re-seal all its sealed values under it."""
     from hub.audit.service import Actor
     from hub.tenants import keys
-    from hub.tenants import service as tenant_service
 
     settings = _settings()
     settle = keys.SETTLE_SECONDS if settle_seconds is None else settle_seconds
@@ -494,19 +510,13 @@ def tenants_rotate_key(slug: str, batch_size: int, settle_seconds: float | None)
             "processes to let go of the old key, then re-sealing what they sealed meanwhile"
         )
 
-    async def work() -> Any:
-        database = _database(settings)
-        try:
-            async with database.transaction() as session:
-                tenant = await tenant_service.get_tenant_by_slug(session, slug)
-            return await keys.rotate_data_key(
-                database, tenant_id=tenant.id, actor=Actor.cli(), batch_size=batch_size,
-                settle_seconds=settle, on_wait=waiting,
-            )  # fmt: skip
-        finally:
-            await database.dispose()
+    async def work(database: Database, tenant_id: UUID) -> Any:
+        return await keys.rotate_data_key(
+            database, tenant_id=tenant_id, actor=Actor.cli(), batch_size=batch_size,
+            settle_seconds=settle, on_wait=waiting,
+        )  # fmt: skip
 
-    report = _run(work())
+    report = _run(_for_tenant(settings, slug, work))
     columns = ", ".join(f"{name} {count}" for name, count in report.resealed.items() if count)
     late = ", ".join(f"{name} {count}" for name, count in report.resealed_late.items() if count)
     click.echo(
@@ -537,23 +547,16 @@ def tenants_discard_retired_keys(slug: str, settle_seconds: float | None) -> Non
     columns, while any value still is."""
     from hub.audit.service import Actor
     from hub.tenants import keys
-    from hub.tenants import service as tenant_service
 
     settings = _settings()
     settle = keys.SETTLE_SECONDS if settle_seconds is None else settle_seconds
 
-    async def work() -> Any:
-        database = _database(settings)
-        try:
-            async with database.transaction() as session:
-                tenant = await tenant_service.get_tenant_by_slug(session, slug)
-            return await keys.discard_retired_keys(
-                database, tenant_id=tenant.id, actor=Actor.cli(), settle_seconds=settle
-            )
-        finally:
-            await database.dispose()
+    async def work(database: Database, tenant_id: UUID) -> Any:
+        return await keys.discard_retired_keys(
+            database, tenant_id=tenant_id, actor=Actor.cli(), settle_seconds=settle
+        )
 
-    report = _run(work())
+    report = _run(_for_tenant(settings, slug, work))
     if report.discarded:
         versions = ", ".join(f"v{v}" for v in report.discarded)
         click.echo(
