@@ -366,6 +366,7 @@ async def complaint_conditions(
             Complaint.complaint_id,
             Complaint.due_date,
             Complaint.is_immediate_need,
+            Complaint.environment,
         ).where(
             Complaint.resolution_state.in_(UNRESOLVED),
             Complaint.cms_resolution_date.is_(None),
@@ -373,15 +374,16 @@ async def complaint_conditions(
         )
     )
     holding: list[Condition] = []
-    for pk, tenant_id, contract, complaint_id, due, immediate in rows:
+    for pk, tenant_id, contract, complaint_id, due, immediate, environment in rows:
         remaining = deadline_moment(due) - now
         if remaining <= policy.deadlines.due_soon:
             overdue = remaining <= timedelta(0)
             holding.append(
                 _complaint_condition(
-                    TenantID(tenant_id), pk, contract, complaint_id, due, immediate, overdue
+                    TenantID(tenant_id), pk, contract, complaint_id, due, immediate, overdue,
+                    environment,
                 )
-            )
+            )  # fmt: skip
     return holding
 
 
@@ -393,21 +395,30 @@ def _complaint_condition(
     due: date,
     immediate: bool,
     overdue: bool,
+    environment: Environment,
 ) -> Condition:
     level = "immediate need, " if immediate else ""
     verb, when = ("was", "now") if overdue else ("is", "before the deadline")
+    # Sandbox complaints are CMS's test data: said so, production ones as they are.
+    sandbox = environment is Environment.SANDBOX
     return Condition(
         tenant_id=tenant_id,
         kind=AlertKind.COMPLAINT_OVERDUE if overdue else AlertKind.COMPLAINT_DUE_SOON,
         severity=Severity.WARNING,
         subject_type=SubjectType.COMPLAINT,
         subject_id=pk,
-        subject_label=f"complaint {complaint_id} ({contract})",
-        message=f"Complaint {complaint_id} of contract {contract} {verb} due "
+        subject_label=f"complaint {complaint_id} ({contract}{', sandbox' if sandbox else ''})",
+        message=f"Complaint {complaint_id} of contract {contract}{' (sandbox)' if sandbox else ''}"
+        f" {verb} due "
         f"{due.isoformat()} ({level}end of day UTC) and is not resolved.",
         next_action=f"Resolve complaint {complaint_id} and submit its resolution {when}.",
         audience=frozenset({Audience.CASEWORKER}),
-        details={"complaint_id": complaint_id, "contract": contract, "due_date": due.isoformat()},
+        details={
+            "complaint_id": complaint_id,
+            "contract": contract,
+            "environment": environment.value,
+            "due_date": due.isoformat(),
+        },
     )
 
 

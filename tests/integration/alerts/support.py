@@ -109,12 +109,13 @@ async def make_complaint(
     complaint_id: str = "CTM-000123",
     contract: str = "H1234",
     state: ResolutionState = ResolutionState.NONE,
+    environment: Environment = Environment.PRODUCTION,
 ) -> Complaint:
     """A complaint due on `due`, its PHI (a canary) sealed like a sync seals it."""
     cipher = await crypto.cipher_for(session, tenant_id)
     now = utcnow()
     complaint = Complaint(
-        tenant_id=tenant_id, environment=Environment.SANDBOX, contract=contract,
+        tenant_id=tenant_id, environment=environment, contract=contract,
         complaint_id=complaint_id, issue_level="Urgent", is_immediate_need=False,
         received_date=due - timedelta(days=7),
         assignment_date=due - timedelta(days=7), due_date=due, due_basis=DueBasis.ASSIGNMENT,

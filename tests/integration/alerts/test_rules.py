@@ -19,6 +19,7 @@ from hub.auth.models import Role
 from hub.complaints.models import ResolutionState
 from hub.core.db import utcnow
 from hub.keys import service as keys
+from hub.keys.models import Environment
 from hub.keys.schemas import KeyRotate
 from hub.syncs.models import SyncCursor
 from hub.tenants import service as tenants
@@ -323,6 +324,17 @@ class TestComplaintDeadlines:
         await rules.evaluate(session, now=at(due + timedelta(days=3)))
         [alert] = await alerts_of(session, AlertKind.COMPLAINT_OVERDUE)
         assert alert.details["complaint_id"] == "CTM-000123"
+
+    async def test_a_sandbox_complaint_says_so(self, session: AsyncSession) -> None:
+        """The same complaint ID may be in both environments: the alert says which."""
+        plan = await make_plan(session)
+        due = date(2030, 3, 14)
+        await make_complaint(session, plan.tenant_id, due=due, environment=Environment.SANDBOX)
+        await rules.evaluate(session, now=at(due + timedelta(days=1), hour=1))
+        [alert] = await alerts_of(session, AlertKind.COMPLAINT_OVERDUE)
+        assert alert.subject_label == "complaint CTM-000123 (H1234, sandbox)"
+        assert alert.message.startswith("Complaint CTM-000123 of contract H1234 (sandbox) was due")
+        assert alert.details["environment"] == "sandbox"
 
 
 class TestWebhookEndpointDisabled:
