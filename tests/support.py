@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +104,7 @@ def bearer(token: str) -> dict[str, Any]:
 
 
 @contextmanager
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """`structlog.testing.capture_logs`, whatever ran before: `configure_logging` (any test
     that builds the app or runs the CLI) makes each module's logger cache its pipeline on
     first use, which capturing cannot reach. Each hub and worker module's `log` is a fresh,
@@ -115,7 +115,7 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
             continue
         if isinstance(getattr(module, "log", None), BoundLoggerLazyProxy):
             swapped.append((module, module.log))
-            module.log = structlog.get_logger(name)
+            setattr(module, "log", structlog.get_logger(name))  # noqa: B010 - any module
     try:
         with structlog.testing.capture_logs() as logs:
             yield logs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from uuid import UUID
 
 import pytest
 from sqlalchemy import Table, func, select
@@ -305,7 +306,7 @@ class TestDataKeyRotation:
             await keys.rotate_data_key(committed_db, tenant_id=ghost, actor=ACTOR, settle_seconds=0)
 
 
-async def data_key_states(database: Database, tenant_id: object) -> list[tuple[int, KeyState]]:
+async def data_key_states(database: Database, tenant_id: UUID) -> list[tuple[int, KeyState]]:
     async with database.transaction() as session:
         rows = await session.execute(
             select(TenantKey.version, TenantKey.state)
@@ -315,10 +316,20 @@ async def data_key_states(database: Database, tenant_id: object) -> list[tuple[i
         return [(version, state) for version, state in rows]
 
 
-async def rotate(database: Database, tenant_id: object) -> None:
+async def rotate(database: Database, tenant_id: UUID) -> None:
     await keys.rotate_data_key(
         database, tenant_id=tenant_id, actor=ACTOR, metadata=sealed_metadata, settle_seconds=0
-    )  # type: ignore[arg-type]
+    )
+
+
+async def discard(
+    database: Database, tenant_id: UUID, *, settle_seconds: float = 0
+) -> keys.DiscardedKeys:
+    """Retired keys discarded, the throwaway sealed table standing for the hub's columns."""
+    return await keys.discard_retired_keys(
+        database, tenant_id=tenant_id, actor=ACTOR, metadata=sealed_metadata,
+        settle_seconds=settle_seconds,
+    )  # fmt: skip
 
 
 class TestDiscardingRetiredKeys:
@@ -328,10 +339,7 @@ class TestDiscardingRetiredKeys:
         acme, globex = await seed(committed_db, 2)
         await rotate(committed_db, acme.id)
         await rotate(committed_db, acme.id)
-        report = await keys.discard_retired_keys(
-            committed_db, tenant_id=acme.id, actor=ACTOR, metadata=sealed_metadata,
-            settle_seconds=0,
-        )  # fmt: skip
+        report = await discard(committed_db, acme.id)
         assert (report.active_version, report.discarded) == (3, [1, 2])
         assert await data_key_states(committed_db, acme.id) == [(3, KeyState.ACTIVE)]
         assert await data_key_states(committed_db, globex.id) == [(1, KeyState.ACTIVE)]
@@ -367,10 +375,7 @@ class TestDiscardingRetiredKeys:
         async with other.transaction() as session:
             await store_secret(session, tenant.id, "c", "sealed-late")
         with pytest.raises(RetiredKeyInUse, match=r"v1: trust_test_secrets.secret 1\)"):
-            await keys.discard_retired_keys(
-                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
-                settle_seconds=0,
-            )  # fmt: skip
+            await discard(committed_db, tenant.id)
         assert await data_key_states(committed_db, tenant.id) == [
             (1, KeyState.RETIRED),
             (2, KeyState.ACTIVE),
@@ -379,10 +384,7 @@ class TestDiscardingRetiredKeys:
         assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-late"}
         # Re-sealed by a rotation, the old keys can go.
         await rotate(committed_db, tenant.id)
-        report = await keys.discard_retired_keys(
-            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
-            settle_seconds=0,
-        )  # fmt: skip
+        report = await discard(committed_db, tenant.id)
         assert report.discarded == [1, 2]
         committed_db.crypto.clear()  # type: ignore[union-attr]
         assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-late"}
@@ -393,10 +395,7 @@ class TestDiscardingRetiredKeys:
         [tenant] = await seed(committed_db, 1)
         await rotate(committed_db, tenant.id)
         with pytest.raises(RotationNotSettled, match=r"data key v2 .* try again in (59\d|600) s"):
-            await keys.discard_retired_keys(
-                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
-                settle_seconds=600,
-            )  # fmt: skip
+            await discard(committed_db, tenant.id, settle_seconds=600)
         assert await data_key_states(committed_db, tenant.id) == [
             (1, KeyState.RETIRED),
             (2, KeyState.ACTIVE),
@@ -406,10 +405,7 @@ class TestDiscardingRetiredKeys:
         self, committed_db: Database, table: Table
     ) -> None:
         [tenant] = await seed(committed_db, 1)
-        report = await keys.discard_retired_keys(
-            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
-            settle_seconds=0,
-        )  # fmt: skip
+        report = await discard(committed_db, tenant.id)
         assert (report.active_version, report.discarded) == (1, [])
         async with committed_db.transaction() as session:
             audited = await session.scalar(
@@ -464,7 +460,4 @@ class TestDiscardingRetiredKeys:
         async with committed_db.transaction() as session:
             await destroy_tenant_keys(session, tenant.id)
         with pytest.raises(TenantKeyDestroyed, match="crypto-shredded"):
-            await keys.discard_retired_keys(
-                committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
-                settle_seconds=0,
-            )  # fmt: skip
+            await discard(committed_db, tenant.id)
