@@ -77,7 +77,7 @@ class AuthController(Controller):
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[TokenView]:
         # Tenant admins see every token of the tenant; others see their own.
-        owner = None if principal.is_tenant_admin else principal.user_id
+        owner = None if service.manages_tokens(principal) else principal.user_id
         found = await repository.list_tokens(db_session, principal.tenant, user_id=owner)
         return [TokenView.of(t) for t in found]
 
@@ -89,7 +89,7 @@ class AuthController(Controller):
         token_id: FromPath[UUID],
     ) -> TokenView:
         token = await repository.get_token(db_session, principal.tenant, token_id)
-        if token.user_id != principal.user_id and not principal.is_tenant_admin:
+        if token.user_id != principal.user_id and not service.manages_tokens(principal):
             # Another member's token is none of this caller's business; do not confirm it.
             raise NotFound("api_token", token_id)
         return TokenView.of(token)
@@ -101,12 +101,11 @@ class AuthController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[TokenCreate],
     ) -> TokenCreated:
-        """Mint a token for the caller, with at most the scopes the caller's role allows."""
-        user = await service.get_user(db_session, principal.user_id)
-        issued = await service.issue_token(
+        """Mint a token for the caller, with at most the scopes the calling token holds (and
+        its role allows), ending no later than the calling token."""
+        issued = await service.issue_caller_token(
             db_session,
-            user=user,
-            tenant_id=principal.tenant,
+            principal,
             scopes=service.parse_scopes(data.scopes),
             name=data.name,
             expires_in=service.parse_duration(data.expires_in) if data.expires_in else None,

@@ -226,6 +226,43 @@ async def issue_token(
     return IssuedToken(token=token, plaintext=plaintext)
 
 
+async def issue_caller_token(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    scopes: frozenset[Scope],
+    name: str,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Mint a token for the caller through the API. A token never mints a stronger one:
+    the new token holds no scope the calling token lacks, and ends no later than it does
+    (a narrow token handed to a downstream system must not become an admin token)."""
+    beyond = scopes - actor.scopes
+    if beyond:
+        names = ", ".join(sorted(s.value for s in beyond))
+        raise Invalid("scopes", f"this token does not hold, so may not grant: {names}")
+    now = now or utcnow()
+    if actor.token_id is not None:
+        caller = await repository.get_token(session, actor.tenant, actor.token_id)
+        ends = caller.expires_at
+        if ends is not None and (expires_in is None or now + expires_in > ends):
+            raise Invalid(
+                "expires_in", f"must end by the calling token's own expiry ({ends.isoformat()})"
+            )
+    user = await get_user(session, actor.user_id)
+    return await issue_token(
+        session, user=user, tenant_id=actor.tenant, scopes=scopes, name=name,
+        expires_in=expires_in, now=now,
+    )  # fmt: skip
+
+
+def manages_tokens(actor: Principal) -> bool:
+    """Whether the caller may see and revoke other members' tokens: a tenant admin calling
+    with a token that holds `tenant:admin` (an admin's narrow token acts as its owner only)."""
+    return actor.is_tenant_admin and actor.has_scope(Scope.TENANT_ADMIN)
+
+
 async def authenticate(
     session: AsyncSession, raw: str, *, now: datetime | None = None
 ) -> Principal | None:
@@ -282,7 +319,7 @@ async def revoke_token(
     """Revoke a token: one's own, or any of the tenant's as a tenant admin."""
     # Fetch before the permission check so a 403 never reveals another tenant's ids.
     token = await repository.get_token(session, actor.tenant, token_id)
-    if token.user_id != actor.user_id and not actor.is_tenant_admin:
+    if token.user_id != actor.user_id and not manages_tokens(actor):
         raise Forbidden("only the token's owner or a tenant admin may revoke it")
     already_revoked = token.revoked_at is not None
     if token.revoked_at is None:
