@@ -27,6 +27,7 @@ from hub.core.crypto import Sealed, TenantCipher
 from hub.core.db import utcnow
 from hub.core.errors import Conflict, Forbidden, Invalid, Unavailable
 from hub.core.ids import TenantID, uuid7
+from hub.core.logging import redact_value
 from hub.ctm.client import CtmCredentials, CtmEnvironment
 from hub.ctm.errors import CtmProtocolError, CtmUnavailable, EnvironmentMismatch, KeyRejected
 from hub.events.service import record_event
@@ -131,6 +132,9 @@ async def _check_key_id_free(session: AsyncSession, environment: Environment, ke
     key_id = key_id.strip()
     if not key_id:
         raise Invalid("key_id", "must not be empty")
+    if redact_value(key_id) != key_id:
+        # Every member sees a key ID, and it is audited: a pasted token or secret must not be.
+        raise Invalid("key_id", "looks like a token or secret, not a CMS key ID")
     if await repository.key_id_taken(session, environment, key_id):
         # Never say which tenant: that would reveal another plan's keys.
         raise Conflict(
@@ -385,7 +389,9 @@ async def report_compromise(
     if key.status is KeyStatus.COMPROMISED:
         return key
     key.status = KeyStatus.COMPROMISED
-    key.status_reason = (reason.strip() or "reported compromised")[:500]
+    # The reason is shown to every member and audited: mask whatever in it looks like a
+    # token (a reporter may paste what leaked) rather than refuse an urgent report.
+    key.status_reason = (redact_value(reason.strip()) or "reported compromised")[:500]
     key.compromised_at = now
     revoked = await _revoke_key_tokens(session, key, now)
     await session.flush()
