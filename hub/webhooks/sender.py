@@ -60,13 +60,15 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        seconds = float(int(value))
-    except ValueError:
+        whole = int(value)
+    except ValueError:  # not delta-seconds: an HTTP date, or nothing readable
         try:
             seconds = (parsedate_to_datetime(value) - utcnow()).total_seconds()
         except (TypeError, ValueError):
             return None
-    return max(0.0, min(seconds, float(MAX_RETRY_AFTER_SECONDS)))
+        return max(0.0, min(seconds, float(MAX_RETRY_AFTER_SECONDS)))
+    # Capped while an int: a number of hundreds of digits is too big for a float.
+    return float(max(0, min(whole, MAX_RETRY_AFTER_SECONDS)))
 
 
 def _error_class(error: BaseException) -> str:
