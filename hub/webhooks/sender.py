@@ -102,12 +102,17 @@ async def post(
             return SendResult(
                 status_code=reply.status,
                 duration_ms=_elapsed_ms(started),
-                response_body=raw.decode("utf-8", errors="replace"),
+                response_body=_text(raw),
                 error_class=None if 200 <= reply.status < 300 else f"HTTP{reply.status}",
                 retry_after=retry_after,
             )
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         return SendResult(None, _elapsed_ms(started), None, _error_class(error))
+
+
+def _text(raw: bytes) -> str:
+    """A body as text the database can keep: PostgreSQL refuses U+0000 in text."""
+    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def _elapsed_ms(started: float) -> int:

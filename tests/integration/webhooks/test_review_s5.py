@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from hub.core.db import Database
-from hub.webhooks.models import MessageStatus, WebhookEndpoint
+from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
 from tests.support import Member
 
@@ -36,3 +38,23 @@ class TestRetryAfterTooBigForAFloat:
         assert message.attempts == 1
         assert message.last_error == "HTTP429"
         assert message.next_attempt_at == harness.now + timedelta(hours=24)
+
+
+class TestResponseBodyWithANul:
+    async def test_the_attempt_is_recorded(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        # PostgreSQL text refuses U+0000: recording the batch failed, the drain crashed, and
+        # the message (leased) was sent again at every lease's end, never marked delivered.
+        endpoint = await endpoint_for(db, admin, receiver)
+        receiver.reply_body = "ok\x00done"
+        await harness.record(admin.tenant_id, "sync.completed", {})
+        assert await harness.run_due() == 1
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.SUCCEEDED
+        async with db.transaction() as session:
+            attempt = await session.scalar(
+                select(WebhookAttempt).where(WebhookAttempt.message_id == message.id)
+            )
+        assert attempt is not None
+        assert attempt.response_body == "ok\ufffddone"
