@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Cloud metadata services: refused even when private networks are allowed.
@@ -105,7 +107,19 @@ def url_problem(url: str, *, http_hosts: frozenset[str], policy: AddressPolicy) 
     except ValueError:
         if host == "localhost" or host.endswith(".localhost"):
             address = ipaddress.ip_address("127.0.0.1")
+        elif not _is_resolvable(url):
+            return "has a host name that is not valid (empty or overlong label)"
         else:
             return None  # a name: checked on every connection, when it is resolved
     kind = policy.refusal(address)
     return f"points at a {kind} address" if kind is not None else None
+
+
+def _is_resolvable(url: str) -> bool:
+    """Whether the resolver can take the host as the HTTP client hands it over (IDNA
+    encoded, each label 1 to 63 characters); else every send would fail."""
+    try:
+        (URL(url).raw_host or "").encode("idna")
+    except ValueError:  # UnicodeError included
+        return False
+    return True

@@ -106,7 +106,8 @@ async def post(
                 error_class=None if 200 <= reply.status < 300 else f"HTTP{reply.status}",
                 retry_after=retry_after,
             )
-    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+        # ValueError: the resolver's UnicodeError for a host it cannot encode.
         return SendResult(None, _elapsed_ms(started), None, _error_class(error))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import select, update
 
 from hub.core.db import Database
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
@@ -58,3 +59,36 @@ class TestResponseBodyWithANul:
             )
         assert attempt is not None
         assert attempt.response_body == "ok\ufffddone"
+
+
+class TestHostTheResolverCannotEncode:
+    async def test_it_is_a_400_naming_the_url(
+        self, client: httpx.AsyncClient, admin: Member
+    ) -> None:
+        response = await client.post(
+            "/api/v1/webhooks/endpoints",
+            json={"url": "https://hooks..plan-a.example/ctm", "event_types": ["*"]},
+            headers=admin.headers,
+        )
+        assert response.status_code == 400, response.text
+        assert "url" in response.text
+
+    async def test_one_stored_before_is_a_failed_attempt_not_a_crashed_drain(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        # getaddrinfo raised UnicodeError, which no except caught: the drain crashed with
+        # the message leased, and it was never recorded nor failed.
+        endpoint = await endpoint_for(db, admin, receiver)
+        async with db.transaction() as session:
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == endpoint.id)
+                .values(url="https://" + "a" * 64 + ".example.com/hook")
+            )
+        await harness.record(admin.tenant_id, "sync.completed", {})
+        assert await harness.run_due() == 1
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.PENDING
+        assert message.attempts == 1
+        assert message.last_error == "UnicodeError"
+        assert receiver.hits == 0

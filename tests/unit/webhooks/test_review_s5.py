@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from hub.webhooks.guard import AddressPolicy, url_problem
 from hub.webhooks.sender import MAX_RETRY_AFTER_SECONDS, parse_retry_after
+
+STRICT = AddressPolicy(allow_private_networks=False)
 
 
 class TestRetryAfter:
@@ -14,3 +17,28 @@ class TestRetryAfter:
 
     def test_a_huge_negative_number_is_no_wait(self) -> None:
         assert parse_retry_after("-" + "9" * 400) == 0.0
+
+
+class TestHostNames:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://a..example.com/hook",
+            "https://" + "a" * 64 + ".example.com/hook",
+            "https://\u2024.example.com/hook",  # one dot leader: an empty label once mapped
+        ],
+    )
+    def test_a_host_the_resolver_cannot_encode_is_refused(self, url: str) -> None:
+        assert url_problem(url, http_hosts=frozenset(), policy=STRICT) is not None
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://hooks.plan-a.example/ctm",
+            "https://ex\u00e4mple.com/hook",
+            "https://" + "a" * 63 + ".example.com/hook",
+            "https://hooks.example.com./hook",
+        ],
+    )
+    def test_ordinary_and_international_names_still_pass(self, url: str) -> None:
+        assert url_problem(url, http_hosts=frozenset(), policy=STRICT) is None
