@@ -56,6 +56,8 @@ def address_class(address: IPAddress) -> str | None:
         ("cgnat", isinstance(address, ipaddress.IPv4Address) and address in CGNAT),
         ("reserved", address.is_reserved),
         ("private", address.is_private),
+        # Deprecated site-local (fec0::/10): neither is_private nor is_global says so.
+        ("private", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("reserved", not address.is_global),
     )
     return next((name for name, hit in checks if hit), None)
