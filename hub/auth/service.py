@@ -20,6 +20,7 @@ from hub.core.db import utcnow
 from hub.core.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.core.ids import TenantID
 from hub.core.logging import redact_value
+from hub.tenants import service as tenants
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 12
@@ -114,6 +115,7 @@ async def add_member(
     role: Role,
     actor: Actor | None = None,
 ) -> Membership:
+    await tenants.require_active(session, tenant_id)
     if await repository.find_member_by_user(session, tenant_id, user.id) is not None:
         raise Conflict(f"{user.email} is already a member of this tenant", field="email")
     membership = Membership(tenant_id=tenant_id, user_id=user.id, role=role)
@@ -185,6 +187,7 @@ async def issue_token(
         if not user.is_operator:
             raise Forbidden("only platform operators hold tokens outside a tenant")
     else:
+        await tenants.require_active(session, tenant_id)
         membership = await repository.find_member_by_user(session, tenant_id, user.id)
         if membership is None:
             raise Invalid("user", f"{user.email} is not a member of this tenant")

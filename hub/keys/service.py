@@ -466,6 +466,33 @@ async def resume_key(session: AsyncSession, actor: Principal, *, key_id: UUID) -
     return key
 
 
+async def retire_tenant_keys(
+    session: AsyncSession, *, tenant_id: TenantID, actor: Actor, now: datetime | None = None
+) -> int:
+    """The tenant is offboarded: every key of it is deactivated at once (no sync or upload
+    picks it again) and its secrets, unreadable since the data key was destroyed, are
+    dropped. Each is audited; no event or alert, since the tenant's endpoints and people
+    are gone. Returns how many keys were deactivated."""
+    now = now or utcnow()
+    found = (
+        await session.scalars(
+            repository.keys(tenant_id).where(ApiKey.status != KeyStatus.DEACTIVATED)
+        )
+    ).all()
+    for key in found:
+        was = key.status
+        key.status, key.deactivated_at = KeyStatus.DEACTIVATED, now
+        key.status_reason = "the tenant was offboarded"
+        destroyed = sum(_destroy_secret(v, now) for v in await repository.versions(session, key))
+        await session.flush()
+        await audit(
+            session, actor=actor, action="key.deactivated", tenant_id=tenant_id,
+            target_type="api_key", target_id=key.id,
+            details={"was": was.value, "secrets_destroyed": destroyed, "reason": "offboarded"},
+        )  # fmt: skip
+    return len(found)
+
+
 # What CMS and membership changes do to keys ----------------------------------------------
 
 

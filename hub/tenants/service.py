@@ -72,6 +72,14 @@ async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
     return tenant
 
 
+async def require_active(session: AsyncSession, tenant_id: TenantID) -> Tenant:
+    """The tenant, refusing an offboarded one: nobody is let back into a shredded tenant."""
+    tenant = await get_tenant(session, tenant_id)
+    if not tenant.is_active:
+        raise Conflict(f"tenant {tenant.slug} is offboarded", field="tenant")
+    return tenant
+
+
 async def get_tenant(session: AsyncSession, tenant_id: TenantID) -> Tenant:
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
@@ -87,12 +95,19 @@ async def offboard_tenant(session: AsyncSession, *, tenant: Tenant, operator: Us
     """Crypto-shred the tenant: destroy its data and index keys, so every value sealed for
     it is unreadable from now on, revoke its API tokens, and mark it offboarded. Returns
     how many keys were destroyed. Platform operators only; not undoable."""
+    from hub.keys.service import retire_tenant_keys  # keys build on tenants
+
     if not operator.is_operator or not operator.is_active:
         raise Forbidden(f"{operator.email} is not a platform operator")
     if tenant.status is TenantStatus.OFFBOARDED:
         raise Conflict(f"tenant {tenant.slug} is already offboarded", field="slug")
     destroyed = await destroy_tenant_keys(session, tenant.id)
     now = utcnow()
+    # Its keys would otherwise stay active: synced (and failing) every interval, forever.
+    # Each is audited on its own.
+    await retire_tenant_keys(
+        session, tenant_id=TenantID(tenant.id), actor=Actor.operator(operator), now=now
+    )
     revoked = await session.execute(
         update(ApiToken)
         .where(ApiToken.tenant_id == tenant.id, ApiToken.revoked_at.is_(None))
