@@ -55,7 +55,6 @@ class Batch:
     keys: tuple[bytes, ...]
     is_ordered: bool
     max_concurrency: int
-    was_failing: bool  # the endpoint had a run of failures when claimed
     refusal: str | None  # an error class: send none of them
     messages: tuple[Claimed, ...]
 
@@ -166,7 +165,6 @@ def _batch(
         keys=tuple(keys),
         is_ordered=endpoint.is_ordered,
         max_concurrency=max(1, endpoint.max_concurrency),
-        was_failing=endpoint.failing_since is not None,
         refusal=_refusal(endpoint.url, policy),
         messages=messages,
     )
@@ -406,19 +404,26 @@ async def _record_successes(
         ]
         if rows:
             await session.execute(insert(_table(WebhookAttempt)), rows)
-    if batch.was_failing:
+        # Whether or not the endpoint was failing when this batch was claimed: a batch in
+        # flight beside it may have failed since.
         await session.execute(
             update(WebhookEndpoint)
-            .where(WebhookEndpoint.id == batch.endpoint_id)
+            .where(
+                WebhookEndpoint.id == batch.endpoint_id, WebhookEndpoint.failing_since.is_not(None)
+            )
             .values(failing_since=None)
             .execution_options(synchronize_session=False)
         )
 
 
 # The attempt of each message still there (one deleted while its request was in flight has
-# none), numbered by the message's attempt count.
+# none), numbered by the message's attempt count; and the endpoint's failing clock stopped
+# (a batch in flight beside this one may have failed since it was claimed).
 _RECORD_SUCCESSES = """
-WITH done AS (
+WITH working AS (
+    UPDATE webhook_endpoints SET failing_since = NULL
+    WHERE id = $5 AND failing_since IS NOT NULL
+), done AS (
     UPDATE webhook_messages
     SET attempts = attempts + 1, last_attempt_at = $1, status = $2, delivered_at = $1,
         next_attempt_at = NULL, last_error = NULL, updated_at = $1

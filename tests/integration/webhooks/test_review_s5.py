@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from hub.core.db import Database
+from hub.webhooks import drain
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
 from tests.support import Member
@@ -92,3 +94,36 @@ class TestHostTheResolverCannotEncode:
         assert message.attempts == 1
         assert message.last_error == "UnicodeError"
         assert receiver.hits == 0
+
+
+class TestSuccessOfABatchClaimedBeforeAFailure:
+    async def test_it_still_resets_the_failing_clock(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # A drain has two batches in flight: the first fails, the second (claimed before that
+        # failure was recorded) succeeds. The success cleared `failing_since` only when the
+        # endpoint was failing at its claim, so the clock ran on from that first failure and
+        # a single failure days later disabled a working endpoint.
+        monkeypatch.setattr(drain, "BATCH_SIZE", 1)
+        endpoint = await endpoint_for(db, admin, receiver)
+        receiver.script = [500, 200]
+        await harness.record(admin.tenant_id, "complaint.created", {}, 2)
+        first, second = await harness.claim(endpoint.id), await harness.claim(endpoint.id)
+        assert first.batch is not None
+        assert second.batch is not None
+        for batch in (first.batch, second.batch):
+            results = await drain.send(harness.http, batch, window=5)
+            async with db.transaction() as session:
+                await drain.record(session, batch, results, policy=harness.policy, now=harness.now)
+        found = await harness.endpoint(endpoint.id)
+        assert found.failing_since is None
+        harness.advance(days=5)
+        receiver.script = [500]
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        await harness.run_due()
+        assert (await harness.endpoint(endpoint.id)).is_enabled
