@@ -10,6 +10,7 @@ order, stopping at the first failure); then every attempt is recorded in one tra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -303,7 +304,9 @@ async def send(
 
     async def post(index: int) -> None:
         nonlocal stopped
-        async with gate.limit:
+        # The window is checked once a worker slot is held too: waiting for one may take
+        # the message past its window, and so near the end of its lease.
+        async with gate.limit, slots or contextlib.nullcontext():
             if gate.is_halted or stopped or time.monotonic() > closes:
                 return
             message = batch.messages[index]
@@ -314,11 +317,7 @@ async def send(
             headers = sender.headers_for(
                 message_id=message.webhook_id, timestamp=timestamp, signature=signature
             )
-            if slots is None:
-                result = await sender.post(http, batch.url, body=message.body, headers=headers)
-            else:
-                async with slots:
-                    result = await sender.post(http, batch.url, body=message.body, headers=headers)
+            result = await sender.post(http, batch.url, body=message.body, headers=headers)
         results[index] = result
         gate.note(result)
         stopped = stopped or (batch.is_ordered and not result.is_success)

@@ -3,6 +3,7 @@ receiver (or the drain's own steps) and kept fixed."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -127,3 +128,22 @@ class TestSuccessOfABatchClaimedBeforeAFailure:
         await harness.record(admin.tenant_id, "complaint.created", {})
         await harness.run_due()
         assert (await harness.endpoint(endpoint.id)).is_enabled
+
+
+class TestSendWindow:
+    async def test_a_message_whose_worker_slot_comes_after_the_window_is_not_sent(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        # The window was checked before waiting for one of the worker's request slots, so a
+        # message could go out long after its window (and so its lease) had ended, while
+        # the sweeper and another drainer were free to send it too.
+        endpoint = await endpoint_for(db, admin, receiver)
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        claimed = await harness.claim(endpoint.id)
+        assert claimed.batch is not None
+        slots = asyncio.Semaphore(1)
+        await slots.acquire()  # every slot busy with other endpoints' requests
+        asyncio.get_running_loop().call_later(0.3, slots.release)
+        results = await drain.send(harness.http, claimed.batch, window=0.1, slots=slots)
+        assert results == [None]
+        assert receiver.hits == 0
