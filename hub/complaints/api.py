@@ -14,6 +14,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit.reads import PhiView, record_phi_read
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
@@ -104,6 +105,10 @@ class ComplaintController(Controller):
         found = await repository.list_complaints(
             db_session, tenant_id, where, now=now, deadlines=deadlines
         )
+        if bene_index is not None:  # a beneficiary was looked up: whoever did is on record
+            await record_phi_read(
+                state.db, principal, PhiView.BENEFICIARY_SEARCH, matches=len(found)
+            )
         return [ComplaintSummary.of(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
 
     @get("/{complaint_id:uuid}", opt=READ, responses=documented(401, 403, 404))
@@ -118,6 +123,12 @@ class ComplaintController(Controller):
         complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
         deadlines = _deadlines(state)
         cipher = await crypto.cipher_for(db_session, principal.tenant)
+        phi = open_phi(cipher, complaint)
+        await record_phi_read(
+            state.db, principal, PhiView.COMPLAINT,
+            target_type="complaint", target_id=complaint.id, contract=complaint.contract,
+            environment=complaint.environment.value, complaint_id=complaint.complaint_id,
+        )  # fmt: skip
         return ComplaintDetail(
             complaint=ComplaintSummary.of(
                 complaint, status_of(complaint, now=utcnow(), deadlines=deadlines)
@@ -125,7 +136,7 @@ class ComplaintController(Controller):
             due_basis_note=due_basis_note(complaint, deadlines),
             fields=dict(complaint.fields), layout=complaint.layout,
             api_key_id=complaint.api_key_id, last_sync_run_id=complaint.last_sync_run_id,
-            phi=open_phi(cipher, complaint),
+            phi=phi,
         )  # fmt: skip
 
     @get("/{complaint_id:uuid}/history", opt=READ, responses=documented(401, 403, 404))
@@ -149,11 +160,17 @@ class ComplaintController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
+        state: State,
         complaint_id: FromPath[UUID],
     ) -> list[ResolutionView]:
         """Every resolution written for the complaint, rejected ones kept as history."""
         found = await repository.list_resolutions(db_session, principal.tenant, complaint_id)
         opened = await open_resolutions(db_session, principal.tenant, list(found))
+        if opened:
+            await record_phi_read(
+                state.db, principal, PhiView.RESOLUTIONS,
+                target_type="complaint", target_id=complaint_id, resolutions=len(opened),
+            )  # fmt: skip
         return [ResolutionView.of(o) for o in opened]
 
     @post(

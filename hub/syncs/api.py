@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
+from hub.audit.reads import PhiView, record_phi_read
 from hub.audit.service import Actor
 from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
@@ -32,6 +33,8 @@ from hub.syncs.schemas import (
     SyncNowResult,
 )
 
+# Row numbers are 32-bit INTEGERs: a larger `after` is refused here, not sent to the database.
+MAX_ROW_NUMBER = 2**31 - 1
 # Run health holds no PHI: any token of the tenant may read it; a quarantined row's raw
 # cells are opened only for complaints:read.
 RUNS = scope(ANY_SCOPE)
@@ -143,11 +146,17 @@ class SyncController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
+        state: State,
         run_id: FromPath[UUID],
+        after: Annotated[int, QueryParameter(ge=0, le=MAX_ROW_NUMBER)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 500,
     ) -> list[QuarantineView]:
-        """The run's refused rows: row number, reason, file name; the raw cells too for a
-        caller holding complaints:read."""
-        rows = await service.quarantine_of(db_session, principal.tenant, run_id)
+        """The run's refused rows by row number: row number, reason, file name; the raw
+        cells too for a caller holding complaints:read (each such answer is audited,
+        `phi.read`). Pass the last `row_number` seen as `after` to page."""
+        rows = await service.quarantine_of(
+            db_session, principal.tenant, run_id, after=after, limit=limit
+        )
         may_see = principal.has_scope(Scope.COMPLAINTS_READ)
         cipher = await crypto.cipher_for(db_session, principal.tenant) if may_see else None
         views = []
@@ -159,4 +168,10 @@ class SyncController(Controller):
                     for c in json.loads(cipher.open(q.raw, field=service.RAW_FIELD, row=q.id))
                 ]
             views.append(QuarantineView.of(q, raw))
+        opened = sum(v.raw is not None for v in views)
+        if opened:
+            await record_phi_read(
+                state.db, principal, PhiView.QUARANTINED_ROWS,
+                target_type="sync_run", target_id=run_id, rows=opened,
+            )  # fmt: skip
         return views

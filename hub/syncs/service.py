@@ -565,14 +565,21 @@ async def get_run(session: AsyncSession, tenant_id: TenantID, run_id: UUID) -> S
 
 
 async def quarantine_of(
-    session: AsyncSession, tenant_id: TenantID, run_id: UUID
+    session: AsyncSession, tenant_id: TenantID, run_id: UUID, *, after: int = 0, limit: int = 500
 ) -> Sequence[QuarantinedRow]:
+    """The run's quarantined rows by row number, `limit` of them from the first after row
+    `after` (a download may have refused hundreds of thousands)."""
     await get_run(session, tenant_id, run_id)
     return (
         await session.scalars(
             select(QuarantinedRow)
-            .where(QuarantinedRow.tenant_id == tenant_id, QuarantinedRow.sync_run_id == run_id)
+            .where(
+                QuarantinedRow.tenant_id == tenant_id,
+                QuarantinedRow.sync_run_id == run_id,
+                QuarantinedRow.row_number > after,
+            )
             .order_by(QuarantinedRow.row_number)
+            .limit(limit)
         )
     ).all()
 

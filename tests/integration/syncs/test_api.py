@@ -9,8 +9,11 @@ from datetime import date
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit.models import AuditEntry
+from hub.audit.reads import PHI_READ
 from hub.auth.models import Role, Scope
 from hub.core import crypto
 from hub.core.db import utcnow
@@ -221,6 +224,55 @@ class TestRuns:
         [row] = limited.json()
         assert (row["row_number"], row["raw"], row["has_raw"]) == (7, None, True)
         assert RAW_CANARY not in limited.text
+
+    async def test_opening_raw_rows_is_audited_and_the_rest_is_not(
+        self, client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+    ) -> None:
+        run = await _run_with_quarantine(session, tenant)
+        path = f"{BASE}/runs/{run.id}/quarantine"
+        assert (await client.get(path, headers=tenant.keys_only.headers)).status_code == 200
+        assert (await client.get(path, headers=tenant.caseworker.headers)).status_code == 200
+        entries = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.tenant_id == tenant.admin.tenant_id)
+                .where(AuditEntry.action == PHI_READ)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        [entry] = entries  # the caller without complaints:read opened nothing
+        assert entry.actor_label == tenant.caseworker.user.email
+        assert (entry.target_type, entry.target_id) == ("sync_run", str(run.id))
+        assert entry.details == {"view": "quarantined_rows", "rows": 1}
+        assert RAW_CANARY not in json.dumps(entry.details)
+
+    async def test_quarantine_pages_by_row_number(
+        self, client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+    ) -> None:
+        run = await _run_with_quarantine(session, tenant)
+        for number in (3, 12, 40):
+            session.add(QuarantinedRow(
+                tenant_id=tenant.admin.tenant_id, sync_run_id=run.id, contract="H1234",
+                file_name="H1234_20260101.csv", row_number=number, reason="bad row",
+            ))  # fmt: skip
+        await session.commit()
+        path, headers = f"{BASE}/runs/{run.id}/quarantine", tenant.keys_only.headers
+        seen: list[int] = []
+        after = 0
+        while True:
+            page = await client.get(path, params={"after": after, "limit": 2}, headers=headers)
+            assert page.status_code == 200, page.text
+            numbers = [r["row_number"] for r in page.json()]
+            if not numbers:
+                break
+            assert len(numbers) <= 2
+            seen += numbers
+            after = numbers[-1]
+        assert seen == [3, 7, 12, 40]
+        for params in ({"after": 2**31}, {"after": -1}, {"limit": 0}, {"limit": 1001}):
+            bad = await client.get(path, params=params, headers=headers)
+            assert bad.status_code == 400, params
+            assert next(iter(params)) in bad.text
 
     async def test_another_tenants_run_is_404(
         self, client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
