@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import utcnow
@@ -112,19 +112,18 @@ async def sweep(
     session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
 ) -> int:
     """Drain every endpoint with a pending message overdue by `older_than` (a lost job, the
-    expired lease of a dead worker); returns how many endpoints."""
+    expired lease of a dead worker); returns how many endpoints.
+
+    Asked per endpoint (one probe of its due index each), not of the oldest overdue
+    messages: one endpoint's long backlog would fill every sweep and hide the others."""
     cutoff = (now or utcnow()) - older_than
-    overdue = (
-        select(WebhookMessage.endpoint_id)
-        .where(
-            WebhookMessage.status == MessageStatus.PENDING,
-            WebhookMessage.next_attempt_at < cutoff,
-        )
-        .order_by(WebhookMessage.next_attempt_at)
-        .limit(SWEEP_BATCH)
-        .subquery()
+    overdue = exists().where(
+        WebhookMessage.endpoint_id == WebhookEndpoint.id,
+        WebhookMessage.status == MessageStatus.PENDING,
+        WebhookMessage.next_attempt_at < cutoff,
     )
-    endpoint_ids = set((await session.scalars(select(overdue.c.endpoint_id).distinct())).all())
+    statement = select(WebhookEndpoint.id).where(overdue).limit(SWEEP_BATCH)
+    endpoint_ids = set((await session.scalars(statement)).all())
     delivery.wake_later(session, endpoint_ids)
     return len(endpoint_ids)
 

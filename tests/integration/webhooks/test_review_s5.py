@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from hub.core.db import Database
-from hub.webhooks import drain
+from hub.webhooks import delivery, drain, replay
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
 from tests.support import Member
@@ -147,3 +147,28 @@ class TestSendWindow:
         results = await drain.send(harness.http, claimed.batch, window=0.1, slots=slots)
         assert results == [None]
         assert receiver.hits == 0
+
+
+class TestSweeper:
+    async def test_an_endpoint_with_a_backlog_does_not_hide_the_others(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The sweeper took the oldest overdue messages and woke their endpoints: while one
+        # endpoint had a backlog longer than a sweep batch (a slow receiver, say), every
+        # sweep found only it, and another endpoint whose drain job Redis lost waited.
+        monkeypatch.setattr(replay, "SWEEP_BATCH", 3)
+        busy = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
+        await harness.record(admin.tenant_id, "complaint.created", {}, 5)
+        other = await endpoint_for(db, admin, receiver, event_types=["sync.*"])
+        await harness.record(admin.tenant_id, "sync.failed", {})
+        later = harness.now + timedelta(minutes=5)
+        async with db.transaction() as session:
+            wakes = delivery.collect_wakes(session)
+            swept = await replay.sweep(session, older_than=timedelta(seconds=60), now=later)
+        assert swept == 2
+        assert wakes == {busy.id, other.id}
