@@ -364,11 +364,14 @@ def tenants() -> None:
 @fail_cleanly
 def tenants_create(name: str, slug: str) -> None:
     """Create a tenant."""
+    from hub.audit.service import Actor
     from hub.tenants import service
 
     settings = _settings()
     tenant = _run(
-        _in_transaction(settings, lambda s: service.create_tenant(s, name=name, slug=slug))
+        _in_transaction(
+            settings, lambda s: service.create_tenant(s, name=name, slug=slug, actor=Actor.cli())
+        )
     )
     click.echo(f"tenant {tenant.slug} created ({tenant.id})")
 
@@ -406,6 +409,7 @@ def users_create(
 ) -> None:
     """Create a user (or add an existing one to a tenant). Without --password-stdin a
     password is generated and printed once."""
+    from hub.audit.service import Actor
     from hub.auth import service as auth
     from hub.auth.models import Role
     from hub.auth.tokens import generate_password
@@ -424,13 +428,14 @@ def users_create(
         if user is None:
             user = await auth.create_user(
                 session, email=email, password=password,
-                display_name=display_name, is_operator=operator,
+                display_name=display_name, is_operator=operator, actor=Actor.cli(),
             )  # fmt: skip
         if tenant_slug is not None and role is not None:
             tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
             await auth.add_member(
-                session, tenant_id=TenantID(tenant.id), user=user, role=Role(role)
-            )
+                session, tenant_id=TenantID(tenant.id), user=user, role=Role(role),
+                actor=Actor.cli(),
+            )  # fmt: skip
         return created, user.email
 
     created, normalised = _run(_in_transaction(_settings(), work))
@@ -458,6 +463,7 @@ def tokens_create(
     tenant_slug: str | None, email: str, scopes: str, name: str, expires_in: str | None
 ) -> None:
     """Mint an API token and print it once."""
+    from hub.audit.service import Actor
     from hub.auth import service as auth
     from hub.core.ids import TenantID
     from hub.tenants import service as tenant_service
@@ -474,6 +480,7 @@ def tokens_create(
             scopes=auth.parse_scopes(scopes.split(",")),
             name=name,
             expires_in=auth.parse_duration(expires_in) if expires_in else None,
+            actor=Actor.cli(),  # someone at a shell, not the user the token is for
         )
         return issued.plaintext
 

@@ -54,6 +54,7 @@ MASTER_KEY_ROTATED = "master_key.rotated"
 TOKEN_ISSUED = "token.issued"  # noqa: S105 - an action name
 TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an action name
 MEMBERSHIP_ADDED = "membership.added"
+USER_CREATED = "user.created"
 
 
 class AuditDetailRefused(ValueError):

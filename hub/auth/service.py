@@ -90,7 +90,9 @@ async def create_user(
     password: str,
     display_name: str = "",
     is_operator: bool = False,
+    actor: Actor | None = None,
 ) -> User:
+    """A new user; audited on the platform chain (a new operator may act across tenants)."""
     email = normalise_email(email)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
@@ -104,6 +106,15 @@ async def create_user(
     )
     session.add(user)
     await session.flush()
+    await audit.record(
+        session,
+        actor=actor or Actor.system(),
+        action=audit.USER_CREATED,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        details={"email": email, "is_operator": is_operator},
+    )
     return user
 
 
