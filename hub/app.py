@@ -29,6 +29,7 @@ from hub.core.errors import exception_handlers
 from hub.core.web import (
     ClosedStructSchemaPlugin,
     RequestContextMiddleware,
+    add_security_headers,
     healthz,
     provide_principal,
     provide_session,
@@ -134,6 +135,7 @@ def create_app(
         dependencies={"db_session": Provide(provide_session)},
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
+        before_send=[add_security_headers],
         lifespan=[lifespan],
         plugins=[ClosedStructSchemaPlugin()],
         state=state,

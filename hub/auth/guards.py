@@ -44,6 +44,10 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
 def require_scope(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
+    if _is_automatic_options(handler):
+        # Litestar answers OPTIONS itself (the methods a path allows; no CORS is granted),
+        # unauthenticated: there is no caller to check, and no data in the answer.
+        return
     principal: Principal = connection.user
     needed = handler.opt.get(SCOPE_OPT)
     if needed == ANY_SCOPE:
@@ -56,9 +60,14 @@ def missing_scope_declarations(handlers: list[BaseRouteHandler]) -> list[str]:
     """Names of handlers that declare no scope (a misconfiguration, refused at start)."""
     missing = []
     for handler in handlers:
-        if set(getattr(handler, "http_methods", ())) == {"OPTIONS"}:
-            continue  # Litestar's automatic CORS pre-flight handler
+        if _is_automatic_options(handler):
+            continue
         needed = handler.opt.get(SCOPE_OPT)
         if needed != ANY_SCOPE and needed not in Scope._value2member_map_:
             missing.append(handler.handler_name)
     return missing
+
+
+def _is_automatic_options(handler: BaseRouteHandler) -> bool:
+    """Litestar's own OPTIONS handler (added to every path; CORS pre-flights would use it)."""
+    return set(getattr(handler, "http_methods", ())) == {"OPTIONS"}

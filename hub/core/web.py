@@ -28,6 +28,14 @@ from hub.core.logging import bind_context, clear_context
 
 READINESS_TIMEOUT_SECONDS = 2.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# On every answer: no MIME sniffing, no framing, no referrer. API answers (a token is shown
+# once in one) are never stored by a browser or a proxy.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+API_PATH_PREFIX = "/api/"
 
 
 async def provide_session(
@@ -68,6 +76,17 @@ class RequestContextMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send_with_id)
         finally:
             clear_context()
+
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """`before_send` hook: it sees every answer, errors raised by middleware (a 401) too."""
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    if scope.get("path", "").startswith(API_PATH_PREFIX):
+        headers["Cache-Control"] = "no-store"
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):
