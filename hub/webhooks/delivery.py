@@ -329,9 +329,9 @@ async def after_failure(
     if position >= len(policy.retry_delays):
         finish(message, MessageStatus.FAILED, error)
         return None
-    delay = float(policy.retry_delays[position])
-    if result.retry_after is not None:
-        delay = result.retry_after
+    # Never sooner than the receiver asked (Retry-After), nor than the schedule says: a
+    # short Retry-After would otherwise use up the whole schedule within seconds.
+    delay = max(float(policy.retry_delays[position]), result.retry_after or 0.0)
     message.last_error = error
     message.next_attempt_at = now + timedelta(seconds=delay)
     return delay

@@ -172,3 +172,27 @@ class TestSweeper:
             swept = await replay.sweep(session, older_than=timedelta(seconds=60), now=later)
         assert swept == 2
         assert wakes == {busy.id, other.id}
+
+
+class TestShortRetryAfter:
+    async def test_it_does_not_use_up_the_schedule_in_seconds(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        # A Retry-After replaced the schedule's delay even when shorter: a receiver busy for
+        # ten seconds (503, Retry-After: 1) took all eight attempts in eight seconds, and
+        # the message failed for good instead of being retried over the schedule.
+        endpoint = await endpoint_for(db, admin, receiver)
+        receiver.default_status = 503
+        receiver.reply_headers = {"Retry-After": "1"}
+        await harness.record(admin.tenant_id, "sync.failed", {})
+        for _ in range(10):
+            await harness.run_due()
+            harness.advance(seconds=1)
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.PENDING
+        assert message.attempts == 2  # at once, and 5 s later: never sooner than asked
+        receiver.default_status, receiver.reply_headers = 200, {}
+        harness.advance(seconds=300)
+        assert await harness.run_due() == 1
+        [message] = await harness.messages(endpoint.id)
+        assert message.status is MessageStatus.SUCCEEDED
