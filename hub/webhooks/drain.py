@@ -115,7 +115,9 @@ async def claim(
     rows = await _lease_due(session, endpoint, now=now, until=now + policy.lease)
     if not rows:
         return Claim()
-    grant = await limiter.take(endpoint.id, len(rows), per_second=endpoint.rate_limit_per_second)
+    grant = await limiter.take(
+        endpoint.id, len(rows), per_second=endpoint.rate_limit_per_second, now=now.timestamp()
+    )
     if grant.count < len(rows):  # over the rate limit: the rest are due again at once
         await _set(session, [r.id for r in rows[grant.count :]], next_attempt_at=now)
         rows = rows[: grant.count]
@@ -597,9 +599,13 @@ class Drainer:
     ) -> tuple[Claim, float | None]:
         """One transaction: record the batch that came back, claim the next."""
         found, retry = Claim(), None
+        pause = 0.0 if gate is None else gate.pause
+        if finished is not None and pause > 0:
+            # The receiver asked for time: no drain sends it anything until then.
+            moment = now().timestamp()
+            await self.limiter.pause(endpoint_id, until=moment + pause, now=moment)
         async with db.transaction() as session:
             if finished is not None:
-                pause = 0.0 if gate is None else gate.pause
                 retry = await record(session, *finished, policy=self.policy, now=now(), pause=pause)
             if claim_next:
                 found = await claim(

@@ -12,7 +12,8 @@ instead of starting one per commit.
 
 The rate limit is a one-second window counter: a drainer takes tokens for a batch and
 sends only as many messages as it was granted. A drainer over the limit does not wait
-holding a worker slot: it is told how long to step aside.
+holding a worker slot: it is told how long to step aside. A receiver's `Retry-After` pauses
+the endpoint the same way, for every message, not just the batch it answered.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ WAKE_FLAG_SECONDS = 3600  # a flag nobody consumed (no drainer ran) expires on i
 # (Redis lost its queue), the mark expires and the next wake-up (or the sweeper) starts one.
 STARTING_SECONDS = 60
 
+# KEYS: window, pause; ARGV: wanted, per second, now (ms). An endpoint whose receiver
+# asked for time (Retry-After) is granted nothing until the pause's end (ms, on the
+# drain's clock): returns minus the milliseconds left.
 _TAKE = """
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(ARGV[3])
+if paused > 0 then return -paused end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local free = tonumber(ARGV[2]) - used
 if free <= 0 then return 0 end
@@ -104,7 +110,13 @@ class Grant:
 
 
 class Limiter(Protocol):
-    async def take(self, endpoint_id: UUID, wanted: int, *, per_second: int) -> Grant: ...
+    async def take(
+        self, endpoint_id: UUID, wanted: int, *, per_second: int, now: float | None = None
+    ) -> Grant: ...
+
+    async def pause(self, endpoint_id: UUID, *, until: float, now: float) -> None:
+        """Grant the endpoint nothing until `until` (its receiver asked for time); both in
+        seconds on the drain's clock, which `take` is given as `now`."""
 
 
 def _rate_wait(now: float) -> float:
@@ -118,11 +130,23 @@ class RedisLimiter:
         self.redis = redis
         self.prefix = prefix
 
-    async def take(self, endpoint_id: UUID, wanted: int, *, per_second: int) -> Grant:
-        now = time.time()
-        window = f"{self.prefix}:rate:{endpoint_id}:{int(now)}"
-        granted = int(await self.redis.eval(_TAKE, 1, window, wanted, per_second))
-        return Grant(granted) if granted > 0 else Grant(0, _rate_wait(now))
+    async def take(
+        self, endpoint_id: UUID, wanted: int, *, per_second: int, now: float | None = None
+    ) -> Grant:
+        second = time.time()
+        now = second if now is None else now
+        window = f"{self.prefix}:rate:{endpoint_id}:{int(second)}"
+        paused = f"{self.prefix}:pause:{endpoint_id}"
+        keys_and_args = (window, paused, wanted, per_second, int(now * 1000))
+        granted = int(await self.redis.eval(_TAKE, 2, *keys_and_args))
+        if granted < 0:
+            return Grant(0, -granted / 1000)
+        return Grant(granted) if granted > 0 else Grant(0, _rate_wait(second))
+
+    async def pause(self, endpoint_id: UUID, *, until: float, now: float) -> None:
+        if until > now:
+            key, ms = f"{self.prefix}:pause:{endpoint_id}", int((until - now) * 1000) + 1
+            await self.redis.set(key, int(until * 1000), px=ms)
 
 
 class LocalLimiter:
@@ -130,13 +154,22 @@ class LocalLimiter:
 
     def __init__(self) -> None:
         self.windows: dict[tuple[UUID, int], int] = defaultdict(int)
+        self.paused_until: dict[UUID, float] = {}
 
-    async def take(self, endpoint_id: UUID, wanted: int, *, per_second: int) -> Grant:
-        now = time.time()
-        window = (endpoint_id, int(now))
+    async def take(
+        self, endpoint_id: UUID, wanted: int, *, per_second: int, now: float | None = None
+    ) -> Grant:
+        second = time.time()
+        paused = self.paused_until.get(endpoint_id, 0.0) - (second if now is None else now)
+        if paused > 0:
+            return Grant(0, paused)
+        window = (endpoint_id, int(second))
         granted = max(0, min(wanted, per_second - self.windows[window]))
         self.windows[window] += granted
-        return Grant(granted) if granted > 0 else Grant(0, _rate_wait(now))
+        return Grant(granted) if granted > 0 else Grant(0, _rate_wait(second))
+
+    async def pause(self, endpoint_id: UUID, *, until: float, now: float) -> None:
+        self.paused_until[endpoint_id] = max(until, self.paused_until.get(endpoint_id, 0.0))
 
 
 class DrainLocks:

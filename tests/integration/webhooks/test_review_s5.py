@@ -4,14 +4,18 @@ receiver (or the drain's own steps) and kept fixed."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, update
 
 from hub.core.db import Database
+from hub.core.ids import uuid7
 from hub.webhooks import delivery, drain, replay
+from hub.webhooks.limits import RedisLimiter
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
 from tests.support import Member
@@ -179,11 +183,11 @@ class TestShortRetryAfter:
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
         # A Retry-After replaced the schedule's delay even when shorter: a receiver busy for
-        # ten seconds (503, Retry-After: 1) took all eight attempts in eight seconds, and
+        # ten seconds (503, Retry-After: 0) took all eight attempts in eight seconds, and
         # the message failed for good instead of being retried over the schedule.
         endpoint = await endpoint_for(db, admin, receiver)
         receiver.default_status = 503
-        receiver.reply_headers = {"Retry-After": "1"}
+        receiver.reply_headers = {"Retry-After": "0"}
         await harness.record(admin.tenant_id, "sync.failed", {})
         for _ in range(10):
             await harness.run_due()
@@ -196,3 +200,43 @@ class TestShortRetryAfter:
         assert await harness.run_due() == 1
         [message] = await harness.messages(endpoint.id)
         assert message.status is MessageStatus.SUCCEEDED
+
+
+class TestRetryAfterHoldsTheEndpoint:
+    async def test_messages_arriving_meanwhile_wait_too(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        # A Retry-After held back only the batch it answered: the next drain (the next
+        # commit's wake-up) sent every new message at once to a receiver that had asked for
+        # time, and each got its 429 and spent an attempt.
+        endpoint = await endpoint_for(db, admin, receiver)
+        receiver.script = [429]
+        receiver.reply_headers = {"Retry-After": "1"}
+        await harness.record(admin.tenant_id, "complaint.created", {})
+        assert await harness.run_due() == 1
+        receiver.reply_headers = {}
+        await harness.record(admin.tenant_id, "complaint.created", {}, 2)
+        outcome = await harness.drain(endpoint.id)
+        assert outcome.sent == 0
+        assert outcome.stepped_aside
+        assert outcome.wake_in is not None
+        assert 0 < outcome.wake_in <= 1
+        assert receiver.hits == 1
+        harness.advance(seconds=outcome.wake_in)
+        assert (await harness.drain(endpoint.id)).sent == 2
+        assert len(receiver.received) == 2
+
+
+class TestRedisLimiterPause:
+    async def test_a_paused_endpoint_is_granted_nothing_until_the_pause_ends(
+        self, redis: Any
+    ) -> None:
+        limiter, endpoint, other = RedisLimiter(redis), uuid7(), uuid7()
+        now = time.time()
+        await limiter.pause(endpoint, until=now + 30, now=now)
+        grant = await limiter.take(endpoint, 5, per_second=100, now=now + 10)
+        assert grant.count == 0
+        assert grant.wait == pytest.approx(20, abs=0.01)
+        assert (await limiter.take(other, 5, per_second=100, now=now + 10)).count == 5
+        assert (await limiter.take(endpoint, 5, per_second=100, now=now + 30)).count == 5
+        assert 0 < await redis.pttl(f"hub:webhooks:pause:{endpoint}") <= 30_001  # then gone
