@@ -129,6 +129,11 @@ async def sync_contract(
             ctx["db"], ctx["ctm"], tenant_id=TenantID(UUID(tenant_id)), key_id=UUID(key_id),
             contract=contract, trigger=trigger, attempt=tries.real, policy=ctx["sync_policy"],
         )  # fmt: skip
+        if result.again:  # "sync now" while it ran: once more, still holding the pair's job
+            result = await service.run_sync(
+                ctx["db"], ctx["ctm"], tenant_id=TenantID(UUID(tenant_id)), key_id=UUID(key_id),
+                contract=contract, trigger="manual", policy=ctx["sync_policy"],
+            )  # fmt: skip
     if result.retry_in is not None and tries.real < MAX_TRIES:
         raise Retry(defer=timedelta(seconds=result.retry_in))
     await tries.forget()

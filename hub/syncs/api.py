@@ -113,12 +113,16 @@ class SyncController(Controller):
         data: JSONBody[SyncNow],
     ) -> SyncNowResult:
         """Queue a sync of every serving (key, contract) pair now, paused or not (or of one
-        contract). A pair already queued is not queued twice."""
+        contract). A pair already queued is not queued twice; a pair whose sync is running
+        (`running_since`) syncs again as soon as that one ends."""
         contract = normalise_contract(data.contract, field="contract") if data.contract else None
-        pairs = await service.request_sync(
+        requested = await service.request_sync(
             db_session, tenant_id=principal.tenant, contract=contract
         )
-        return SyncNowResult([QueuedSync(p.contract, p.key_id, p.environment.value) for p in pairs])
+        return SyncNowResult([
+            QueuedSync(r.pair.contract, r.pair.key_id, r.pair.environment.value, r.running_since)
+            for r in requested
+        ])  # fmt: skip
 
     @get("/runs", opt=RUNS, responses=documented(400, 401, 403))
     async def list_runs(

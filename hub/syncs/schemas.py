@@ -53,6 +53,8 @@ class QueuedSync(msgspec.Struct):
     contract: str
     key_id: UUID
     environment: str
+    # The pair's sync was running since then: it syncs again as soon as that one ends.
+    running_since: datetime | None = None
 
 
 class SyncNowResult(msgspec.Struct):

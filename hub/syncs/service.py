@@ -196,16 +196,52 @@ async def close_abandoned(session: AsyncSession, *, now: datetime) -> int:
     return len(runs)
 
 
+@dataclass(frozen=True, slots=True)
+class Requested:
+    pair: Pair
+    running_since: datetime | None  # its sync was running: it syncs again once that ends
+
+
 async def request_sync(
     session: AsyncSession, *, tenant_id: TenantID, contract: str | None = None
-) -> list[Pair]:
-    """ "Sync now": every serving pair of the tenant (or one contract), paused or not."""
+) -> list[Requested]:
+    """ "Sync now": every serving pair of the tenant (or one contract), paused or not.
+
+    A pair's queued sync is not queued twice (its job id). A pair whose sync is running now
+    may have asked CMS before the change the caller wants to see: its cursor is made due
+    now, and the running sync, seeing that asked for after it began, runs once more when it
+    ends (`SyncResult.again`)."""
     pairs = [p for p in await serving_pairs(session, tenant_id) if contract in (None, p.contract)]
     if contract is not None and not pairs:
         raise NotFound("contract with an active key", contract)
+    now = utcnow()
+    wanted = {(p.key_id, p.contract) for p in pairs}
+    for cursor in await session.scalars(
+        select(SyncCursor).where(SyncCursor.tenant_id == tenant_id)
+    ):
+        if (cursor.api_key_id, cursor.contract) in wanted:
+            cursor.next_due_at = now
+    running: dict[tuple[UUID | None, str], datetime] = {}
+    for run in await session.scalars(
+        select(SyncRun)
+        .where(SyncRun.tenant_id == tenant_id, SyncRun.outcome == RunOutcome.RUNNING)
+        .order_by(SyncRun.started_at)
+    ):
+        running.setdefault((run.api_key_id, run.contract), run.started_at)
     for pair in pairs:
         jobs.enqueue(session, sync_job(pair.tenant_id, pair.key_id, pair.contract, "manual"))
-    return pairs
+    return [Requested(p, running.get((p.key_id, p.contract))) for p in pairs]
+
+
+def _next_due(cursor: SyncCursor, plan: _Plan, scheduled: datetime) -> datetime:
+    """When the pair is due after this run: `scheduled`, or sooner when a sync was asked
+    for while the run was going (a "sync now", an upload's recheck: the cursor's due time
+    is no longer the one the run began with), which the run may have begun too early to
+    see."""
+    asked = cursor.next_due_at
+    if asked is not None and asked != plan.due_at:
+        return min(asked, scheduled)
+    return scheduled
 
 
 async def interval_for(
@@ -232,6 +268,8 @@ class SyncResult:
     unchanged: int = 0
     quarantined: int = 0
     error: str | None = None
+    # It succeeded, and a sync of the pair was asked for while it ran: run again now.
+    again: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +280,7 @@ class _Plan:
     run_id: UUID
     start: date
     end: date
+    due_at: datetime | None  # the cursor's due time as the run began
 
 
 async def _cursor(
@@ -284,7 +323,7 @@ async def _begin(
         )  # fmt: skip
         session.add(run)
         await session.flush()
-        return _Plan(tenant_id, key, contract, run.id, start, end)
+        return _Plan(tenant_id, key, contract, run.id, start, end, cursor.next_due_at)
 
 
 async def _import(
@@ -348,16 +387,19 @@ async def _import(
             download.bytes_read,
         )
         cursor = await _cursor(session, plan.tenant_id, key.id, plan.contract)
+        await session.refresh(cursor, ["next_due_at"])  # as asked for meanwhile, if it was
         interval = await interval_for(session, plan.tenant_id, key.environment, policy)
         cursor.synced_through, cursor.last_success_at = plan.end, now
-        cursor.next_due_at = now + interval
+        scheduled = now + interval
         if cursor.recheck_from is not None and cursor.recheck_from >= plan.start:
             cursor.recheck_from = None  # reached (a later, earlier one waits for the next)
         if (again := settled.again_from) is not None:
             # Uploads in doubt this download came too early for, or did not reach: the next
             # one reaches them, soon.
             cursor.recheck_from = min(again, cursor.recheck_from or again)
-            cursor.next_due_at = max(now, settled.again_at or now)
+            scheduled = max(now, settled.again_at or now)
+        cursor.next_due_at = _next_due(cursor, plan, scheduled)
+        result.again = cursor.next_due_at <= utcnow()
         if (unseen := settled.unseen_from) is not None:
             # Uploads in doubt whose complaint this download had no readable row for: later
             # downloads, on the schedule, keep reaching back to them.
@@ -466,11 +508,15 @@ async def _fail(
             )  # fmt: skip
         _finish(run, result, started)
         cursor = await _cursor(session, plan.tenant_id, plan.key.id, plan.contract)
+        await session.refresh(cursor, ["next_due_at"])  # as asked for meanwhile, if it was
         cursor.consecutive_failures += 1
         cursor.last_error = (result.error or "")[:500]
         cursor.is_blocked = result.outcome is RunOutcome.BLOCKED
-        cursor.next_due_at = now + await interval_for(
-            session, plan.tenant_id, plan.key.environment, policy
+        # A sync asked for during a failed run is left to the schedule (due at once).
+        cursor.next_due_at = _next_due(
+            cursor,
+            plan,
+            now + await interval_for(session, plan.tenant_id, plan.key.environment, policy),
         )
         key = await session.get(ApiKey, plan.key.id)
         if key is not None:

@@ -311,6 +311,70 @@ class TestSyncJobIds:
         await run_worker(plan, redis, settings)
         assert await plan.count(SyncRun) == 2, "the requested sync never ran"
 
+    async def test_sync_now_while_the_pairs_sync_runs_syncs_again_when_it_ends(
+        self, plan: Plan, redis: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        begin, asked = syncs._begin, []
+
+        async def begin_then_ask(*args: Any, **kwargs: Any) -> Any:
+            started = await begin(*args, **kwargs)
+            if not asked:  # "sync now" once the run has begun: it may miss what it wants
+                async with plan.db.transaction() as session:
+                    asked.extend(
+                        await syncs.request_sync(
+                            session, tenant_id=plan.tenant_id, contract="H1234"
+                        )
+                    )
+            return started
+
+        monkeypatch.setattr(syncs, "_begin", begin_then_ask)
+        assert (await try_job(plan, job_ctx(plan, redis))).startswith("new=")
+        async with plan.db.transaction() as session:
+            runs = (await session.scalars(select(SyncRun).order_by(SyncRun.started_at))).all()
+            cursor = await session.scalar(select(SyncCursor).where(SyncCursor.contract == "H1234"))
+        assert [(r.trigger, r.outcome) for r in runs] == [
+            ("schedule", RunOutcome.SUCCEEDED),
+            ("manual", RunOutcome.SUCCEEDED),
+        ], "the sync asked for during the first ran right after it"
+        [requested] = asked
+        assert requested.running_since == runs[0].started_at
+        assert cursor is not None
+        assert cursor.next_due_at is not None
+        assert cursor.next_due_at > utcnow() + timedelta(minutes=5), "then back on schedule"
+
+    async def test_sync_now_before_the_run_begins_is_that_run(self, plan: Plan, redis: Any) -> None:
+        async with plan.db.transaction() as session:
+            [requested] = await syncs.request_sync(
+                session, tenant_id=plan.tenant_id, contract="H1234"
+            )
+        assert requested.running_since is None
+        await try_job(plan, job_ctx(plan, redis))
+        assert await plan.count(SyncRun) == 1
+
+    async def test_sync_now_during_a_failed_run_leaves_the_pair_due(
+        self, plan: Plan, redis: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        begin = syncs._begin
+
+        async def begin_then_ask(*args: Any, **kwargs: Any) -> Any:
+            started = await begin(*args, **kwargs)
+            async with plan.db.transaction() as session:
+                await syncs.request_sync(session, tenant_id=plan.tenant_id, contract="H1234")
+            return started
+
+        monkeypatch.setattr(syncs, "_begin", begin_then_ask)
+        plan.sim.state.faults.script.append(("download", "html_as_csv"))
+        result = await plan.sync()
+        assert result.outcome is RunOutcome.FAILED
+        assert not result.again
+        async with plan.db.transaction() as session:
+            cursor = await session.scalar(select(SyncCursor).where(SyncCursor.contract == "H1234"))
+            assert cursor is not None
+            assert cursor.next_due_at is not None
+            assert cursor.next_due_at <= utcnow(), "due at once: the schedule's next tick"
+            due = await syncs.due_pairs(session, now=utcnow(), policy=syncs.SyncPolicy())
+        assert ("H1234", plan.key.id) in {(p.contract, p.key_id) for p in due}
+
 
 @contextlib.asynccontextmanager
 async def dead_holders(redis: Any, key_id: str, lease: timedelta) -> AsyncIterator[None]:

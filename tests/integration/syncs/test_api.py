@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ from hub.keys import service as keys
 from hub.keys.models import ApiKey
 from hub.keys.schemas import KeyCreate, TechnicalPoc
 from hub.syncs import service as syncs
-from hub.syncs.models import QuarantinedRow, RunOutcome, SyncRun
+from hub.syncs.models import QuarantinedRow, RunOutcome, SyncCursor, SyncRun
 from tests.support import Member, RecordingQueue, make_member, make_tenant
 
 BASE = "/api/v1/syncs"
@@ -135,6 +135,35 @@ class TestSyncNow:
         sync_jobs = [j for j in queue.sent if j.function == "syncs.sync_contract"]
         assert sorted(j.args[2] for j in sync_jobs) == ["H1234", "S5678"], "no duplicate job"
         assert {j.args[3] for j in sync_jobs} == {"manual"}
+
+    async def test_a_pair_whose_sync_is_running_says_since_when_and_is_made_due(
+        self, client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+    ) -> None:
+        tid = tenant.admin.tenant_id
+        started = utcnow() - timedelta(seconds=20)
+        session.add_all([
+            SyncRun(
+                tenant_id=tid, api_key_id=tenant.key.id, contract="H1234", trigger="schedule",
+                window_start=date(2026, 1, 1), window_end=date(2026, 1, 31), started_at=started,
+            ),
+            SyncCursor(
+                tenant_id=tid, api_key_id=tenant.key.id, contract="H1234",
+                next_due_at=utcnow() + timedelta(minutes=14),
+            ),
+        ])  # fmt: skip
+        await session.commit()
+        response = await client.post(f"{BASE}/run", json={}, headers=tenant.caseworker.headers)
+        assert response.status_code == 202, response.text
+        running = {q["contract"]: q["running_since"] for q in response.json()["queued"]}
+        assert running == {"H1234": started.isoformat().replace("+00:00", "Z"), "S5678": None}
+        cursor = await session.scalar(
+            select(SyncCursor)
+            .where(SyncCursor.contract == "H1234")
+            .execution_options(populate_existing=True)
+        )
+        assert cursor is not None
+        assert cursor.next_due_at is not None
+        assert cursor.next_due_at <= utcnow(), "due now: the running sync runs again after"
 
     async def test_bad_or_unserved_contract(
         self, client: httpx.AsyncClient, tenant: Tenant
