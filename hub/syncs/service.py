@@ -46,6 +46,7 @@ from hub.keys import service as keys
 from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment, KeyStatus
 from hub.settings import Settings
 from hub.syncs.models import QuarantinedRow, RunOutcome, SyncCursor, SyncRun, SyncSchedule
+from hub.tenants.models import Tenant, TenantStatus
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +110,12 @@ async def serving_pairs(session: AsyncSession, tenant_id: TenantID | None = None
         select(ApiKey.tenant_id, ApiKey.environment, ApiKey.id, Contract.number)
         .join(ApiKeyContract, ApiKeyContract.api_key_id == ApiKey.id)
         .join(Contract, Contract.id == ApiKeyContract.contract_id)
-        .where(ApiKey.status == KeyStatus.ACTIVE, ApiKeyContract.access_lost_at.is_(None))
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(
+            ApiKey.status == KeyStatus.ACTIVE,
+            ApiKeyContract.access_lost_at.is_(None),
+            Tenant.status == TenantStatus.ACTIVE,  # offboarding retires keys; this is a 2nd guard
+        )
         .order_by(
             ApiKey.tenant_id, ApiKey.environment, Contract.number, ApiKey.created_at, ApiKey.id
         )

@@ -96,6 +96,7 @@ async def offboard_tenant(session: AsyncSession, *, tenant: Tenant, operator: Us
     it is unreadable from now on, revoke its API tokens, and mark it offboarded. Returns
     how many keys were destroyed. Platform operators only; not undoable."""
     from hub.keys.service import retire_tenant_keys  # keys build on tenants
+    from hub.webhooks.service import disable_tenant_endpoints  # and so do webhooks
 
     if not operator.is_operator or not operator.is_active:
         raise Forbidden(f"{operator.email} is not a platform operator")
@@ -107,6 +108,10 @@ async def offboard_tenant(session: AsyncSession, *, tenant: Tenant, operator: Us
     # Each is audited on its own.
     await retire_tenant_keys(
         session, tenant_id=TenantID(tenant.id), actor=Actor.operator(operator), now=now
+    )
+    # Its endpoints' signing secrets are shredded too: sending would only fail, forever.
+    await disable_tenant_endpoints(
+        session, TenantID(tenant.id), actor=Actor.operator(operator), reason="tenant offboarded"
     )
     revoked = await session.execute(
         update(ApiToken)
