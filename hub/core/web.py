@@ -53,38 +53,43 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
+def request_id_of(scope: Scope) -> str:
+    """The request's id, made on first use: a caller's `X-Request-ID` if it is sane."""
+    state = scope.setdefault("state", {})
+    request_id: str | None = state.get("request_id")
+    if request_id is None:
+        offered = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else str(uuid7())
+        state["request_id"] = request_id
+    return request_id
+
+
 class RequestContextMiddleware(ASGIMiddleware):
-    """Give every request an id (a caller's `X-Request-ID` if it is sane), log it, echo it."""
+    """Give every request an id (a caller's `X-Request-ID` if it is sane) and log it."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        headers = dict(scope.get("headers", []))
-        offered = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = offered if _REQUEST_ID.fullmatch(offered) else str(uuid7())
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = request_id_of(scope)
         clear_context()
         client = scope.get("client")
         # The peer address as the server saw it (a proxy in front sets its own; trusting
         # X-Forwarded-For is a deployment decision, not made here). The audit log reads it.
         bind_context(request_id=request_id, client_ip=client[0] if client else None)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_with_id)
+        try:  # the answer's X-Request-ID: `add_security_headers`, which sees every answer
+            await next_app(scope, receive, send)
         finally:
             clear_context()
 
 
 async def add_security_headers(message: Message, scope: Scope) -> None:
-    """`before_send` hook: it sees every answer, errors raised by middleware (a 401) too."""
+    """`before_send` hook: it sees every answer, errors raised by middleware (a 401) too,
+    which `RequestContextMiddleware`'s own send does not, nor a path no route matched
+    (middleware runs per route): the request id goes on here."""
     if message["type"] != "http.response.start":
         return
     headers = MutableScopeHeaders.from_message(message)
     for name, value in SECURITY_HEADERS.items():
         headers[name] = value
+    headers["X-Request-ID"] = request_id_of(scope)
     if scope.get("path", "").startswith(API_PATH_PREFIX):
         headers["Cache-Control"] = "no-store"
 

@@ -64,6 +64,20 @@ class TestHealth:
         assert made.headers["x-request-id"] != "bad id\n"
         assert len(made.headers["x-request-id"]) == 36
 
+    async def test_refusals_before_any_handler_carry_a_request_id_too(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        # Answered by the bearer-token middleware (401) and by routing (404, 405): an
+        # integrator reporting one quotes its id, which the log lines of it carry.
+        for method, path in (
+            ("GET", "/api/v1/me"),
+            ("GET", "/api/v1/no-such-route"),
+            ("DELETE", "/healthz"),
+        ):
+            response = await client.request(method, path, headers={"X-Request-ID": "ask-7"})
+            assert response.status_code in {401, 404, 405}, (method, path)
+            assert response.headers.get("x-request-id") == "ask-7", (method, path)
+
     async def test_openapi_document_is_served(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/schema/openapi.json")
         assert response.status_code == 200
