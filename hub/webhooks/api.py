@@ -162,15 +162,17 @@ class WebhookController(Controller):
         endpoint_id: FromPath[UUID],
         data: JSONBody[Recover],
     ) -> RecoverResult:
-        """Send again every failed message of the endpoint created since `since`."""
-        resent = await replay.recover(
+        """Send again every failed message of the endpoint created since `since` (and before
+        `until`), oldest first, at most 10,000 at a time: `has_more` says the limit was
+        reached, and the same request again sends the rest."""
+        recovered = await replay.recover(
             db_session,
             principal.tenant,
             endpoint_id=endpoint_id,
             since=data.since,
             until=data.until,
         )
-        return RecoverResult(resent=resent)
+        return RecoverResult(resent=recovered.resent, has_more=recovered.has_more)
 
     @post(
         "/endpoints/{endpoint_id:uuid}/test",

@@ -3,6 +3,7 @@ sweeper that re-enqueues overdue messages (a lost job, an expired lease, a parke
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -57,6 +58,12 @@ def _in_utc(moment: datetime, field: str) -> datetime:
         raise Invalid(field, "is out of range once in UTC (years 1 to 9999)") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    resent: int
+    has_more: bool  # the limit was reached: asking again with the same window sends the rest
+
+
 async def recover(
     session: AsyncSession,
     tenant_id: TenantID,
@@ -65,9 +72,9 @@ async def recover(
     since: datetime,
     until: datetime | None = None,
     now: datetime | None = None,
-) -> int:
-    """Send again every failed message of the endpoint created since `since` (and before
-    `until`); returns how many."""
+) -> Recovered:
+    """Send again the endpoint's failed messages created since `since` (and before `until`),
+    oldest event first, at most `RECOVER_LIMIT` of them at a time."""
     since = _in_utc(since, "since")
     until = _in_utc(until, "until") if until is not None else None
     await _enabled_endpoint(session, tenant_id, endpoint_id)
@@ -79,12 +86,12 @@ async def recover(
     if until is not None:
         statement = statement.where(WebhookMessage.created_at < until)
     failed = (
-        await session.scalars(statement.order_by(WebhookMessage.event_id).limit(RECOVER_LIMIT))
+        await session.scalars(statement.order_by(WebhookMessage.event_id).limit(RECOVER_LIMIT + 1))
     ).all()
-    for message in failed:
+    for message in failed[:RECOVER_LIMIT]:
         _resend(session, message, now=now or utcnow())
     await session.flush()
-    return len(failed)
+    return Recovered(min(len(failed), RECOVER_LIMIT), has_more=len(failed) > RECOVER_LIMIT)
 
 
 async def send_test(

@@ -167,3 +167,4 @@ class AttemptView(msgspec.Struct):
 
 class RecoverResult(msgspec.Struct):
     resent: int
+    has_more: bool = False  # the limit was reached: the same request again sends the rest

@@ -191,7 +191,9 @@ async def update_endpoint(
     if given.get("include_phi") is True and not endpoint.include_phi:
         _require_admin_for_phi(actor)
     if "url" in given:
-        endpoint.url = rules.check(given["url"])
+        url = rules.check(given["url"])
+        if url != endpoint.url:  # the old address's failures say nothing of the new one's
+            endpoint.url, endpoint.failing_since = url, None
     if "event_types" in given:
         endpoint.event_types = _event_types(given["event_types"])
     if "contracts" in given:

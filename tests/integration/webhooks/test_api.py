@@ -135,6 +135,26 @@ class TestIncludePhi:
 
 
 class TestLifecycle:
+    async def test_a_new_url_starts_the_failing_clock_afresh(
+        self, client: httpx.AsyncClient, admin: Member, session: AsyncSession
+    ) -> None:
+        ident = (await create(client, admin))["endpoint"]["id"]
+        endpoint = await session.get(WebhookEndpoint, UUID(ident))
+        assert endpoint is not None
+        endpoint.failing_since = utcnow() - timedelta(days=4)  # the old address: 4 days down
+        await session.commit()
+        url = f"{BASE}/endpoints/{ident}"
+        same = await client.patch(url, json={"description": "renamed"}, headers=admin.headers)
+        assert same.status_code == 200, same.text
+        await session.refresh(endpoint)
+        assert endpoint.failing_since is not None, "the same address is still failing"
+        moved = await client.patch(
+            url, json={"url": "https://hooks2.plan-a.example/ctm"}, headers=admin.headers
+        )
+        assert moved.status_code == 200, moved.text
+        await session.refresh(endpoint)
+        assert endpoint.failing_since is None, "one failure of the new one must not disable it"
+
     async def test_a_nul_in_a_test_note_or_a_new_description_is_a_400_naming_it(
         self, client: httpx.AsyncClient, admin: Member
     ) -> None:
@@ -225,7 +245,7 @@ class TestLifecycle:
             f"{url}/recover", json={"since": since}, headers=admin.headers
         )
         assert recovered.status_code == 202
-        assert recovered.json() == {"resent": 0}
+        assert recovered.json() == {"resent": 0, "has_more": False}
         no_since = await client.post(f"{url}/recover", json={}, headers=admin.headers)
         assert no_since.status_code == 400
         assert "since" in no_since.text

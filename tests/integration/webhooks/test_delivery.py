@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
 from sqlalchemy import select
 
 from hub.audit.models import AuditEntry
@@ -357,11 +358,42 @@ class TestResendAndRecover:
                 since=since,
                 now=harness.now,
             )
-        assert resent == 2
+        assert resent == replay.Recovered(2, has_more=False)
         assert await harness.run_due() == 2
         assert [r.payload["data"]["batch"] for r in receiver.received] == ["ok", "new", "new"]
         statuses = [m.status for m in await harness.messages(endpoint.id)]
         assert statuses.count(MessageStatus.FAILED) == 1  # the old one stays failed
+
+    async def test_recover_beyond_its_limit_says_so_and_again_sends_the_rest(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
+        receiver.default_status = 400
+        harness.policy = replace(harness.policy, retry_delays=(0,))
+        since = utcnow()
+        await harness.record(admin.tenant_id, "complaint.created", {"batch": "lost"}, 3)
+        await harness.run_due()
+        receiver.default_status = 200
+        monkeypatch.setattr(replay, "RECOVER_LIMIT", 2)
+        found = []
+        for _ in range(3):
+            async with db.transaction() as session:
+                recovered = await replay.recover(
+                    session, admin.tenant_id, endpoint_id=endpoint.id, since=since, now=harness.now
+                )
+            found.append(recovered)
+            await harness.run_due()
+        assert found == [
+            replay.Recovered(2, has_more=True),
+            replay.Recovered(1, has_more=False),
+            replay.Recovered(0, has_more=False),
+        ]
+        assert len(receiver.received) == 3, "each lost message exactly once"
 
 
 class TestUnusableSecret:
