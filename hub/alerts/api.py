@@ -64,7 +64,8 @@ class AlertController(Controller):
         principal: NamedDependency[Principal],
         alert_id: FromPath[UUID],
     ) -> AlertView:
-        """Mark the alert seen; it stays until its condition clears (resolved: 409)."""
+        """Mark the alert seen; it stays until its condition clears (resolved: 409). Its
+        recipients and tenant admins may (caseworkers too, unless it is critical): 403."""
         alert = await service.acknowledge(db_session, principal, alert_id=alert_id)
         rows = await repository.recipients_of(db_session, principal.tenant, [alert.id])
         return AlertView.of(alert, rows)

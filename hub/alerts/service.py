@@ -33,11 +33,13 @@ from hub.alerts.models import (
     Severity,
     SubjectType,
 )
+from hub.audit import service as audit
+from hub.audit.service import Actor
 from hub.auth.models import Membership, Role, User
 from hub.auth.principal import Principal
 from hub.core import jobs
 from hub.core.db import utcnow, zulu
-from hub.core.errors import Conflict
+from hub.core.errors import Conflict, Forbidden
 from hub.core.ids import TenantID
 from hub.events.service import record_event
 from hub.keys.models import ApiKey
@@ -45,6 +47,7 @@ from hub.keys.models import ApiKey
 log = structlog.get_logger(__name__)
 
 RAISED, ESCALATED, RESOLVED = "alert.raised", "alert.escalated", "alert.resolved"
+ACKNOWLEDGED = "alert.acknowledged"  # an audit action, not an event
 ORPHANED = AlertKind.KEY_ORPHANED
 
 
@@ -335,16 +338,40 @@ async def _notify(
 
 
 async def acknowledge(session: AsyncSession, actor: Principal, *, alert_id: UUID) -> Alert:
-    """Someone has seen the alert. It stays until its condition clears (acknowledging
-    twice is a no-op; a resolved alert has nothing left to acknowledge)."""
+    """Someone accountable has seen the alert. It stays until its condition clears
+    (acknowledging twice is a no-op; a resolved alert has nothing left to acknowledge).
+    Audited: it takes the alert out of the header's open count."""
     alert = await repository.get_alert(session, actor.tenant, alert_id)
+    await _require_may_acknowledge(session, actor, alert)
     if alert.state is AlertState.RESOLVED:
         raise Conflict("the alert is already resolved", field="state")
     if alert.state is AlertState.OPEN:
         alert.state = AlertState.ACKNOWLEDGED
         alert.acknowledged_at, alert.acknowledged_by = utcnow(), actor.user_id
         await session.flush()
+        await audit.record(
+            session, actor=Actor.of_principal(actor), action=ACKNOWLEDGED,
+            tenant_id=actor.tenant, target_type="alert", target_id=alert.id,
+            details={"kind": alert.kind.value, "severity": alert.severity.value,
+                     "stage": alert.stage},
+        )  # fmt: skip
     return alert
+
+
+async def _require_may_acknowledge(session: AsyncSession, actor: Principal, alert: Alert) -> None:
+    """Acknowledging says "I am on it": the alert's own recipients and tenant admins may;
+    a caseworker may for a non-critical alert too; a viewer only for one sent to them."""
+    if actor.is_tenant_admin:
+        return
+    if actor.role is Role.CASEWORKER and alert.severity is not Severity.CRITICAL:
+        return
+    recipients = await repository.recipients_of(session, actor.tenant, [alert.id])
+    if any(r.user_id == actor.user_id for r in recipients):
+        return
+    raise Forbidden(
+        "only the people this alert is for, and tenant admins, may acknowledge it"
+        + ("" if alert.severity is Severity.CRITICAL else " (and caseworkers)")
+    )
 
 
 async def email_mode_of(session: AsyncSession, user_id: UUID) -> EmailMode:
