@@ -20,7 +20,7 @@ from hub.audit.service import Actor
 from hub.audit.service import record as audit
 from hub.auth import repository as auth_repository
 from hub.auth import service as auth
-from hub.auth.models import ApiToken
+from hub.auth.models import ApiToken, Membership, User
 from hub.auth.principal import Principal
 from hub.core import crypto
 from hub.core.crypto import Sealed, TenantCipher
@@ -417,10 +417,17 @@ async def deactivate_key(
     session: AsyncSession, actor: Principal, *, key_id: UUID, now: datetime | None = None
 ) -> ApiKey:
     """The RP retires the key (and confirms a compromised one is deactivated in HPMS): every
-    secret it held is destroyed; its history and audit trail remain."""
+    secret it held is destroyed; its history and audit trail remain. Once the RP has left
+    the tenant, a tenant admin may do it instead (the key needs replacing by then)."""
     now = now or utcnow()
     key = await repository.lock_key(session, actor.tenant, key_id)
-    _require_rp(key, actor, "deactivate")
+    if key.responsible_party_id != actor.user_id and not (
+        auth.manages_tokens(actor) and await _rp_gone(session, key)
+    ):
+        raise Forbidden(
+            "only the key's responsible party may deactivate it (or a tenant admin, with a "
+            "token holding tenant:admin, once they have left the tenant)"
+        )
     if key.status is KeyStatus.DEACTIVATED:
         raise Conflict("the key is already deactivated", field="status")
     was = key.status
@@ -735,6 +742,18 @@ async def retire_versions(session: AsyncSession, *, now: datetime | None = None)
 
 
 # Helpers ---------------------------------------------------------------------------------
+
+
+async def _rp_gone(session: AsyncSession, key: ApiKey) -> bool:
+    """Whether the key's responsible party is no longer a member of its tenant, or no longer
+    an active user: nobody else may ever act as them, so the key's secrets could otherwise
+    never be destroyed."""
+    active = await session.scalar(
+        select(User.is_active)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.tenant_id == key.tenant_id, User.id == key.responsible_party_id)
+    )
+    return not active
 
 
 def _require_rp(key: ApiKey, actor: Principal, verb: str) -> None:

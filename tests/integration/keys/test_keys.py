@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.app import create_app
+from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
 from hub.auth import service as auth
 from hub.auth.models import ApiToken, Role, Scope
@@ -403,6 +404,42 @@ class TestCompromiseAndReplacement:
             f"/api/v1/keys/{view['id']}/deactivate", headers=world.admin.headers
         )
         assert response.status_code == 403
+
+    async def test_once_the_rp_has_left_a_tenant_admin_deactivates(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        view = await world.create(world.sim_key())
+        path = f"/api/v1/keys/{view['id']}/deactivate"
+        narrow = await make_member(
+            session, world.admin.tenant, email="ops-script@plan.example", role=Role.ADMIN,
+            scopes=frozenset({Scope.KEYS_MANAGE}),
+        )  # fmt: skip
+        await session.commit()
+        left = await world.client.delete(
+            f"/api/v1/members/{world.rp.membership.id}", headers=world.admin.headers
+        )
+        assert left.status_code == 200, left.text
+        refused = await world.client.post(path, headers=narrow.headers)
+        assert refused.status_code == 403, "an admin's narrow token is not enough"
+        assert "tenant:admin" in refused.text
+        done = await world.client.post(path, headers=world.admin.headers)
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "deactivated"
+        secrets = (
+            await session.scalars(
+                select(ApiKeyVersion.secret)
+                .where(ApiKeyVersion.api_key_id == UUID(view["id"]))
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        assert secrets == [None], "its secret is destroyed"
+        entry = await session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "key.deactivated", AuditEntry.target_id == view["id"]
+            )
+        )
+        assert entry is not None
+        assert entry.actor_label == world.admin.user.email
 
 
 class TestWhatCmsAndPeopleDo:
