@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts import repository
 from hub.alerts.models import Alert, AlertEmail, EmailStatus, Severity
 from hub.alerts.service import send_email_job
 from hub.core import jobs
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 6
 NO_SMTP = "no SMTP server configured (HUB_SMTP_URL)"
+GONE = "the recipient left the tenant or was deactivated"
 SEND_ERRORS = (smtplib.SMTPException, OSError, TimeoutError)
 
 
@@ -241,6 +243,22 @@ def _failed(rows: Sequence[AlertEmail], error: BaseException) -> SendOutcome:
     return SendOutcome(EmailStatus.PENDING, retry_in=retry_delay(attempts))
 
 
+async def _drop_unreachable(session: AsyncSession, rows: Sequence[AlertEmail]) -> list[AlertEmail]:
+    """The rows whose recipient the alert may still reach; the others (their user left the
+    tenant or was deactivated since the alert was raised) are settled as skipped."""
+    reachable: set[UUID] = set()
+    for tenant_id in {r.tenant_id for r in rows if r.user_id is not None}:
+        users = {r.user_id for r in rows if r.tenant_id == tenant_id and r.user_id is not None}
+        reachable |= await repository.reachable_users(session, tenant_id, users)
+    kept = []
+    for row in rows:
+        if row.user_id is None or row.user_id in reachable:
+            kept.append(row)
+        else:
+            row.status, row.last_error = EmailStatus.SKIPPED, GONE
+    return kept
+
+
 def _sent(rows: Sequence[AlertEmail], status: EmailStatus, now: datetime) -> SendOutcome:
     for row in rows:
         row.status, row.attempts = status, row.attempts + 1
@@ -259,6 +277,8 @@ async def send_alert_email(
     row = await _lock_email(session, email_id)
     if row is None or row.status is not EmailStatus.PENDING or row.is_digest:
         return SendOutcome(None)
+    if not await _drop_unreachable(session, [row]):
+        return SendOutcome(EmailStatus.SKIPPED)
     alert = await session.get(Alert, row.alert_id)
     if alert is None:
         return SendOutcome(None)
@@ -315,7 +335,9 @@ async def send_digest(
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
-    rows = (await session.scalars(statement.order_by(AlertEmail.created_at))).all()
+    rows = await _drop_unreachable(
+        session, (await session.scalars(statement.order_by(AlertEmail.created_at))).all()
+    )
     if not rows:
         return SendOutcome(None)
     if mailer is None:

@@ -56,7 +56,7 @@ class EmailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # gave up after the job's retries
-    SKIPPED = "skipped"  # no SMTP server configured
+    SKIPPED = "skipped"  # no SMTP server configured, or the recipient left (last_error)
 
 
 class Alert(Entity, TenantOwned, Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from uuid import UUID
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts.models import (
@@ -16,6 +16,7 @@ from hub.alerts.models import (
     AlertState,
     Severity,
 )
+from hub.auth.models import Membership, User
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID
 
@@ -114,3 +115,22 @@ async def preferences_of(
         select(AlertPreference).where(AlertPreference.user_id.in_(user_ids))
     )
     return {p.user_id: p for p in found}
+
+
+async def reachable_users(
+    session: AsyncSession, tenant_id: TenantID, user_ids: Collection[UUID]
+) -> set[UUID]:
+    """Of these users, those an alert of the tenant may still reach: active, and still a
+    member of the tenant (or a vendor operator). Recipients are chosen when an alert is
+    raised; its emails go out later (a queue, retries, the daily digest, an escalation)."""
+    if not user_ids:
+        return set()
+    member = (
+        select(Membership.id)
+        .where(Membership.tenant_id == tenant_id, Membership.user_id == User.id)
+        .exists()
+    )
+    found = await session.scalars(
+        select(User.id).where(User.id.in_(user_ids), User.is_active, or_(User.is_operator, member))
+    )
+    return set(found)

@@ -183,7 +183,13 @@ async def escalate(
     alert.message, alert.next_action = condition.message, condition.next_action
     alert.details = dict(condition.details)
     alert.state = AlertState.OPEN
-    recipients = await repository.recipients_of(session, TenantID(alert.tenant_id), [alert.id])
+    tenant_id = TenantID(alert.tenant_id)
+    recipients = await repository.recipients_of(session, tenant_id, [alert.id])
+    reachable = await repository.reachable_users(
+        session, tenant_id, {r.user_id for r in recipients if r.user_id is not None}
+    )
+    # Someone who left the tenant (or was deactivated) since the raise is not told again.
+    recipients = [r for r in recipients if r.user_id is None or r.user_id in reachable]
     await _notify(session, alert, recipients, now=now)
     record_event(session, TenantID(alert.tenant_id), ESCALATED, payload(alert), occurred_at=now)
     return alert

@@ -3,20 +3,54 @@ and who is still emailed about an alert after leaving the tenant."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import date, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.alerts import rules
+from hub.alerts import email, rules, service
+from hub.alerts.email import SmtpConfig, SmtpMailer
+from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus
 from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
+from hub.auth import service as auth
 from hub.auth.models import Role
 from hub.core.db import utcnow
 from hub.keys import service as keys
-from tests.integration.alerts.support import make_key, make_plan
+from tests.integration.alerts.support import (
+    POC_EMAIL,
+    Sink,
+    alerts_of,
+    at,
+    make_complaint,
+    make_key,
+    make_plan,
+    smtp_sink,
+)
 from tests.support import make_member
+
+PUBLIC_URL = "https://hub.example"
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, SmtpMailer]]:
+    with smtp_sink() as (received, url):
+        yield received, SmtpMailer(SmtpConfig.parse(url, sender="alerts@hub.example"))
+
+
+async def owed(session: AsyncSession) -> list[AlertEmail]:
+    return list((await session.scalars(select(AlertEmail).order_by(AlertEmail.created_at))).all())
+
+
+async def send_all(session: AsyncSession, mailer: SmtpMailer) -> list[email.SendOutcome]:
+    return [
+        await email.send_alert_email(session, row.id, mailer=mailer, public_url=PUBLIC_URL)
+        for row in await owed(session)
+        if not row.is_digest and row.status is EmailStatus.PENDING
+    ]
 
 
 class TestAcknowledgeIsForThoseAccountable:
@@ -102,3 +136,78 @@ class TestAcknowledgeIsForThoseAccountable:
         assert entry.details["kind"] == "key.invalid"
         assert entry.details["severity"] == "critical"
         assert timedelta(0) <= utcnow() - entry.occurred_at < timedelta(minutes=5)
+
+
+class TestEmailOnlyReachesPeopleStillThere:
+    """An email is owed when an alert is raised and sent later (a queue, retries, the
+    next day's digest): by then its recipient may have left the tenant or been
+    deactivated, and must not read the tenant's alerts any more."""
+
+    async def test_a_removed_member_gets_no_pending_email(
+        self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
+    ) -> None:
+        received, mailer = sink
+        plan = await make_plan(session)
+        due = date(2030, 5, 2)
+        await make_complaint(session, plan.tenant_id, due=due)
+        await rules.evaluate(session, now=at(due + timedelta(days=1)))  # overdue: caseworker
+        assert plan.caseworker.user.email in {r.email for r in await owed(session)}
+        await auth.remove_member(
+            session, plan.admin.principal, membership_id=plan.caseworker.membership.id
+        )
+        await send_all(session, mailer)
+        assert received.to(plan.caseworker.user.email) == []
+        assert received.to(plan.admin.user.email), "the others are still told"
+        [row] = [r for r in await owed(session) if r.email == plan.caseworker.user.email]
+        assert row.status is EmailStatus.SKIPPED, "settled, so no sweep sends it later"
+
+    async def test_a_deactivated_user_gets_no_pending_email(
+        self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
+    ) -> None:
+        received, mailer = sink
+        plan = await make_plan(session)
+        key = await make_key(session, plan, environment="sandbox", key_id="KEY-GONE-1")
+        await keys.report_compromise(
+            session, tenant_id=plan.tenant_id, key_id=key.id, actor=Actor.system("test")
+        )
+        plan.operator.is_active = False  # the vendor deactivated the operator's account
+        await session.flush()
+        await send_all(session, mailer)
+        assert received.to(plan.operator.email) == []
+        assert received.to(plan.rp.user.email)
+        assert received.to(plan.admin.user.email)
+
+    async def test_a_removed_member_is_left_out_of_the_digest(
+        self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
+    ) -> None:
+        received, mailer = sink
+        plan = await make_plan(session)
+        second = await make_member(
+            session, plan.admin.tenant, email="admin2@plan.example", role=Role.ADMIN
+        )
+        await service.set_email_mode(session, second.user.id, EmailMode.DIGEST)
+        await rules.evaluate(session, now=utcnow())  # H1234 and S5678 uncovered: admins
+        assert len([r for r in await owed(session) if r.email == second.user.email]) == 2
+        await auth.remove_member(session, plan.admin.principal, membership_id=second.membership.id)
+        cutoff = utcnow() + timedelta(seconds=1)
+        await email.schedule_digests(session, now=cutoff)
+        await email.send_digest(
+            session, second.user.email, cutoff=cutoff, mailer=mailer, public_url=PUBLIC_URL
+        )
+        assert received.to(second.user.email) == [], "a digest of a tenant they left"
+        assert await email.schedule_digests(session, now=cutoff) == 0, "nothing left owed"
+
+    async def test_an_escalation_does_not_tell_a_deactivated_recipient(
+        self, session: AsyncSession
+    ) -> None:
+        plan = await make_plan(session)
+        due = utcnow().date() + timedelta(days=30)
+        await make_key(session, plan, rotation_on=due)
+        await rules.evaluate(session, now=at(due - timedelta(days=10)))
+        [alert] = await alerts_of(session, AlertKind.KEY_ROTATION_DUE)
+        plan.rp.user.is_active = False
+        await session.flush()
+        await rules.evaluate(session, now=at(due - timedelta(days=2)))
+        assert alert.stage == 2
+        stage_2 = {r.email for r in await owed(session) if r.stage == 2}
+        assert stage_2 == {POC_EMAIL}
