@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ def _contracts(numbers: Sequence[str]) -> list[str]:
         if not CONTRACT.fullmatch(number):
             raise Invalid(f"contracts[{index}]", "must be a contract number like H1234")
     return sorted(set(upper))
+
+
+# Earlier secrets signed with beside the current one, at most (each until its grace ends).
+MAX_PREVIOUS_SECRETS = 3
 
 
 def _require_admin_for_phi(actor: Principal) -> None:
@@ -237,18 +242,22 @@ async def rotate_secret(
     grace: timedelta,
     now: datetime | None = None,
 ) -> tuple[WebhookEndpoint, str]:
-    """A new secret; the current one stays valid (and is signed with) for `grace`."""
+    """A new secret; the current one stays valid (and is signed with) for `grace`, and so do
+    earlier ones still in their own grace (a second rotation within a day must not cut off
+    receivers still on the first secret). A grace of 0 ends every old secret now (a leak)."""
     now = now or utcnow()
     endpoint = await repository.get_endpoint(session, actor.tenant, endpoint_id, for_update=True)
     tenant = endpoint.tenant_id
-    current = await crypto.open(
-        session, endpoint.secret, tenant=tenant, field=SECRET_FIELD, row=endpoint.id
-    )
+    cipher = await crypto.cipher_for(session, tenant)
+    current = cipher.open(endpoint.secret, field=SECRET_FIELD, row=endpoint.id)
     if grace > timedelta(0):
-        endpoint.previous_secret = await crypto.seal(
-            session, current, tenant=tenant, field=PREVIOUS_SECRET_FIELD, row=endpoint.id
+        kept = [(s, until) for s, until in _previous(cipher, endpoint) if now < until]
+        kept = [*kept[-(MAX_PREVIOUS_SECRETS - 1) :], (current, now + grace)]
+        document = [{"secret": s, "until": until.isoformat()} for s, until in kept]
+        endpoint.previous_secret = cipher.seal(
+            json.dumps(document), field=PREVIOUS_SECRET_FIELD, row=endpoint.id
         )
-        endpoint.previous_secret_expires_at = now + grace
+        endpoint.previous_secret_expires_at = max(until for _, until in kept)
     else:
         endpoint.previous_secret = endpoint.previous_secret_expires_at = None
     raw = signing.new_secret()
@@ -263,12 +272,22 @@ async def rotate_secret(
 async def signing_keys(
     session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime
 ) -> list[bytes]:
-    """The HMAC keys to sign with now: the current secret, and the previous one in its grace."""
+    """The HMAC keys to sign with now: the current secret, and earlier ones in their grace."""
     cipher = await crypto.cipher_for(session, endpoint.tenant_id)
     secrets = [cipher.open(endpoint.secret, field=SECRET_FIELD, row=endpoint.id)]
     expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret is not None and expires is not None and now < expires:
-        secrets.append(
-            cipher.open(endpoint.previous_secret, field=PREVIOUS_SECRET_FIELD, row=endpoint.id)
-        )
+    if expires is not None and now < expires:
+        secrets += [s for s, until in reversed(_previous(cipher, endpoint)) if now < until]
     return [signing.secret_key(s) for s in secrets]
+
+
+def _previous(cipher: crypto.TenantCipher, endpoint: WebhookEndpoint) -> list[tuple[str, datetime]]:
+    """The endpoint's earlier secrets with the end of each one's grace, oldest first. Kept
+    sealed as one JSON list; a value sealed before there could be several is the secret
+    itself, its grace ending at `previous_secret_expires_at`."""
+    if endpoint.previous_secret is None or endpoint.previous_secret_expires_at is None:
+        return []
+    text = cipher.open(endpoint.previous_secret, field=PREVIOUS_SECRET_FIELD, row=endpoint.id)
+    if not text.startswith("["):
+        return [(text, endpoint.previous_secret_expires_at)]
+    return [(item["secret"], datetime.fromisoformat(item["until"])) for item in json.loads(text)]

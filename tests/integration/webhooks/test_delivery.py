@@ -14,8 +14,14 @@ from hub.core import crypto
 from hub.core.db import Database, utcnow
 from hub.core.ids import uuid7
 from hub.events.models import Event
-from hub.webhooks import delivery, drain, replay, service
-from hub.webhooks.models import SECRET_FIELD, MessageStatus, WebhookAttempt, WebhookEndpoint
+from hub.webhooks import delivery, drain, replay, service, signing
+from hub.webhooks.models import (
+    PREVIOUS_SECRET_FIELD,
+    SECRET_FIELD,
+    MessageStatus,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
 from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
 from tests.support import Member
 
@@ -107,6 +113,60 @@ class TestSignedDelivery:
         await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K3"})
         await harness.run_due()
         assert receiver.refused == ["WebhookVerificationError"]
+
+    async def test_a_second_rotation_within_the_grace_keeps_the_first_secret_to_its_end(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, first = await endpoint_for(db, admin, receiver)
+
+        async def rotate(grace: timedelta) -> str:
+            async with db.transaction() as session:
+                _, raw = await service.rotate_secret(
+                    session, principal_of(admin), endpoint_id=endpoint.id, grace=grace,
+                    now=harness.now,
+                )  # fmt: skip
+            return raw
+
+        second = await rotate(timedelta(hours=24))
+        harness.advance(hours=6)
+        third = await rotate(timedelta(hours=24))
+
+        async def signed_by(*secrets: str) -> int:
+            receiver.secrets = list(secrets)
+            before = len(receiver.received)
+            await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K"})
+            await harness.run_due()
+            assert len(receiver.received) == before + 1
+            return len(receiver.received[-1].headers["webhook-signature"].split(" "))
+
+        # Receivers still on the first secret (its grace has 18 h to go) keep verifying.
+        assert await signed_by(first, second, third) == 3
+        assert receiver.refused == []
+        harness.advance(hours=19)  # the first secret's grace is over; the second's is not
+        assert await signed_by(second, third) == 2
+        assert receiver.refused == []
+        receiver.secrets = [first]
+        await harness.record(admin.tenant_id, "key.rotated", {"key_id": "K"})
+        await harness.run_due()
+        assert receiver.refused == ["WebhookVerificationError"]
+        # A rotation without grace (a leak) ends every earlier secret at once.
+        fourth = await rotate(timedelta(0))
+        assert await signed_by(fourth) == 1
+
+    async def test_a_previous_secret_sealed_before_there_could_be_several_still_signs(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, current = await endpoint_for(db, admin, receiver)
+        old = "whsec_" + "A" * 44  # as a rotation before this change stored it: the secret
+        async with db.transaction() as session:
+            stored = await session.get(WebhookEndpoint, endpoint.id)
+            assert stored is not None
+            stored.previous_secret = await crypto.seal(
+                session, old, tenant=admin.tenant_id, field=PREVIOUS_SECRET_FIELD, row=stored.id
+            )
+            stored.previous_secret_expires_at = harness.now + timedelta(hours=1)
+            keys = await service.signing_keys(session, stored, now=harness.now)
+        assert keys == [signing.secret_key(current), signing.secret_key(old)]
 
 
 class TestReceiverDownThenBack:
