@@ -41,7 +41,7 @@ from hub.core import jobs
 from hub.core.db import utcnow, zulu
 from hub.core.errors import Conflict, Forbidden
 from hub.core.ids import TenantID
-from hub.events.service import record_event
+from hub.events.service import record_event, savepoint
 from hub.keys.models import ApiKey
 
 log = structlog.get_logger(__name__)
@@ -162,7 +162,7 @@ async def raise_alert(
         raised_at=now,
     )
     try:
-        async with session.begin_nested():
+        async with savepoint(session):  # losing the race keeps the transaction's jobs
             session.add(alert)
             await session.flush()
     except IntegrityError:

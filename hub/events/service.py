@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
@@ -65,6 +66,23 @@ class EventBus:
 
     def handlers_for(self, event_type: str) -> list[Subscription]:
         return [s for s in self.subscriptions if fnmatch.fnmatchcase(event_type, s.pattern)]
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """`session.begin_nested()` whose rollback keeps the jobs the transaction enqueued
+    before it. (`hub.core.jobs` drops the jobs not yet promoted on every rollback, and
+    SQLAlchemy reports a savepoint's as one: the transaction went on to commit its outbox
+    rows and owed emails without their jobs, left to the sweepers minutes later.) The jobs
+    enqueued inside the savepoint go with it."""
+    before = jobs.pending_jobs(session)
+    try:
+        async with session.begin_nested():
+            yield
+    except BaseException:
+        for job in before:
+            jobs.enqueue(session, job)
+        raise
 
 
 def dispatch_job(event_id: UUID) -> jobs.Job:
@@ -379,5 +397,6 @@ __all__ = [
     "list_events",
     "record_event",
     "record_failure",
+    "savepoint",
     "sweep",
 ]

@@ -11,14 +11,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.alerts import email, rules, service
+from hub.alerts import email, repository, rules, service
+from hub.alerts.conditions import coverage_conditions
 from hub.alerts.email import SmtpConfig, SmtpMailer
 from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus
 from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
 from hub.auth import service as auth
 from hub.auth.models import Role
-from hub.core.db import utcnow
+from hub.core import jobs
+from hub.core.db import Database, utcnow
+from hub.events.models import Event
+from hub.events.service import dispatch_job
 from hub.keys import service as keys
 from tests.integration.alerts.support import (
     POC_EMAIL,
@@ -30,7 +34,7 @@ from tests.integration.alerts.support import (
     make_plan,
     smtp_sink,
 )
-from tests.support import make_member
+from tests.support import RecordingQueue, make_member
 
 PUBLIC_URL = "https://hub.example"
 
@@ -211,3 +215,48 @@ class TestEmailOnlyReachesPeopleStillThere:
         assert alert.stage == 2
         stage_2 = {r.email for r in await owed(session) if r.stage == 2}
         assert stage_2 == {POC_EMAIL}
+
+
+class TestALostRaceKeepsTheTransactionsJobs:
+    async def test_jobs_enqueued_before_a_raise_that_lost_the_race_are_still_sent(
+        self, db: Database, queue: RecordingQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two transactions raise the same condition at once (the cron and a key change
+        both find a contract uncovered): the unique index lets one in, the other's insert
+        fails in a savepoint. The loser's transaction goes on and commits: the jobs it had
+        enqueued before (a compromised key's critical emails, its events' dispatch) must
+        still be sent, not left for the sweepers minutes later."""
+        async with db.transaction() as session:
+            plan = await make_plan(session)
+        async with db.transaction() as session:
+            [first, _] = await coverage_conditions(session, plan.tenant_id)
+            assert await service.raise_alert(session, first) is not None  # the winner's
+        queue.sent.clear()
+        async with db.transaction() as session:
+            key = await make_key(session, plan, environment="sandbox", key_id="KEY-RACE-1")
+            await keys.report_compromise(
+                session, tenant_id=plan.tenant_id, key_id=key.id, actor=Actor.system("test")
+            )
+            [compromised] = await alerts_of(session, AlertKind.KEY_COMPROMISED)
+            before = {job.job_id for job in jobs.pending_jobs(session)}
+            # This transaction looked before the winner committed: it saw nothing open.
+            monkeypatch.setattr(repository, "find_open", _nothing_open)
+            [uncovered, _] = await coverage_conditions(session, plan.tenant_id)
+            assert await service.raise_alert(session, uncovered) is None
+            monkeypatch.undo()
+            emails = [r.id for r in await owed(session) if r.alert_id == compromised.id]
+        [raised] = [e for e in await _events(db) if e.type == "alert.raised"][-1:]
+        assert len(emails) == 3
+        owed_jobs = {service.send_email_job(i).job_id for i in emails}
+        assert owed_jobs | {dispatch_job(raised.id).job_id} <= before
+        sent = {job.job_id for job in queue.sent}
+        assert before <= sent, "critical emails and the alert.raised dispatch were dropped"
+
+
+async def _nothing_open(*args: object) -> None:
+    return None
+
+
+async def _events(db: Database) -> list[Event]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(Event).order_by(Event.id))).all())
