@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -24,6 +25,9 @@ from hub.settings import LogFormat, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from hub.core.db import Database
+
+# `hub demo` lets webhooks reach receivers on this machine over plain http.
+DEMO_HTTP_HOSTS = "127.0.0.1,localhost,::1"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -115,6 +119,7 @@ async def _for_tenant(
 
 def _database(settings: Settings) -> Database:
     """A Database carrying the process's crypto (the master key ring is loaded here)."""
+    import hub.models  # noqa: F401  every table, so a flush resolves every foreign key
     from hub.core.crypto import Crypto
     from hub.core.db import Database
 
@@ -195,10 +200,7 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
     sim_socket = _demo_simulator_socket(host, port, ctm_sim_port)
     sim_host, sim_port = sim_socket.getsockname()[:2]
     sim_url = f"http://{sim_host}:{sim_port}"
-    overrides: dict[str, Any] = {"ctm_sandbox_url": sim_url}
-    if "HUB_LOG_FORMAT" not in os.environ:
-        overrides["log_format"] = LogFormat.CONSOLE
-    settings = _settings(**overrides)
+    settings = _settings(**demo_overrides(os.environ, ctm_sandbox_url=sim_url))
     embedded = _prepare_embedded(settings)
     try:
         migrate.upgrade(settings.effective_database_url)
@@ -221,6 +223,22 @@ def demo(host: str, port: int, ctm_sim_port: int | None) -> None:
         sim_socket.close()
         if embedded:
             embedded.stop()
+
+
+def demo_overrides(environ: Mapping[str, str], *, ctm_sandbox_url: str) -> dict[str, Any]:
+    """What `hub demo` sets unless the environment says otherwise: the CTM simulator as the
+    sandbox, console logs, and webhook receivers on this machine over plain http (to try
+    webhooks against a local receiver; metadata addresses stay refused)."""
+    overrides: dict[str, Any] = {"ctm_sandbox_url": ctm_sandbox_url}
+    defaults = {
+        "HUB_LOG_FORMAT": ("log_format", LogFormat.CONSOLE),
+        "HUB_WEBHOOK_ALLOW_PRIVATE_NETWORKS": ("webhook_allow_private_networks", True),
+        "HUB_WEBHOOK_ALLOW_HTTP_HOSTS": ("webhook_allow_http_hosts", DEMO_HTTP_HOSTS),
+    }
+    for variable, (field, value) in defaults.items():
+        if variable not in environ:
+            overrides[field] = value
+    return overrides
 
 
 def _demo_simulator_socket(host: str, port: int, asked: int | None) -> socket.socket:
@@ -323,11 +341,12 @@ def upgrade(revision: str) -> None:
 
     settings = _settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.effective_database_url, revision)
+    with _migration_errors():
+        migrate.upgrade(settings.effective_database_url, revision)
     click.echo(f"database upgraded to {revision}")
 
 
-@db.command()
+@db.command(context_settings={"ignore_unknown_options": True})  # `-1` is a revision
 @click.argument("revision")
 @fail_cleanly
 def downgrade(revision: str) -> None:
@@ -335,8 +354,20 @@ def downgrade(revision: str) -> None:
     from hub.core.db import migrate
 
     settings = _settings()
-    migrate.downgrade(settings.effective_database_url, revision)
+    with _migration_errors():
+        migrate.downgrade(settings.effective_database_url, revision)
     click.echo(f"database downgraded to {revision}")
+
+
+@contextlib.contextmanager
+def _migration_errors() -> Iterator[None]:
+    """Alembic's refusals (an unknown revision, say) as one line, not a trace."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as error:
+        raise CliError(f"migrations: {error}") from None
 
 
 @db.command()
@@ -422,7 +453,7 @@ def users_create(
         raise CliError("give --tenant and --role, or --operator")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
 
-    async def work(session: Any) -> tuple[bool, str]:
+    async def work(session: Any) -> str:
         user = await auth.find_user_by_email(session, email)
         created = user is None
         if user is None:
@@ -430,21 +461,30 @@ def users_create(
                 session, email=email, password=password,
                 display_name=display_name, is_operator=operator, actor=Actor.cli(),
             )  # fmt: skip
+            said = f"user {user.email} created"
+        elif operator and not user.is_operator:
+            raise CliError(
+                f"user {user.email} already exists and is not a platform operator; "
+                "--operator makes only a new user an operator"
+            )
+        elif tenant_slug is None:
+            said = f"user {user.email} already exists (a platform operator); nothing changed"
+        else:
+            said = f"user {user.email} already exists"
         if tenant_slug is not None and role is not None:
             tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
             await auth.add_member(
                 session, tenant_id=TenantID(tenant.id), user=user, role=Role(role),
                 actor=Actor.cli(),
             )  # fmt: skip
-        return created, user.email
+            said += f"; added to {tenant.slug} as {role}"
+        if created and not password_stdin:
+            said += f"\npassword (shown once): {password}"
+        elif not created and password_stdin:
+            said += " (its password is unchanged)"
+        return said
 
-    created, normalised = _run(_in_transaction(_settings(), work))
-    if created:
-        click.echo(f"user {normalised} created")
-        if not password_stdin:
-            click.echo(f"password (shown once): {password}")
-    else:
-        click.echo(f"user {normalised} added to {tenant_slug} as {role}")
+    click.echo(_run(_in_transaction(_settings(), work)))
 
 
 @main.group()
