@@ -122,6 +122,12 @@ async def reconcile(
         if alert is not None:
             if condition.stage > alert.stage:
                 result.escalated.append(await escalate(session, alert, condition, now=now))
+            elif condition.stage < alert.stage:
+                # Back to an earlier stage (a late rotation whose next date is near): take
+                # it, quietly, so that the later stages notify again when they come.
+                alert.stage, alert.severity = condition.stage, condition.severity
+                alert.message, alert.next_action = condition.message, condition.next_action
+                alert.details = dict(condition.details)
             elif condition.message != alert.message:
                 # Same stage, newer figures ("in 9 days"): keep the text current, quietly.
                 alert.message, alert.details = condition.message, dict(condition.details)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.alerts import email, repository, rules, service
 from hub.alerts.conditions import coverage_conditions
 from hub.alerts.email import SmtpConfig, SmtpMailer
-from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus
+from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus, Severity
 from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
 from hub.auth import service as auth
@@ -24,6 +24,7 @@ from hub.core.db import Database, utcnow
 from hub.events.models import Event
 from hub.events.service import dispatch_job
 from hub.keys import service as keys
+from hub.keys.schemas import KeyRotate
 from tests.integration.alerts.support import (
     POC_EMAIL,
     Sink,
@@ -32,6 +33,7 @@ from tests.integration.alerts.support import (
     make_complaint,
     make_key,
     make_plan,
+    open_of,
     smtp_sink,
 )
 from tests.support import RecordingQueue, make_member
@@ -260,3 +262,33 @@ async def _nothing_open(*args: object) -> None:
 async def _events(db: Database) -> list[Event]:
     async with db.transaction() as session:
         return list((await session.scalars(select(Event).order_by(Event.id))).all())
+
+
+class TestRotationDueAfterAnEarlyNextDate:
+    async def test_a_rotation_whose_next_date_is_near_still_escalates_in_time(
+        self, session: AsyncSession
+    ) -> None:
+        """Rotated late, with CMS's next date only 10 days off: the open alert is about the
+        new date now. It must go back to its first stage, or the new date's escalations
+        (3 days, 1 day) never come: they were no higher than the old, overdue stage."""
+        plan = await make_plan(session)
+        today = utcnow().date()
+        key = await make_key(session, plan, rotation_on=today - timedelta(days=1))
+        await rules.evaluate(session, now=utcnow())
+        [alert] = await alerts_of(session, AlertKind.KEY_ROTATION_DUE)
+        assert (alert.stage, alert.severity) == (3, Severity.WARNING)
+        next_due = today + timedelta(days=10)
+        await keys.rotate_key(
+            session, plan.rp.principal, key_id=key.id,
+            data=KeyRotate(key_id="KEY-ROT-NEAR", secret="reissued", verify=False,
+                           expected_rotation_on=next_due),
+            verifier=None,
+        )  # fmt: skip
+        [alert] = await open_of(session, AlertKind.KEY_ROTATION_DUE)
+        assert next_due.isoformat() in alert.message
+        assert (alert.stage, alert.severity) == (1, Severity.INFO), "the new date's first stage"
+        stage_1 = len(await owed(session))
+
+        await rules.evaluate(session, now=at(next_due - timedelta(days=3)))
+        assert (alert.stage, alert.severity) == (2, Severity.WARNING)
+        assert len(await owed(session)) > stage_1, "the RP is reminded 3 days before"
