@@ -641,7 +641,11 @@ def tenants_offboard(slug: str, operator_email: str, yes: bool) -> None:
         return await tenant_service.offboard_tenant(session, tenant=tenant, operator=operator)
 
     destroyed = _run(_in_transaction(settings, work))
-    click.echo(f"tenant {slug} offboarded: {destroyed} keys destroyed; its sealed values are gone")
+    click.echo(
+        f"tenant {slug} offboarded: {destroyed} keys destroyed (its data and index keys); its "
+        "API tokens revoked, HPMS keys deactivated and webhook endpoints disabled; its sealed "
+        "values are gone"
+    )
 
 
 @main.group("master-key")

@@ -120,3 +120,19 @@ class TestDemoSettings:
         }
         overrides = demo_overrides(environ, ctm_sandbox_url="http://127.0.0.1:9")
         assert overrides == {"ctm_sandbox_url": "http://127.0.0.1:9"}
+
+
+class TestOffboard:
+    def test_says_which_keys_and_what_else(self, migrated: dict[str, str]) -> None:
+        onboard(migrated)
+        hub(migrated, "users", "create", "--email", "ops@vendor.example", "--operator")
+        result = hub(
+            migrated, "tenants", "offboard", "--slug", "acme",
+            "--operator", "ops@vendor.example", "--yes",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == (
+            "tenant acme offboarded: 2 keys destroyed (its data and index keys); its API "
+            "tokens revoked, HPMS keys deactivated and webhook endpoints disabled; its sealed "
+            "values are gone"
+        )
