@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Uuid
+from sqlalchemy import ForeignKey, Index, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.core.db import Base, utcnow
@@ -16,8 +16,16 @@ from hub.core.ids import TenantID
 class Event(IdMixin, Base):
     __tablename__ = "events"
     __table_args__ = (
-        # The sweeper's question: which events are still waiting, oldest first.
+        # Which events are still waiting, oldest first (a dispatch of pending events).
         Index("ix_events_undispatched", "dispatched_at", "occurred_at"),
+        # The sweeper's question: the same, the least tried first (only waiting rows).
+        Index(
+            "ix_events_sweep",
+            "attempts",
+            "occurred_at",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
     )
 
     # Null for platform events (operator actions that belong to no tenant).

@@ -359,14 +359,15 @@ async def sweep(
     """Re-enqueue events still undispatched after `older_than` (e.g. Redis lost its queue).
 
     The dispatch job id is the event id, so an event whose job is still queued is not
-    doubled.
+    doubled. The least tried go first: events that fail every time are the oldest of all,
+    and a batch of them alone would otherwise be all that any sweep took.
     """
     cutoff = (now or utcnow()) - older_than
     ids = (
         await session.scalars(
             select(Event.id)
             .where(Event.dispatched_at.is_(None), Event.occurred_at < cutoff)
-            .order_by(Event.occurred_at)
+            .order_by(Event.attempts, Event.occurred_at)
             .limit(SWEEP_BATCH)
         )
     ).all()
