@@ -126,6 +126,19 @@ def _database(settings: Settings) -> Database:
     return Database.from_url(settings.effective_database_url, crypto=Crypto.from_settings(settings))
 
 
+async def _check_redis(settings: Settings) -> None:
+    """A configured Redis that does not answer stops `serve` and `worker` with one line."""
+    from hub.core.redis import connect
+
+    if settings.uses_embedded_redis:
+        return
+    try:
+        client = await connect(settings.effective_redis_url)
+    except RedisUnavailable as error:
+        raise CliError(f"HUB_REDIS_URL: {error}") from None
+    await client.aclose()
+
+
 def _prepare_embedded(settings: Settings) -> EmbeddedRedis | None:
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.uses_embedded_redis:
@@ -155,6 +168,7 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     _run(check_database(settings))
+    _run(_check_redis(settings))
     embedded = _prepare_embedded(settings)
     try:
         _run(serve_together(settings, host=host, port=port, worker=False))
@@ -172,6 +186,7 @@ def worker() -> None:
     settings = _settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     _run(check_database(settings))
+    _run(_check_redis(settings))
     embedded = _prepare_embedded(settings)
     try:
         _run(serve_together(settings, host="", port=0, api=False, worker=True))

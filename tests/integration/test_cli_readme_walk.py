@@ -136,3 +136,16 @@ class TestOffboard:
             "tokens revoked, HPMS keys deactivated and webhook endpoints disabled; its sealed "
             "values are gone"
         )
+
+
+class TestUnreachableRedis:
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    def test_ends_in_one_line_naming_the_variable(
+        self, migrated: dict[str, str], command: str
+    ) -> None:
+        migrated["HUB_REDIS_URL"] = "redis://127.0.0.1:1/0"
+        result = run(migrated, command)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: HUB_REDIS_URL: cannot reach Redis at redis://127.0.0.1:1/0")
