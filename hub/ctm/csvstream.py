@@ -21,7 +21,10 @@ _END_OF_DATA = "unexpected end of data"
 class RecordSplitter:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-        self._carry = ""
+        # The unfinished record, in the pieces it came in, and how many quotes they hold:
+        # a record spanning many chunks is joined once, not once per chunk.
+        self._carry: list[str] = []
+        self._carry_quotes = 0
         self._bytes_seen = 0
 
     @property
@@ -41,19 +44,28 @@ class RecordSplitter:
 
     def _block(self, chunk: bytes) -> str:
         """The whole records the text so far holds ('' for none yet); the rest is kept."""
-        text = self._carry + self._decode(chunk, final=False)
+        text = self._decode(chunk, final=False)
         self._bytes_seen += len(chunk)
         cut = self._cut(text)
-        if cut <= 0:
-            self._carry = text
+        if cut is None:
+            if text:
+                self._carry.append(text)
+                self._carry_quotes += text.count('"')
             return ""
-        self._carry = text[cut:]
-        return text[:cut]
+        block = "".join(self._carry) + text[:cut]
+        rest = text[cut:]
+        self._carry, self._carry_quotes = ([rest] if rest else []), rest.count('"')
+        return block
+
+    def _rest(self) -> str:
+        """The carried text and whatever the decoder still held: the end of the input."""
+        text = "".join(self._carry) + self._decode(b"", final=True)
+        self._carry, self._carry_quotes = [], 0
+        return text
 
     def close_raw(self) -> list[str | list[str]]:
         """`close` for `feed_raw`: the last records as text (cells past a bare CR)."""
-        text = self._carry + self._decode(b"", final=True)
-        self._carry = ""
+        text = self._rest()
         if not text:
             return []
         if text.count('"') % 2:
@@ -62,8 +74,7 @@ class RecordSplitter:
 
     def close(self) -> list[list[str]]:
         """The last records; rejects a file that ends inside a quoted field (truncated)."""
-        text = self._carry + self._decode(b"", final=True)
-        self._carry = ""
+        text = self._rest()
         if not text:
             return []
         return self.close_text(text)
@@ -88,16 +99,22 @@ class RecordSplitter:
             message = f"the file is not UTF-8 text (bad byte near offset {offset})"
             raise FileRejected(message) from None
 
-    @staticmethod
-    def _cut(text: str) -> int:
-        """Position just after the last line end outside quotes, or 0. A CR that ends the
-        text may be half of a CRLF whose LF is in the next chunk: the cut stays before it."""
+    def _cut(self, text: str) -> int | None:
+        """Position in `text` (the newest piece) just after the last line end outside
+        quotes, or None. The carry holds no such line end (it would have been cut there)
+        but perhaps a CR that ended it, held back as maybe half of a CRLF; a CR that ends
+        `text` is held back the same way. Quotes are counted back from the end, once."""
+        quotes, done = self._carry_quotes + text.count('"'), len(text)
         end = max(text.rfind("\n"), text.rfind("\r", 0, len(text) - 1))
         while end >= 0:
-            if text.count('"', 0, end + 1) % 2 == 0:
+            quotes -= text.count('"', end + 1, done)
+            done = end + 1
+            if quotes % 2 == 0:
                 return end + 1
             end = max(text.rfind("\n", 0, end), text.rfind("\r", 0, end))
-        return 0
+        if text and self._carry and self._carry[-1].endswith("\r") and self._carry_quotes % 2 == 0:
+            return 0  # the carry's last CR is a line end of its own: no LF came after it
+        return None
 
 
 def _raw_records(block: str) -> list[str | list[str]]:
@@ -152,9 +169,12 @@ def _joined(lines: list[str], ends: str = "\r\n") -> list[str]:
 
 def _bare_cr(text: str) -> bool:
     """Whether a CR outside quotes ends a record inside `text` (old Mac line ends)."""
+    quotes, done = 0, 0
     at = text.find("\r")
     while at >= 0:
-        if text.count('"', 0, at) % 2 == 0:
+        quotes += text.count('"', done, at)
+        done = at
+        if quotes % 2 == 0:
             return True
         at = text.find("\r", at + 1)
     return False

@@ -1,0 +1,84 @@
+"""Defects found by the session-5 review of hub/ctm, each proven here before its fix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.ctm.csvstream import RecordSplitter
+from hub.ctm.errors import FileRejected
+from hub.ctm.layouts import Layout
+from hub.ctm.parser import ComplaintParser
+from tests.unit.ctm.files import MINIMAL, full_file, good_row, lines, parse_triaged
+
+CHUNK = 4096
+
+
+def _feed_all(data: bytes, *, triage: bool) -> tuple[int, float]:
+    """Records parsed from `data` fed in small chunks, and the seconds it took."""
+    started = time.perf_counter()
+    if triage:
+        records, _ = parse_triaged(data, chunk=CHUNK)
+        return len(records), time.perf_counter() - started
+    parser = ComplaintParser()
+    count = 0
+    for start in range(0, len(data), CHUNK):
+        count += sum(len(batch) for batch in parser.feed(data[start : start + CHUNK]))
+    count += sum(len(batch) for batch in parser.close())
+    return count, time.perf_counter() - started
+
+
+class TestSplitterIsLinear:
+    """The splitter looked for a cut by counting quotes from the start of the unfinished
+    record at every line end of every chunk: a record spanning many chunks (one unbalanced
+    quote, or a huge cell with line breaks) made a download quadratic or worse (20,000 rows
+    after a stray quote: 14 s; 40,000: 135 s), so a sync ran into its job timeout forever."""
+
+    @pytest.mark.parametrize("triage", [False, True], ids=["feed", "triage"])
+    def test_a_stray_quote_does_not_make_the_rest_of_the_file_quadratic(self, triage: bool) -> None:
+        rows = ['1,H1234,Urgent,1/2/2025,He is 5" tall'] + [
+            f"{n},H1234,Urgent,1/2/2025,x" for n in range(2, 20_001)
+        ]
+        data = lines(MINIMAL + ",NOTE", *rows)
+        count, seconds = _feed_all(data, triage=triage)
+        assert count == 20_000
+        assert seconds < 5.0  # linear: well under a second; it took 14 s and more
+
+    @pytest.mark.parametrize("triage", [False, True], ids=["feed", "triage"])
+    @pytest.mark.parametrize("line_end", ["\n", "\r"], ids=["lf", "bare-cr"])
+    def test_a_big_cell_with_many_line_breaks_is_read_in_linear_time(
+        self, triage: bool, line_end: str
+    ) -> None:
+        summary = line_end.join(["a"] * 60_000)  # 120,000 characters, under csv's limit
+        data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY=summary), good_row()])
+        count, seconds = _feed_all(data, triage=triage)
+        assert count == 2
+        assert seconds < 5.0
+
+
+def _split(data: bytes, size: int) -> list[list[str]] | str:
+    splitter = RecordSplitter()
+    try:
+        records = [r for s in range(0, len(data), size) for r in splitter.feed(data[s : s + size])]
+        return records + splitter.close()
+    except FileRejected as error:
+        return str(error)
+
+
+CELLS = st.lists(st.lists(st.text(alphabet='a,"\r\né', max_size=6), min_size=1, max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=CELLS, ends=st.sampled_from(["\r\n", "\n", "\r"]), size=st.integers(1, 7))
+def test_records_are_the_same_however_the_bytes_are_cut(
+    rows: list[list[str]], ends: str, size: int
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=ends).writerows(rows)
+    data = out.getvalue().encode()
+    assert _split(data, size) == _split(data, max(len(data), 1))
