@@ -785,6 +785,7 @@ def keys_add(
     from hub.auth import service as auth
     from hub.auth.models import ROLE_SCOPES
     from hub.auth.principal import member_principal
+    from hub.core.errors import Unavailable
     from hub.core.ids import TenantID
     from hub.keys import service as key_service
     from hub.keys.schemas import KeyCreate, TechnicalPoc
@@ -818,6 +819,10 @@ def keys_add(
         verifier = CtmVerifier(settings)
         try:
             key = await key_service.create_key(session, rp, data=data, verifier=verifier)
+        except Unavailable as error:  # says what to send the API; here it is a flag
+            url = getattr(settings, f"ctm_{environment}_url")
+            detail = error.detail.replace("send verify=false", "pass --no-verify")
+            raise CliError(f"{detail} (CMS {environment} URL: {url})") from None
         finally:
             await verifier.aclose()
         return f"key {key.id} registered ({environment}, key ID {key_id.strip()})"

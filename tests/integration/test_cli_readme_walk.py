@@ -149,3 +149,20 @@ class TestUnreachableRedis:
         assert "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: HUB_REDIS_URL: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+class TestKeysAdd:
+    def test_unverifiable_key_names_the_flag_and_the_url(self, migrated: dict[str, str]) -> None:
+        onboard(migrated)
+        assert hub(migrated, "contracts", "add", "--tenant", "acme", "H1234").exit_code == 0
+        migrated["HUB_CTM_SANDBOX_URL"] = "http://127.0.0.1:9"
+        result = hub(
+            migrated, "keys", "add", "--tenant", "acme", "--rp", "a@acme.example",
+            "--environment", "sandbox", "--key-id", "KEY-1", "--contracts", "H1234",
+            "--hpms-user", "RP01", "--poc-name", "Pat", "--poc-email", "pat@acme.example",
+            input="a-secret\n",
+        )  # fmt: skip
+        assert result.exit_code == 1
+        line = last_line(result)
+        assert "retry, or pass --no-verify (CMS sandbox URL: http://127.0.0.1:9)" in line
+        assert "verify=false" not in line
