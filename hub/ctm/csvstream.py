@@ -16,10 +16,29 @@ from typing import cast
 from hub.ctm.errors import FileRejected, FileTruncated
 
 _END_OF_DATA = "unexpected end of data"
+# csv.reader refuses a cell longer than its limit (131,072 characters by default); a
+# complaint's free text may be longer, and must import exactly. Past this, a row is refused.
+CELL_LIMIT = 1 << 20
+CELL_TOO_LONG = f"a cell is longer than {CELL_LIMIT:,} characters"
+
+
+def _allow_long_cells() -> None:
+    if csv.field_size_limit() < CELL_LIMIT:
+        csv.field_size_limit(CELL_LIMIT)
+
+
+def _records(text: str) -> list[list[str]]:
+    """`csv.reader`'s lenient reading of whole records; a cell past the limit refuses the
+    file (the parser's triage quarantines such a row on its own instead)."""
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise FileRejected(CELL_TOO_LONG) from None
 
 
 class RecordSplitter:
     def __init__(self) -> None:
+        _allow_long_cells()
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
         # The unfinished record, in the pieces it came in, and how many quotes they hold:
         # a record spanning many chunks is joined once, not once per chunk.
@@ -33,7 +52,7 @@ class RecordSplitter:
 
     def feed(self, chunk: bytes) -> list[list[str]]:
         block = self._block(chunk)
-        return list(csv.reader(io.StringIO(block, newline=""))) if block else []
+        return _records(block) if block else []
 
     def feed_raw(self, chunk: bytes) -> list[str | list[str]]:
         """Like `feed`, but each record as its raw text (line end dropped) where that can be
@@ -89,7 +108,7 @@ class RecordSplitter:
                     "the file ends inside a quoted field: it is truncated"
                 ) from None
         # Malformed but readable (a stray quote): csv's lenient reading is the better guess.
-        return list(csv.reader(io.StringIO(text, newline="")))
+        return _records(text)
 
     def _decode(self, chunk: bytes, *, final: bool) -> str:
         try:
@@ -142,7 +161,7 @@ def _raw_records(block: str) -> list[str | list[str]]:
         if text.endswith("\r"):
             text = text[:-1]
         if "\r" in text and _bare_cr(text):
-            records.extend(csv.reader(io.StringIO(text, newline="")))
+            records.extend(_records(text))
         else:
             records.append(text)
     return records

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from hub.ctm import layouts
-from hub.ctm.csvstream import RecordSplitter
+from hub.ctm.csvstream import CELL_LIMIT, CELL_TOO_LONG, RecordSplitter
 from hub.ctm.dedupe import DEFAULT_MEMORY_KEYS, SeenComplaints
 from hub.ctm.errors import FileRejected
 from hub.ctm.layouts import ChangeRequest, IssueLevel, Kind
@@ -272,7 +272,7 @@ class ComplaintParser:
             cells = raw.cells if raw.cells is not None else next(parsed)
             try:
                 if cells is None:
-                    raise _Quarantine("the row is not well-formed CSV (a stray quote?)")
+                    raise _Quarantine(_unreadable(raw.text))
                 record = record_of(cells, raw.row)
             except _Quarantine as fault:
                 kept = tuple(cells) if cells is not None else (raw.text,)
@@ -585,6 +585,13 @@ def _skipped(raw: RawRow) -> tuple[str, str, int]:
     if raw.complaint_id is None or raw.contract_id is None:
         raise ValueError(f"row {raw.row} cannot be skipped: its complaint is unknown")
     return raw.contract_id, raw.complaint_id, raw.row
+
+
+def _unreadable(text: str) -> str:
+    """Why csv could not read a row's text as one record."""
+    if len(text) > CELL_LIMIT:
+        return CELL_TOO_LONG
+    return "the row is not well-formed CSV (a stray quote?)"
 
 
 def _plain_cell(text: str) -> str | None:

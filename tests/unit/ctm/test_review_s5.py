@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.ctm.csvstream import RecordSplitter
+from hub.ctm.csvstream import CELL_LIMIT, RecordSplitter
 from hub.ctm.errors import FileRejected
 from hub.ctm.layouts import Layout
-from hub.ctm.parser import ComplaintParser
+from hub.ctm.parser import ComplaintParser, parse_bytes
 from tests.unit.ctm.files import MINIMAL, full_file, good_row, lines, parse_triaged
 
 CHUNK = 4096
@@ -82,3 +82,36 @@ def test_records_are_the_same_however_the_bytes_are_cut(
     csv.writer(out, lineterminator=ends).writerows(rows)
     data = out.getvalue().encode()
     assert _split(data, size) == _split(data, max(len(data), 1))
+
+
+class TestBigCells:
+    """csv.reader refuses a cell over 131,072 characters: a long summary raised a bare
+    `_csv.Error` out of `feed` (the whole file failed with "internal error"), and in triage
+    the row was quarantined as "not well-formed CSV (a stray quote?)", which it was not."""
+
+    @pytest.mark.parametrize("triage", [False, True], ids=["feed", "triage"])
+    def test_a_cell_longer_than_csv_default_limit_imports_exactly(self, triage: bool) -> None:
+        summary = "a long summary, " * 20_000  # 320,000 characters
+        data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY=summary), good_row()])
+        if triage:
+            records, summary_ = parse_triaged(data, chunk=CHUNK)
+        else:
+            records, summary_ = parse_bytes(data)
+        assert [r.complaint_id for r in records] == ["1", "1001"]
+        assert records[0].text("COMPLAINT_SUMMARY") == summary
+        assert summary_.quarantined_count == 0
+
+    def test_a_cell_beyond_the_limit_quarantines_its_row_saying_why(self) -> None:
+        huge = "x" * (CELL_LIMIT + 1)
+        data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY=huge), good_row()])
+        records, summary = parse_triaged(data, chunk=CHUNK)
+        assert [r.complaint_id for r in records] == ["1001"]
+        (issue,) = summary.quarantined
+        assert issue.row == 1
+        assert issue.message == f"a cell is longer than {CELL_LIMIT:,} characters"
+
+    def test_feed_refuses_a_cell_beyond_the_limit_with_a_typed_error(self) -> None:
+        huge = "x" * (CELL_LIMIT + 1)
+        data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY=huge)])
+        with pytest.raises(FileRejected, match="longer than"):
+            parse_bytes(data)
