@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -56,6 +58,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _GATEWAY_GAVE_UP = frozenset({502, 504})
 # An upload so answered was refused whole: sending the same file again cannot help.
 _FILE_REFUSED = frozenset({400, 422})
+# The longest Retry-After taken as said; a longer one (or "inf") is read as this.
+MAX_RETRY_AFTER = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -97,11 +101,24 @@ def _origin(url: str) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """CMS's Retry-After in seconds (delay-seconds or an HTTP-date, RFC 9110), at most a
+    day: a job defers by it, and an absurd value must neither overflow nor stall it."""
     raw = response.headers.get("Retry-After", "").strip()
+    if not raw:
+        return None
     try:
-        return max(0.0, float(raw)) if raw else None
+        seconds = float(raw)
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None  # unreadable: fall back to our own backoff
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def _session_cookie(response: httpx.Response) -> str | None:
