@@ -94,10 +94,15 @@ class _Token:
     cookie: str | None = field(repr=False, default=None)
 
 
+def _host(url: str) -> str:
+    """The host a URL reaches, as DNS reads it (case and the root's trailing dot folded)."""
+    return (urlsplit(url.strip()).hostname or "").rstrip(".")
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url.strip())
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+    return f"{parts.scheme.lower()}://{_host(url)}:{port}"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -157,10 +162,12 @@ class CtmClient:
         jitter: Callable[[], float] = random.random,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        forbidden = {_origin(KNOWN_URLS[environment.other.value])}
-        if other_environment_url:
-            forbidden.add(_origin(other_environment_url))
-        if _origin(base_url) in forbidden:
+        # CMS's own host of the other environment on any scheme or port; a configured URL
+        # (a proxy, a local simulator) by its origin, so two may share a host.
+        forbidden = {_origin(other_environment_url)} if other_environment_url else set()
+        if _host(base_url) == _host(KNOWN_URLS[environment.other.value]) or (
+            _origin(base_url) in forbidden
+        ):
             raise EnvironmentMismatch(
                 f"{environment.value} client refused: {base_url} is the "
                 f"{environment.other.value} CTM URL"

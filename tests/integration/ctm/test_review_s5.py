@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment
-from hub.ctm.errors import RateLimited
+from hub.ctm.errors import EnvironmentMismatch, RateLimited
 from hub.ctm.simulator import Faults, RunningSimulator
 from tests.integration.ctm.conftest import Sleeps, download_all
 
@@ -82,3 +82,41 @@ class TestRetryAfter:
         async with _client(sim, sleeps, "nan") as client:
             await download_all(client, creds)
         assert sleeps.delays == [0.5]  # our own backoff
+
+
+class TestEnvironmentGuard:
+    """The guard compared scheme, host and port: the other environment's CMS host reached
+    over http, or written with the DNS root's trailing dot, was let through, and a sandbox
+    key's secret went to production's host in the token call."""
+
+    @pytest.mark.parametrize(
+        ("environment", "url"),
+        [
+            (CtmEnvironment.SANDBOX, "http://hpms.cms.gov"),
+            (CtmEnvironment.SANDBOX, "https://hpms.cms.gov./"),
+            (CtmEnvironment.SANDBOX, "https://hpms.cms.gov:8443"),
+            (CtmEnvironment.PRODUCTION, "http://hpmssandbox.cms.gov"),
+            (CtmEnvironment.PRODUCTION, "https://HPMSSANDBOX.cms.gov."),
+        ],
+    )
+    def test_the_other_environments_cms_host_is_refused_however_written(
+        self, environment: CtmEnvironment, url: str
+    ) -> None:
+        with pytest.raises(EnvironmentMismatch):
+            CtmClient(environment, base_url=url)
+
+    def test_the_configured_other_url_with_a_trailing_dot_is_refused(self) -> None:
+        with pytest.raises(EnvironmentMismatch):
+            CtmClient(
+                CtmEnvironment.SANDBOX,
+                base_url="https://hpms.example.test./",
+                other_environment_url="https://hpms.example.test",
+            )
+
+    async def test_two_local_simulators_on_other_ports_still_work(self) -> None:
+        sandbox = CtmClient(
+            CtmEnvironment.SANDBOX,
+            base_url="http://127.0.0.1:9100",
+            other_environment_url="http://127.0.0.1:9101",
+        )
+        await sandbox.aclose()
