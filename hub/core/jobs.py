@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +26,7 @@ JOB_TIMEOUT_SECONDS = 300
 
 _PENDING = "hub.jobs.pending"
 _COMMITTED = "hub.jobs.committed"
+_SAVED = "hub.jobs.saved"  # per open savepoint: the jobs pending when it began
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,19 @@ def pending_jobs(session: AsyncSession) -> Sequence[Job]:
     return list(session.info.get(_PENDING, {}).values())
 
 
+# SQLAlchemy reports a savepoint's release and rollback as a commit and a rollback too (the
+# hooks run while it is still the session's current transaction). A savepoint's jobs wait
+# for the outermost commit; its rollback drops only the jobs enqueued since it began.
+def _note_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        saved: dict[int, dict[str, Job]] = session.info.setdefault(_SAVED, {})
+        saved[id(transaction)] = dict(session.info.get(_PENDING, {}))
+
+
 def _promote_on_commit(session: Session) -> None:
+    if (savepoint := session.get_nested_transaction()) is not None:
+        session.info.get(_SAVED, {}).pop(id(savepoint), None)  # its jobs stay pending
+        return
     pending: dict[str, Job] = session.info.pop(_PENDING, {})
     if pending:
         committed: dict[str, Job] = session.info.setdefault(_COMMITTED, {})
@@ -79,12 +92,18 @@ def _promote_on_commit(session: Session) -> None:
 
 
 def _drop_on_rollback(session: Session) -> None:
+    if (savepoint := session.get_nested_transaction()) is not None:
+        before = session.info.get(_SAVED, {}).pop(id(savepoint), {})
+        session.info[_PENDING] = before  # those enqueued before the savepoint stay
+        return
     session.info.pop(_PENDING, None)
+    session.info.pop(_SAVED, None)
 
 
 def install_session_hooks() -> None:
     """Listen for commits and rollbacks of every ORM session (idempotent)."""
     if not event.contains(Session, "after_commit", _promote_on_commit):
+        event.listen(Session, "after_transaction_create", _note_savepoint)
         event.listen(Session, "after_commit", _promote_on_commit)
         event.listen(Session, "after_rollback", _drop_on_rollback)
 

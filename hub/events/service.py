@@ -70,19 +70,10 @@ class EventBus:
 
 @asynccontextmanager
 async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
-    """`session.begin_nested()` whose rollback keeps the jobs the transaction enqueued
-    before it. (`hub.core.jobs` drops the jobs not yet promoted on every rollback, and
-    SQLAlchemy reports a savepoint's as one: the transaction went on to commit its outbox
-    rows and owed emails without their jobs, left to the sweepers minutes later.) The jobs
-    enqueued inside the savepoint go with it."""
-    before = jobs.pending_jobs(session)
-    try:
-        async with session.begin_nested():
-            yield
-    except BaseException:
-        for job in before:
-            jobs.enqueue(session, job)
-        raise
+    """`session.begin_nested()`: its rollback drops only the jobs enqueued inside it, those
+    the transaction enqueued before it stay (`hub.core.jobs` tells savepoints apart)."""
+    async with session.begin_nested():
+        yield
 
 
 def dispatch_job(event_id: UUID) -> jobs.Job:

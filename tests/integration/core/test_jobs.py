@@ -45,6 +45,49 @@ class TestEnqueueAfterCommit:
         assert len(queue.sent) == 1
 
 
+class TestSavepoints:
+    async def test_a_savepoint_rolled_back_drops_only_its_own_jobs(
+        self, db: Database, queue: RecordingQueue
+    ) -> None:
+        async with db.transaction() as session:
+            jobs.enqueue(session, Job("tests.noop", ("before",), job_id="noop:before"))
+            with pytest.raises(Boom):
+                async with session.begin_nested():
+                    jobs.enqueue(session, Job("tests.noop", ("inside",), job_id="noop:inside"))
+                    raise Boom
+            jobs.enqueue(session, Job("tests.noop", ("after",), job_id="noop:after"))
+            assert queue.sent == []
+        assert sorted(j.job_id or "" for j in queue.sent) == ["noop:after", "noop:before"]
+
+    async def test_a_released_savepoints_jobs_wait_for_the_outermost_commit(
+        self, db: Database, queue: RecordingQueue
+    ) -> None:
+        with pytest.raises(Boom):
+            async with db.transaction() as session:
+                async with session.begin_nested():
+                    jobs.enqueue(session, Job("tests.noop", ("inside",), job_id="noop:inside"))
+                raise Boom
+        assert queue.sent == [], "the transaction rolled back: nothing of it is sent"
+        async with db.transaction() as session:
+            async with session.begin_nested():
+                jobs.enqueue(session, Job("tests.noop", ("inside",), job_id="noop:inside"))
+                async with session.begin_nested():
+                    jobs.enqueue(session, Job("tests.noop", ("deeper",), job_id="noop:deeper"))
+            assert queue.sent == []
+        assert sorted(j.job_id or "" for j in queue.sent) == ["noop:deeper", "noop:inside"]
+
+    async def test_nested_savepoints_roll_back_to_their_own_beginning(
+        self, db: Database, queue: RecordingQueue
+    ) -> None:
+        async with db.transaction() as session, session.begin_nested():
+            jobs.enqueue(session, Job("tests.noop", ("outer",), job_id="noop:outer"))
+            with pytest.raises(Boom):
+                async with session.begin_nested():
+                    jobs.enqueue(session, Job("tests.noop", ("inner",), job_id="noop:inner"))
+                    raise Boom
+        assert [j.job_id for j in queue.sent] == ["noop:outer"]
+
+
 class TestOnRealRedis:
     async def test_committed_job_is_queued_exactly_once_even_if_enqueued_twice(
         self, engine: AsyncEngine, redis: Any
