@@ -121,7 +121,9 @@ async def reconcile(
         alert = by_key.get(ident)
         if alert is not None:
             if condition.stage > alert.stage:
-                result.escalated.append(await escalate(session, alert, condition, now=now))
+                # Still open, and still at an earlier stage, as it is now (not as read).
+                if await _still_open(session, alert) and condition.stage > alert.stage:
+                    result.escalated.append(await escalate(session, alert, condition, now=now))
             elif condition.stage < alert.stage:
                 # Back to an earlier stage (a late rotation whose next date is near): take
                 # it, quietly, so that the later stages notify again when they come.
@@ -136,9 +138,17 @@ async def reconcile(
             if raised is not None:
                 result.raised.append(raised)
     for ident, alert in by_key.items():
-        if ident not in holds:
+        if ident not in holds and await _still_open(session, alert):
             result.resolved.append(resolve(session, alert, reason=resolved_reason, now=now))
     return result
+
+
+async def _still_open(session: AsyncSession, alert: Alert) -> bool:
+    """Lock the alert and read it afresh: whether it is still open. The cron reads every
+    open alert unlocked, and a request's hook (a key change, a sync's end) may resolve or
+    escalate one meanwhile: acting on the old reading would tell everyone twice."""
+    await session.refresh(alert, with_for_update=True)
+    return alert.resolved_at is None
 
 
 # Raising, escalating, resolving ----------------------------------------------------------
