@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import cast
 
 from hub.ctm.errors import FileRejected, FileTruncated
@@ -20,6 +20,8 @@ _END_OF_DATA = "unexpected end of data"
 # complaint's free text may be longer, and must import exactly. Past this, a row is refused.
 CELL_LIMIT = 1 << 20
 CELL_TOO_LONG = f"a cell is longer than {CELL_LIMIT:,} characters"
+# An unfinished record this long is checked with csv itself (see RecordSplitter).
+RECHECK_CHARS = 2 * CELL_LIMIT
 
 
 def _allow_long_cells() -> None:
@@ -44,6 +46,11 @@ class RecordSplitter:
         # a record spanning many chunks is joined once, not once per chunk.
         self._carry: list[str] = []
         self._carry_quotes = 0
+        self._carry_size = 0
+        # Past this, the carry is read by csv itself: a stray quote in an unquoted cell
+        # (a character to csv) would otherwise hold the rest of the file here.
+        self._recheck_at = RECHECK_CHARS
+        self._is_csv_block = False  # the last block was cut where csv found a record's end
         self._bytes_seen = 0
 
     @property
@@ -59,27 +66,42 @@ class RecordSplitter:
         cut without parsing; a record is a list of cells only where the text uses bare CR
         line ends, which only `csv.reader` splits correctly."""
         block = self._block(chunk)
+        if self._is_csv_block:
+            return cast("list[str | list[str]]", _records(block))
         return _raw_records(block) if block else []
 
     def _block(self, chunk: bytes) -> str:
         """The whole records the text so far holds ('' for none yet); the rest is kept."""
         text = self._decode(chunk, final=False)
         self._bytes_seen += len(chunk)
+        self._is_csv_block = False
         cut = self._cut(text)
-        if cut is None:
-            if text:
-                self._carry.append(text)
-                self._carry_quotes += text.count('"')
+        if cut is not None:
+            self._recheck_at = RECHECK_CHARS
+            return self._keep("".join(self._carry) + text, len(text) - cut)
+        if text:
+            self._carry.append(text)
+            self._carry_quotes += text.count('"')
+            self._carry_size += len(text)
+        if self._carry_size < self._recheck_at:
             return ""
-        block = "".join(self._carry) + text[:cut]
-        rest = text[cut:]
+        carried = "".join(self._carry)
+        cut = _csv_cut(carried)
+        self._recheck_at = max(RECHECK_CHARS, 2 * (len(carried) - cut))
+        self._is_csv_block = cut > 0
+        return self._keep(carried, len(carried) - cut)
+
+    def _keep(self, text: str, kept: int) -> str:
+        """Carry the last `kept` characters of `text`; the rest is the block handed out."""
+        rest = text[len(text) - kept :]
         self._carry, self._carry_quotes = ([rest] if rest else []), rest.count('"')
-        return block
+        self._carry_size = kept
+        return text[: len(text) - kept]
 
     def _rest(self) -> str:
         """The carried text and whatever the decoder still held: the end of the input."""
         text = "".join(self._carry) + self._decode(b"", final=True)
-        self._carry, self._carry_quotes = [], 0
+        self._carry, self._carry_quotes, self._carry_size = [], 0, 0
         return text
 
     def close_raw(self) -> list[str | list[str]]:
@@ -134,6 +156,26 @@ class RecordSplitter:
         if text and self._carry and self._carry[-1].endswith("\r") and self._carry_quotes % 2 == 0:
             return 0  # the carry's last CR is a line end of its own: no LF came after it
         return None
+
+
+def _csv_cut(text: str) -> int:
+    """Position just after the last record but one that csv.reader finds in `text` (the
+    last may be unfinished), or 0; csv reads one line at a time and never past a record."""
+    read = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal read
+        for line in io.StringIO(text, newline=""):
+            read += len(line)
+            yield line
+
+    cut = end = 0
+    try:
+        for _ in csv.reader(lines()):
+            cut, end = end, read
+    except csv.Error:  # a cell past the limit: refused when the block is read
+        pass
+    return cut
 
 
 def _raw_records(block: str) -> list[str | list[str]]:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.ctm import csvstream
 from hub.ctm.csvstream import CELL_LIMIT, RecordSplitter
 from hub.ctm.errors import FileRejected
 from hub.ctm.layouts import Layout
@@ -115,3 +116,59 @@ class TestBigCells:
         data = full_file(Layout.CURRENT, [good_row("1", COMPLAINT_SUMMARY=huge)])
         with pytest.raises(FileRejected, match="longer than"):
             parse_bytes(data)
+
+
+class TestStrayQuoteStreams:
+    """One unbalanced quote in an unquoted cell (csv reads it as a character) left every
+    later line end "inside quotes" by the splitter's count: the rest of the file was held
+    until its end and read there at once (+307 MiB for a 54 MB file), breaking flat memory."""
+
+    @pytest.mark.parametrize("triage", [False, True], ids=["feed", "triage"])
+    def test_rows_after_a_stray_quote_still_stream_out_before_the_end(self, triage: bool) -> None:
+        count = 30_000
+        rows = ['1,H1234,Urgent,1/2/2025,He is 5" tall'] + [
+            f"{n},H1234,Urgent,1/2/2025,{'y' * 100}" for n in range(2, count + 1)
+        ]
+        data = lines(MINIMAL + ",NOTE", *rows)
+        parser = ComplaintParser()
+        before_end = 0
+        for start in range(0, len(data), 65536):
+            piece = data[start : start + 65536]
+            if triage:
+                before_end += sum(len(parser.complete(b)) for b in parser.feed_rows(piece))
+            else:
+                before_end += sum(len(b) for b in parser.feed(piece))
+        closing = parser.close_rows() if triage else parser.close()
+        at_end = sum(len(parser.complete(b) if triage else b) for b in closing)
+        assert before_end + at_end == count
+        assert parser.summary.quarantined_count == 0
+        assert before_end >= count * 0.8
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=CELLS, ends=st.sampled_from(["\r\n", "\n", "\r"]), size=st.integers(1, 7))
+def test_records_read_by_csv_past_the_recheck_size_are_the_same(
+    rows: list[list[str]], ends: str, size: int
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=ends).writerows(rows)
+    data = out.getvalue().encode()
+    whole = _split(data, max(len(data), 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csvstream, "RECHECK_CHARS", 3)
+        assert _split(data, size) == whole
+        assert _raw_split(data, size) == _raw_split(data, max(len(data), 1))
+
+
+def _raw_split(data: bytes, size: int) -> list[list[str]] | str:
+    """`feed_raw` + `close_raw`, each record that is a row as its cells."""
+    splitter = RecordSplitter()
+    try:
+        found = [
+            r for s in range(0, len(data), size) for r in splitter.feed_raw(data[s : s + size])
+        ]
+        found += splitter.close_raw()
+    except FileRejected as error:
+        return str(error)
+    cells = [r if isinstance(r, list) else next(csv.reader([r]), []) for r in found]
+    return [r for r in cells if any(r)]  # blank records are no rows (and may differ)
