@@ -158,8 +158,20 @@ async def load_cipher(session: AsyncSession, tenant_id: UUID) -> TenantCipher:
 
 
 async def cipher_for(session: AsyncSession, tenant_id: UUID) -> TenantCipher:
-    """The tenant's cipher, from the cache when warm; for sealing many values in a loop."""
-    return crypto_of(session).cached(tenant_id) or await load_cipher(session, tenant_id)
+    """The tenant's cipher, for sealing and opening many values in a loop: from the cache
+    when warm and current. A cached cipher that lacks the tenant's newest data key (another
+    process rotated it: values sealed under it would not open here, for as long as the
+    cache lives) is reloaded; checking costs one index probe, once per loop."""
+    cached = crypto_of(session).cached(tenant_id)
+    if cached is not None:
+        newest = await session.scalar(
+            select(func.max(TenantKey.version)).where(
+                TenantKey.tenant_id == tenant_id, TenantKey.purpose == KeyPurpose.DATA
+            )
+        )
+        if newest is None or newest in cached.versions:
+            return cached
+    return await load_cipher(session, tenant_id)
 
 
 async def seal(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.audit import service as audit
 from hub.audit.models import PLATFORM_CHAIN, AuditEntry
 from hub.audit.service import Actor
+from hub.core import crypto
 from hub.core.crypto import (
     LocalKeyRingProvider,
     MasterKeyRejected,
@@ -27,6 +28,7 @@ from hub.tenants import keys
 from hub.tenants.models import Tenant
 from tests.support import make_tenant
 from tests.trust import (
+    SECRET_FIELD,
     TEST_MASTER_KEY,
     open_all,
     raw_secrets,
@@ -235,6 +237,28 @@ class TestDataKeyRotation:
         assert versions == [2, 2, 2], "nothing is left under the old key"
         committed_db.crypto.clear()  # type: ignore[union-attr]
         assert await open_all(committed_db, tenant.id) == expected(0) | {"c": "sealed-meanwhile"}
+
+    async def test_a_process_whose_cache_is_older_than_the_rotation_opens_the_new_values(
+        self, committed_db: Database, table: Table
+    ) -> None:
+        """Loops take one cipher (`cipher_for`) and open many values with it: a page of
+        complaints, a webhook batch's secret. One cached before another process rotated the
+        key must not fail every read (500s, webhooks failed for good) until it expires."""
+        [tenant] = await seed(committed_db, 1)
+        other = with_crypto(committed_db, ring(("test1", TEST_MASTER_KEY)))
+        assert await open_all(other, tenant.id) == expected(0)  # its cache: v1 only
+        await keys.rotate_data_key(
+            committed_db, tenant_id=tenant.id, actor=ACTOR, metadata=sealed_metadata,
+            settle_seconds=0,
+        )  # fmt: skip
+        async with other.transaction() as session:
+            cipher = await crypto.cipher_for(session, tenant.id)
+            opened = {
+                label: cipher.open(sealed, field=SECRET_FIELD, row=row_id)
+                for row_id, label, sealed in await raw_secrets(session, tenant.id)
+            }
+        assert opened == expected(0)
+        assert cipher.active_version == 2
 
     async def test_old_version_is_retired_not_destroyed(
         self, committed_db: Database, table: Table
