@@ -802,6 +802,11 @@ async def _change(
         "status": key.status.value,
         **details,
     }
+    if "contract" not in payload and "contracts" not in payload:
+        # The contracts the key serves: an endpoint filtered to some contracts receives the
+        # events of the keys that serve them, not every key's.
+        mapped = await repository.key_contracts(session, tenant_id, [key.id])
+        payload["contracts"] = [contract.number for _, contract in mapped]
     record_event(session, tenant_id, action, payload)
     # Alerts this change raises or clears, in the same transaction (hub/alerts/rules.py).
     await alert_rules.on_key_change(session, key, action, details)

@@ -14,6 +14,9 @@ from hub.core import crypto
 from hub.core.db import Database, utcnow
 from hub.core.ids import uuid7
 from hub.events.models import Event
+from hub.events.service import dispatch
+from hub.keys import service as keys
+from hub.keys.schemas import KeyCreate, TechnicalPoc
 from hub.webhooks import delivery, drain, replay, service, signing
 from hub.webhooks.models import (
     PREVIOUS_SECRET_FIELD,
@@ -69,6 +72,44 @@ class TestSignedDelivery:
         await harness.run_due()
         assert [r.payload["data"]["contract"] for r in receiver.received] == ["H1234"]
         assert len(await harness.messages(endpoint.id)) == 1
+
+    async def test_a_key_event_reaches_endpoints_filtered_to_the_keys_contracts_only(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        theirs, _ = await endpoint_for(
+            db, admin, receiver, event_types=["key.*"], contracts=["S5678"]
+        )
+        ours, _ = await endpoint_for(  # the receiver checks the last endpoint's signatures
+            db, admin, receiver, event_types=["key.*"], contracts=["H1234"]
+        )
+        async with db.transaction() as session:
+            for number in ("H1234", "S5678"):
+                await keys.add_contract(session, principal_of(admin), number=number)
+            key = await keys.create_key(
+                session, principal_of(admin),
+                data=KeyCreate(
+                    environment="sandbox", key_id="K-H1234", secret="s3cret",
+                    hpms_user_id="RPUSER01", technical_poc=TechnicalPoc("Pat", "p@x.example"),
+                    contracts=["H1234"], verify=False,
+                ),
+                verifier=None,
+            )  # fmt: skip
+            await keys.mark_invalid(
+                session, tenant_id=admin.tenant_id, key_id=key.id, reason="refused (403)"
+            )
+            recorded = (
+                await session.scalars(select(Event.id).where(Event.type.like("key.%")))
+            ).all()
+        for event_id in recorded:  # as the dispatch job does after the commit
+            async with db.transaction() as session:
+                await dispatch(session, event_id, harness.bus)
+        harness.now = max(harness.now, utcnow())
+        await harness.run_due()
+        delivered = {m.endpoint_id for m in await harness.messages(ours.id)}
+        assert delivered == {ours.id}
+        assert await harness.messages(theirs.id) == [], "a key serving only H1234"
+        invalid = [r for r in receiver.received if r.payload["type"] == "key.invalid"]
+        assert [r.payload["data"]["contracts"] for r in invalid] == [["H1234"]]
 
     async def test_fan_out_twice_makes_one_message(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
