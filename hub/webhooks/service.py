@@ -22,6 +22,7 @@ from hub.core import crypto
 from hub.core.db import utcnow
 from hub.core.errors import Forbidden, Invalid
 from hub.core.ids import TenantID
+from hub.events.catalog import DOMAINS, is_subscribable
 from hub.settings import Settings
 from hub.webhooks import repository, signing
 from hub.webhooks.guard import AddressPolicy, url_problem
@@ -67,6 +68,13 @@ def _event_types(patterns: Sequence[str]) -> list[str]:
             raise Invalid(
                 f"event_types[{index}]",
                 "must be an event type like complaint.created, a pattern like complaint.*, or *",
+            )
+        if not is_subscribable(pattern):  # a subscription that could never match anything
+            domains = ", ".join(f"{d}.*" for d in sorted(DOMAINS))
+            raise Invalid(
+                f"event_types[{index}]",
+                f"{pattern} is no event type the hub sends; see README's event catalog "
+                f"(patterns: *, {domains})",
             )
     return sorted(set(patterns))
 

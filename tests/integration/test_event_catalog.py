@@ -22,6 +22,7 @@ from hub.auth import service as auth
 from hub.complaints.models import Complaint, ResolutionState
 from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID
+from hub.events.catalog import EVENT_TYPES
 from hub.events.models import Event
 from hub.events.service import SCHEMA_VERSION, envelope, record_event
 from hub.keys import service as keys
@@ -110,6 +111,7 @@ class TestCatalogBlock:
         types = [entry["type"] for entry in catalog().entries]
         assert len(types) == len(set(types)), "a type is listed twice"
         assert set(types) == {*SYNC_PATH, *KEY_CHANGES, *ALERTS, *WEBHOOKS}
+        assert set(types) == EVENT_TYPES, "what endpoints may subscribe to is what is listed"
 
     async def test_the_first_example_is_the_envelope_receivers_get(
         self, session: AsyncSession

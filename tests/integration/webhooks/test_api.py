@@ -72,6 +72,9 @@ class TestCreate:
             ({"url": "https://224.0.0.9/"}, "url"),
             ({"url": "https://169.254.169.254/latest"}, "url"),
             ({"event_types": ["Complaint Created"]}, "event_types[0]"),
+            ({"event_types": ["bogus.type"]}, "event_types[0]"),  # never sent: never matches
+            ({"event_types": ["complaint.*", "complaint.bogus"]}, "event_types[1]"),
+            ({"event_types": ["bogus.*"]}, "event_types[0]"),
             ({"event_types": []}, "event_types"),
             ({"contracts": ["H12"]}, "contracts"),
             ({"contracts": ["12345"]}, "contracts[0]"),
