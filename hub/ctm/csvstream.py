@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import cast
 
@@ -22,6 +23,10 @@ CELL_LIMIT = 1 << 20
 CELL_TOO_LONG = f"a cell is longer than {CELL_LIMIT:,} characters"
 # An unfinished record this long is checked with csv itself (see RecordSplitter).
 RECHECK_CHARS = 2 * CELL_LIMIT
+
+
+# What the decoder's `surrogateescape` makes of bytes that are not UTF-8.
+_ESCAPED = re.compile("[\udc80-\udcff]+")
 
 
 def _allow_long_cells() -> None:
@@ -52,6 +57,8 @@ class RecordSplitter:
         self._recheck_at = RECHECK_CHARS
         self._is_csv_block = False  # the last block was cut where csv found a record's end
         self._bytes_seen = 0
+        self.foreign_bytes = 0  # bytes that were not UTF-8, read as Windows-1252
+        self.first_foreign_at: int | None = None  # near which byte offset the first was
 
     @property
     def bytes_seen(self) -> int:
@@ -133,12 +140,27 @@ class RecordSplitter:
         return _records(text)
 
     def _decode(self, chunk: bytes, *, final: bool) -> str:
+        """UTF-8 text; a byte that is not UTF-8 is read as Windows-1252 (what such a byte
+        in a US file almost always is: a summary pasted from a word processor) and counted,
+        so that one such byte neither refuses the whole file (every complaint of the
+        contract, immediate needs too, until CMS fixes it) nor is lost."""
         try:
             return self._decoder.decode(chunk, final)
         except UnicodeDecodeError as error:
-            offset = self._bytes_seen + error.start
-            message = f"the file is not UTF-8 text (bad byte near offset {offset})"
-            raise FileRejected(message) from None
+            if self.first_foreign_at is None:
+                self.first_foreign_at = self._bytes_seen + max(0, error.start)
+        # The decoder keeps its state when it raises: decode the chunk again, escaping.
+        self._decoder.errors = "surrogateescape"
+        try:
+            text = self._decoder.decode(chunk, final)
+        finally:
+            self._decoder.errors = "strict"
+        return _ESCAPED.sub(self._as_cp1252, text)
+
+    def _as_cp1252(self, match: re.Match[str]) -> str:
+        escaped = match.group()
+        self.foreign_bytes += len(escaped)
+        return bytes(ord(c) - 0xDC00 for c in escaped).decode("cp1252", errors="replace")
 
     def _cut(self, text: str) -> int | None:
         """Position in `text` (the newest piece) just after the last line end outside

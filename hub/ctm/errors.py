@@ -77,7 +77,7 @@ class TruncatedDownload(CtmProtocolError):
 
 
 class FileRejected(CtmError):
-    """The whole file is refused (empty, missing or duplicate column, not UTF-8, truncated)."""
+    """The whole file is refused (empty, missing or duplicate column, truncated)."""
 
 
 class FileTruncated(FileRejected):

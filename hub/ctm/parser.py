@@ -202,6 +202,7 @@ class ComplaintParser:
         self._closed = True
         try:
             batches = self._take(self._splitter.close())
+            self._note_foreign_bytes()
             if self._splitter.bytes_seen == 0:
                 raise FileRejected("empty file")
             if self._header is None:
@@ -239,6 +240,7 @@ class ComplaintParser:
         self._closed = True
         try:
             batches = self._triage(self._splitter.close_raw())
+            self._note_foreign_bytes()
             if self._splitter.bytes_seen == 0:
                 raise FileRejected("empty file")
             if self._header is None:
@@ -386,6 +388,15 @@ class ComplaintParser:
         summary.warning_count += 1
         if len(summary.warnings) < MAX_KEPT_WARNINGS:
             summary.warnings.append(issue)
+
+    def _note_foreign_bytes(self) -> None:
+        """One warning for the file (row 0) if bytes in it were not UTF-8."""
+        splitter = self._splitter
+        if splitter.foreign_bytes:
+            self._warn(
+                Issue(0, f"{splitter.foreign_bytes} byte(s) of the file were not UTF-8 and were "
+                         f"read as Windows-1252 (the first near byte {splitter.first_foreign_at})")
+            )  # fmt: skip
 
     def _count(self) -> None:
         # Duplicate warnings are raised after the row's other warnings: sort by row.

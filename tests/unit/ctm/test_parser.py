@@ -44,9 +44,38 @@ class TestEncodingAndLineEnds:
         ).encode()
         assert reasons(data) == [(2, "RECEIVED_DATE is not a date (MM/DD/YYYY or YYYY-MM-DD)")]
 
-    def test_not_utf8_is_rejected(self) -> None:
-        with pytest.raises(FileRejected, match="not UTF-8"):
-            parse_bytes(lines(MINIMAL) + b"1,H1234,Standard,01/02/2025,caf\xe9 (Latin-1)\r\n")
+    def test_bytes_that_are_not_utf8_are_read_as_windows_1252_with_a_warning(self) -> None:
+        # One pasted "smart quote" must not refuse every complaint of the contract.
+        data = lines(MINIMAL + ",COMPLAINT_SUMMARY") + (
+            b"1,H1234,Standard,01/02/2025,caf\xe9 \x93quoted\x94\r\n"
+            b"2,H1234,Standard,01/02/2025,UTF-8 too: caf\xc3\xa9\r\n"
+        )
+        records, summary = parse_bytes(data)
+        assert [r.text("COMPLAINT_SUMMARY") for r in records] == [
+            "caf\u00e9 \u201cquoted\u201d",
+            "UTF-8 too: caf\u00e9",
+        ]
+        [warning] = summary.warnings
+        assert warning.row == 0
+        assert warning.message.startswith("3 byte(s) of the file were not UTF-8")
+        first = data.index(b"\xe9")
+        assert f"near byte {first}" in warning.message
+
+    @pytest.mark.parametrize("cut", range(1, 12))
+    def test_a_foreign_byte_and_a_split_utf8_character_read_the_same_however_cut(
+        self, cut: int
+    ) -> None:
+        row = "1,H1234,Standard,01/02/2025,\u00e9t\u00e9 \u2014 d\xe9j\u00e0\r\n"
+        body = row.replace("\xe9j", "@j").encode().replace(b"@", b"\xe9")
+        data = lines(MINIMAL + ",COMPLAINT_SUMMARY") + body
+        start = data.index(b"\xc3\xa9t")
+        pieces = [data[: start + cut], data[start + cut :]]
+        parser = ComplaintParser()
+        records = [r for batch in parser.parse(pieces) for r in batch]
+        assert [r.text("COMPLAINT_SUMMARY") for r in records] == [
+            "\u00e9t\u00e9 \u2014 d\u00e9j\u00e0"
+        ]
+        assert parser.summary.warning_count == 1
 
     def test_text_keeps_spaces_and_every_character(self) -> None:
         text = "  Ünïcödé — 漢字 😀\ttab  "
