@@ -286,7 +286,7 @@ def _admin_routes(state: SimState) -> list[Any]:
 
     @post("/_sim/advance", status_code=200)
     async def advance(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = config.mapping(await _body(request), "body")
+        body = config.mapping(await _body(request), "body", ("days",))
         days = body.get("days", 1)
         if not isinstance(days, int) or isinstance(days, bool) or days < 0:
             raise SimulatorError("days: must be a whole number >= 0")

@@ -29,10 +29,26 @@ FAULT_KINDS = (
 )  # fmt: skip
 
 
-def mapping(value: Any, name: str) -> dict[str, Any]:
+def mapping(value: Any, name: str, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """`value` as an object; with `fields`, one holding no other field (a misspelt one would
+    otherwise be ignored, and the simulator run without what was asked)."""
     if not isinstance(value, dict):
         raise SimulatorError(f"{name}: must be an object")
+    if fields is not None and (unknown := sorted(set(value) - set(fields))):
+        raise SimulatorError(f"{name}: unknown field {unknown[0]!r} (known: {', '.join(fields)})")
     return value
+
+
+FAULT_FIELDS = (
+    "latency_ms", "rate_429", "retry_after", "rate_500", "rate_cut", "token_dies_after",
+    "hang_seconds", "chunk_delay_ms", "script",
+)  # fmt: skip
+SETTING_FIELDS = ("file_version", "token_lifetime", "scope")
+KEY_FIELDS = ("hpms_user", "contracts", "environment", "key_id", "secret")
+SEED_FIELDS = (
+    "seed", "environment", "start_day", "history_days", "tick_seconds", "contracts", "keys",
+    "faults", *SETTING_FIELDS,
+)  # fmt: skip
 
 
 def _number(body: dict[str, Any], name: str, default: float, *, low: float = 0.0) -> float:
@@ -72,10 +88,10 @@ def contracts(value: Any, name: str = "contracts") -> set[str]:
 
 
 def faults(body: Any) -> Faults:
-    body = mapping(body, "faults")
+    body = mapping(body, "faults", FAULT_FIELDS)
     script: list[tuple[Route | None, FaultKind]] = []
     for position, item in enumerate(body.get("script", [])):
-        item = mapping(item, f"faults.script[{position}]")
+        item = mapping(item, f"faults.script[{position}]", ("route", "fault"))
         route, kind = item.get("route"), item.get("fault")
         if route is not None and route not in ROUTES:
             raise SimulatorError(f"faults.script[{position}].route: one of {', '.join(ROUTES)}")
@@ -99,7 +115,7 @@ def faults(body: Any) -> Faults:
 
 
 def contract_plan(body: Any, name: str) -> ContractPlan:
-    body = mapping(body, name)
+    body = mapping(body, name, ("daily_min", "daily_max", "summary_chars"))
     low = int(_number(body, "daily_min", 0))
     high = int(_number(body, "daily_max", 3))
     if high < low or high > 999:
@@ -110,7 +126,7 @@ def contract_plan(body: Any, name: str) -> ContractPlan:
 
 
 def apply_settings(state: SimState, body: Any) -> None:
-    body = mapping(body, "settings")
+    body = mapping(body, "settings", SETTING_FIELDS)
     if "file_version" in body:
         if body["file_version"] not in (Layout.CURRENT.value, Layout.LEGACY.value):
             raise SimulatorError("file_version: must be 'current' or 'legacy'")
@@ -122,7 +138,7 @@ def apply_settings(state: SimState, body: Any) -> None:
 
 
 def add_key(state: SimState, body: Any, name: str = "key") -> SimKey:
-    body = mapping(body, name)
+    body = mapping(body, name, KEY_FIELDS)
     return state.add_key(
         hpms_user=_text(body, "hpms_user"),
         contracts=contracts(body.get("contracts"), f"{name}.contracts"),
@@ -133,7 +149,7 @@ def add_key(state: SimState, body: Any, name: str = "key") -> SimKey:
 
 
 def state_from_config(config: Any) -> SimState:
-    config = mapping(config, "seed file")
+    config = mapping(config, "seed file", SEED_FIELDS)
     start = config.get("start_day")
     try:
         start_day = date.fromisoformat(start) if start is not None else date.today()

@@ -145,6 +145,13 @@ class TestAdminApi:
         assert (limited.status_code, limited.headers["Retry-After"]) == (429, "9")
         bad = await admin(sim, "PUT", "/_sim/faults", {"rate_500": 2})
         assert bad.json() == {"error": "rate_500: must be between 0 and 1"}
+        for path, body in (
+            ("/_sim/faults", {"bogus": 1}),
+            ("/_sim/settings", {"scop": "other"}),
+        ):
+            unknown = await admin(sim, "PUT", path, body)
+            assert unknown.status_code == 400, path
+            assert "unknown field" in unknown.json()["error"]
         settings = await admin(
             sim, "PUT", "/_sim/settings", {"file_version": "legacy", "token_lifetime": 60}
         )
@@ -225,6 +232,14 @@ class TestSeedFile:
             ('{"start_day": "03/03/2025"}', "start_day: must be a date"),
             ('{"keys": [{"hpms_user": "u", "contracts": ["Q1"]}]}', "keys[0].contracts: 'Q1'"),
             ('{"contracts": {"H1234": {"daily_max": 5000}}}', "contracts.H1234.daily_max"),
+            # A misspelt field would be ignored, and the simulator run without it.
+            ('{"sed": 7}', "seed file: unknown field 'sed'"),
+            ('{"faults": {"rate500": 0.5}}', "faults: unknown field 'rate500'"),
+            (
+                '{"keys": [{"hpms_user": "u", "contracts": ["H1234"], "secrte": "x"}]}',
+                "keys[0]: unknown field 'secrte'",
+            ),
+            ('{"contracts": {"H1234": {"daily": 5}}}', "contracts.H1234: unknown field 'daily'"),
         ],
     )
     def test_bad_seed_file_names_the_field(
