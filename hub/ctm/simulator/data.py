@@ -77,6 +77,11 @@ def complaints_received(
         yield base + index, random.Random(f"{seed}:{contract}:{day.isoformat()}:{index}")  # noqa: S311
 
 
+def _phone(line: int, area: int) -> str:
+    """A fictional number: 555-0100 to 555-0199 are reserved for fiction in every area code."""
+    return f"({200 + area % 800}) 555-01{line:02d}"
+
+
 def make_complaint(
     contract: str, number: int, received: date, rng: random.Random, today: date, plan: ContractPlan
 ) -> Complaint:
@@ -104,7 +109,7 @@ def make_complaint(
         "BENE_IDENTIFIER": f"SIM{rng.randrange(10**8):08d}",
         "CONTACT_FIRST_NAME": first,
         "CONTACT_LAST_NAME": last,
-        "CONTACT_PHONE_NUMBER": f"(555) 01{rng.randrange(100):02d}-{rng.randrange(10000):04d}",
+        "CONTACT_PHONE_NUMBER": _phone(rng.randrange(100), rng.randrange(10000)),
         "PREFERRED_CALL_TIME": _pick(rng, CALL_TIMES),
         "PREFERRED_LANGUAGE": _pick(rng, LANGUAGES),
         "COMPLAINT_SUMMARY": summary,
