@@ -46,8 +46,9 @@ class NotFound(DomainError):
 
     status_code = HTTP_404_NOT_FOUND
 
-    def __init__(self, resource: str, ident: object) -> None:
-        super().__init__(f"{resource} {ident} not found", extra={"resource": resource})
+    def __init__(self, resource: str, ident: object, *, detail: str | None = None) -> None:
+        """`detail`: the sentence to answer instead of "<resource> <ident> not found"."""
+        super().__init__(detail or f"{resource} {ident} not found", extra={"resource": resource})
         self.resource = resource
 
 

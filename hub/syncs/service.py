@@ -219,7 +219,9 @@ async def request_sync(
     ends (`SyncResult.again`)."""
     pairs = [p for p in await serving_pairs(session, tenant_id) if contract in (None, p.contract)]
     if contract is not None and not pairs:
-        raise NotFound("contract with an active key", contract)
+        raise NotFound(
+            "contract", contract, detail=f"no active key of this tenant serves contract {contract}"
+        )
     now = utcnow()
     wanted = {(p.key_id, p.contract) for p in pairs}
     for cursor in await session.scalars(
@@ -710,7 +712,11 @@ async def set_schedule(
             .limit(1)
         )
         if has_key is None:
-            raise NotFound("sync schedule (no key of this environment)", environment.value)
+            raise NotFound(
+                "sync_schedule", environment.value,
+                detail=f"this tenant has no {environment.value} key, so no {environment.value} "
+                "schedule to change",
+            )  # fmt: skip
         schedule = SyncSchedule(
             tenant_id=tenant_id, environment=environment,
             interval_minutes=int(policy.default_interval.total_seconds() // 60), is_paused=False,

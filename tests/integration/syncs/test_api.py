@@ -177,6 +177,7 @@ class TestSyncNow:
             f"{BASE}/run", json={"contract": "R0001"}, headers=tenant.caseworker.headers
         )
         assert unserved.status_code == 404
+        assert unserved.json()["detail"] == "no active key of this tenant serves contract R0001"
 
     async def test_viewer_may_not_sync(self, client: httpx.AsyncClient, session: AsyncSession,
                                        tenant: Tenant) -> None:  # fmt: skip
