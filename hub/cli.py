@@ -112,7 +112,10 @@ async def _for_tenant(
     try:
         async with database.transaction() as session:
             tenant = await tenant_service.get_tenant_by_slug(session, slug)
-        return await work(database, tenant.id)
+        try:
+            return await work(database, tenant.id)
+        except CryptoError as error:  # it names the tenant by id; the operator typed its slug
+            raise CliError(str(error).replace(str(tenant.id), slug)) from None
     finally:
         await database.dispose()
 

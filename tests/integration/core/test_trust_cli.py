@@ -116,7 +116,7 @@ class TestDiscardRetiredKeys:
         ok(hub(hub_env, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0"))
         young = hub(hub_env, "tenants", "discard-retired-keys", "--slug", "acme")
         assert young.exit_code == 1
-        assert "data key v2 of tenant" in young.output
+        assert "data key v2 of tenant acme " in young.output, "named by the slug typed"
         assert "became active too recently" in young.output
         output = ok(hub(hub_env, "tenants", "discard-retired-keys", "--slug", "acme",
                         "--settle-seconds", "0"))  # fmt: skip
