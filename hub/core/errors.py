@@ -56,7 +56,9 @@ class Conflict(DomainError):
     status_code = HTTP_409_CONFLICT
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
-        extra = [{"key": field, "message": detail}] if field else None
+        # As `Invalid`: the detail may lead with "field: ", the extra's message does not.
+        message = detail.removeprefix(f"{field}: ") if field else detail
+        extra = [{"key": field, "message": message}] if field else None
         super().__init__(detail, extra=extra)
         self.field = field
 

@@ -226,7 +226,11 @@ class TestCreateKey:
             json=world.body(key, contracts=["H1234"], verify=False),
         )
         assert response.status_code == 409
-        assert response.json()["extra"][0]["key"] == "key_id"
+        assert response.json()["extra"][0] == {
+            "key": "key_id",  # named once: the message does not repeat it
+            "message": "this key ID is already registered in sandbox",
+        }
+        assert response.json()["detail"].startswith("key_id: ")
         assert "plan" not in response.text.lower().replace("already registered", "")
 
     async def test_viewer_without_keys_manage_cannot_create(
