@@ -260,6 +260,24 @@ class KeyController(Controller):
         )
         return await _view(db_session, principal, key)
 
+    @post(
+        "/{key_id:uuid}/contracts/{contract:str}/restore",
+        opt=scope(Scope.KEYS_MANAGE),
+        status_code=200,
+        responses=documented(400, 401, 403, 404, 409),
+    )
+    async def restore_access(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        key_id: FromPath[UUID],
+        contract: FromPath[str],
+    ) -> KeyView:
+        """CMS serves the contract to the key again: clear its access-lost mark and sync the
+        pair now (a 403 marks it lost again). The RP or a tenant admin."""
+        key = await service.restore_access(db_session, principal, key_id=key_id, contract=contract)
+        return await _view(db_session, principal, key)
+
     @put(
         "/{key_id:uuid}/designees",
         opt=scope(Scope.KEYS_MANAGE),

@@ -22,10 +22,10 @@ from hub.auth import repository as auth_repository
 from hub.auth import service as auth
 from hub.auth.models import ApiToken, Membership, User
 from hub.auth.principal import Principal
-from hub.core import crypto
+from hub.core import crypto, jobs
 from hub.core.crypto import Sealed, TenantCipher
 from hub.core.db import utcnow
-from hub.core.errors import Conflict, Forbidden, Invalid, Unavailable
+from hub.core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hub.core.ids import TenantID, uuid7
 from hub.core.logging import redact_value
 from hub.ctm.client import CtmCredentials, CtmEnvironment
@@ -567,6 +567,43 @@ async def mark_access_lost(
         details = {"contract": number, "reason": reason[:200], "next_action": next_action}
         await _change(session, Actor.system("ctm"), key, "key.access_lost", details)
     return link
+
+
+async def restore_access(
+    session: AsyncSession, actor: Principal, *, key_id: UUID, contract: str
+) -> ApiKey:
+    """The RP (or a tenant admin) says CMS serves the contract to the key again (HPMS
+    fixed the association): the access-lost mark goes, its alert resolves, and the pair is
+    synced at once, which marks it lost again if CMS still refuses it."""
+    from hub.syncs.service import sync_job  # syncs build on keys, not the reverse
+
+    key = await repository.lock_key(session, actor.tenant, key_id)
+    _require_rp_or_admin(key, actor, "restore a contract's access for")
+    number = normalise_contract(contract, field="contract")
+    if key.status not in (KeyStatus.ACTIVE, KeyStatus.SUSPENDED):
+        raise Conflict(
+            f"the key is {key.status.value}: no contract of it is synced again", field="status"
+        )
+    link = next(
+        (
+            link
+            for link, c in await repository.key_contracts(session, actor.tenant, [key.id])
+            if c.number == number
+        ),
+        None,
+    )
+    if link is None:
+        raise NotFound("contract", number, detail=f"the key does not cover contract {number}")
+    if link.access_lost_at is None:
+        raise Conflict(f"contract: access to {number} is not marked lost", field="contract")
+    link.access_lost_at, link.access_lost_reason = None, None
+    await session.flush()
+    await _change(
+        session, Actor.of_principal(actor), key, "key.access_restored", {"contract": number}
+    )
+    if key.is_usable:  # a suspended key's pairs sync again once it is resumed
+        jobs.enqueue(session, sync_job(actor.tenant, key.id, number, "manual"))
+    return key
 
 
 async def _superseded(session: AsyncSession, key: ApiKey, refused_key_id: str | None) -> bool:

@@ -51,6 +51,7 @@ SYNC_PATH = (
 KEY_CHANGES = (
     "key.created", "key.rotated", "key.compromised", "key.deactivated", "key.suspended",
     "key.resumed", "key.orphaned", "key.contracts_changed", "key.designees_changed",
+    "key.access_restored",
 )  # fmt: skip
 ALERTS = ("alert.raised", "alert.escalated", "alert.resolved")
 WEBHOOKS = ("webhook.test", "webhook.endpoint_disabled")
@@ -188,6 +189,10 @@ class TestKeyChanges:
         )  # fmt: skip
         await keys.suspend_key(session, rp, key_id=key.id)
         await keys.resume_key(session, rp, key_id=key.id)
+        await keys.mark_access_lost(
+            session, tenant_id=plan.tenant_id, key_id=key.id, contract="H1234", reason="403"
+        )
+        await keys.restore_access(session, rp, key_id=key.id, contract="H1234")
         await keys.set_contracts(session, rp, key_id=key.id, numbers=["H1234"])
         await keys.set_designees(
             session, rp, key_id=key.id, users=[plan.caseworker.user.id], tokens=[]

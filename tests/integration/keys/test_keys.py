@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.alerts.models import Alert, AlertKind
 from hub.app import create_app
 from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
@@ -29,7 +30,7 @@ from hub.keys import repository, service
 from hub.keys.models import ApiKey, ApiKeyVersion, KeyStatus, VersionState
 from hub.keys.verify import CtmVerifier
 from hub.settings import Settings
-from tests.support import Member, app_client, bearer, make_member, make_tenant
+from tests.support import Member, RecordingQueue, app_client, bearer, make_member, make_tenant
 
 POC = {"name": "Toni Tech", "email": "toni@plan.example"}
 
@@ -494,6 +495,49 @@ class TestWhatCmsAndPeopleDo:
         key = await session.get(ApiKey, UUID(view["id"]))
         assert key is not None
         assert (await service.credentials_for(session, key)).contracts == frozenset({"H1234"})
+
+    async def test_access_restored_clears_the_mark_resolves_the_alert_and_syncs_the_pair(
+        self, world: World, session: AsyncSession, queue: RecordingQueue
+    ) -> None:
+        view = await world.create(world.sim_key())
+        key_id = UUID(view["id"])
+        await service.mark_access_lost(
+            session, tenant_id=world.rp.tenant_id, key_id=key_id, contract="S5678", reason="403"
+        )
+        await session.commit()
+        path = f"/api/v1/keys/{view['id']}/contracts/s5678/restore"
+        assert (await world.client.post(path, headers=world.viewer.headers)).status_code == 403
+        restored = await world.client.post(path, headers=world.rp.headers)
+        assert restored.status_code == 200, restored.text
+        assert all(c["access_lost_at"] is None for c in restored.json()["contracts"])
+        [event] = await events_of(session, "key.access_restored")
+        assert event.payload["contract"] == "S5678"
+        alerts = (
+            await session.scalars(
+                select(Alert)
+                .where(Alert.kind == AlertKind.KEY_ACCESS_LOST)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        assert [a.resolved_at is not None for a in alerts] == [True]
+        sync_jobs = [j for j in queue.sent if j.function == "syncs.sync_contract"]
+        assert [(j.args[1], j.args[2], j.args[3]) for j in sync_jobs] == [
+            (view["id"], "S5678", "manual")
+        ]
+        key = await session.get(ApiKey, key_id)
+        assert key is not None
+        await session.refresh(key)
+        assert (await service.credentials_for(session, key)).contracts == frozenset(
+            {"H1234", "S5678"}
+        )
+        again = await world.client.post(path, headers=world.rp.headers)
+        assert again.status_code == 409
+        assert again.json()["extra"][0]["key"] == "contract"
+        uncovered = await world.client.post(
+            f"/api/v1/keys/{view['id']}/contracts/R0001/restore", headers=world.admin.headers
+        )
+        assert uncovered.status_code == 404
+        assert "does not cover contract R0001" in uncovered.text
 
     async def test_a_refusal_of_a_version_since_replaced_changes_nothing(
         self, world: World, session: AsyncSession
