@@ -38,6 +38,8 @@ MAX_ATTEMPTS = 6
 NO_SMTP = "no SMTP server configured (HUB_SMTP_URL)"
 GONE = "the recipient left the tenant or was deactivated"
 SEND_ERRORS = (smtplib.SMTPException, OSError, TimeoutError)
+# Errors no retry can mend: the message cannot be built or encoded for this address.
+UNSENDABLE = (ValueError, TypeError)
 
 
 class SmtpUrlError(ValueError):
@@ -243,6 +245,17 @@ def _failed(rows: Sequence[AlertEmail], error: BaseException) -> SendOutcome:
     return SendOutcome(EmailStatus.PENDING, retry_in=retry_delay(attempts))
 
 
+def _unsendable(rows: Sequence[AlertEmail], error: BaseException) -> SendOutcome:
+    """The message cannot be made or sent as it is (an address the mail server's protocol
+    cannot carry, say): no retry can help, so the rows fail at once, saying why, instead of
+    staying pending for the sweeper to send again, and fail again, every 10 minutes."""
+    for row in rows:
+        row.attempts += 1
+        row.status, row.last_error = EmailStatus.FAILED, type(error).__name__[:200]
+    log.warning("alert email cannot be sent", error_class=type(error).__name__)
+    return SendOutcome(EmailStatus.FAILED)
+
+
 async def _drop_unreachable(session: AsyncSession, rows: Sequence[AlertEmail]) -> list[AlertEmail]:
     """The rows whose recipient the alert may still reach; the others (their user left the
     tenant or was deactivated since the alert was raised) are settled as skipped."""
@@ -285,14 +298,16 @@ async def send_alert_email(
     if mailer is None:
         return _sent([row], EmailStatus.SKIPPED, utcnow())
     names = await _tenant_names(session, [alert])
-    message = alert_message(
-        alert, sender=mailer.sender, to=row.email, public_url=public_url,
-        tenant=names.get(alert.tenant_id, ""),
-    )  # fmt: skip
     try:
+        message = alert_message(
+            alert, sender=mailer.sender, to=row.email, public_url=public_url,
+            tenant=names.get(alert.tenant_id, ""),
+        )  # fmt: skip
         await mailer.send(message)
     except SEND_ERRORS as error:
         return _failed([row], error)
+    except UNSENDABLE as error:
+        return _unsendable([row], error)
     return _sent([row], EmailStatus.SENT, utcnow())
 
 
@@ -349,14 +364,17 @@ async def send_digest(
         )
     }
     ordered = sorted(alerts.values(), key=lambda a: (a.tenant_id, a.raised_at))
-    message = digest_message(
-        ordered, sender=mailer.sender, to=address, day=f"{cutoff:%Y-%m-%d}",
-        public_url=public_url, tenants=await _tenant_names(session, ordered),
-    )  # fmt: skip
+    tenants = await _tenant_names(session, ordered)
     try:
+        message = digest_message(
+            ordered, sender=mailer.sender, to=address, day=f"{cutoff:%Y-%m-%d}",
+            public_url=public_url, tenants=tenants,
+        )  # fmt: skip
         await mailer.send(message)
     except SEND_ERRORS as error:
         return _failed(rows, error)
+    except UNSENDABLE as error:
+        return _unsendable(rows, error)
     return _sent(rows, EmailStatus.SENT, utcnow())
 
 

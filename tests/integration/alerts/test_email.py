@@ -224,6 +224,22 @@ class TestTransport:
         assert last.status is EmailStatus.FAILED
         assert last.retry_in is None
 
+    async def test_an_email_that_cannot_be_made_fails_at_once_not_every_ten_minutes(
+        self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
+    ) -> None:
+        received, mailer = sink
+        plan = await make_plan(session)
+        await compromise(session, plan)
+        [row, *_] = await owed(session)
+        row.email = "broken\naddress@plan.example"  # no message can carry this header
+        outcome = await email.send_alert_email(
+            session, row.id, mailer=mailer, public_url=PUBLIC_URL
+        )
+        assert outcome.status is EmailStatus.FAILED
+        assert outcome.retry_in is None
+        assert (row.status, row.attempts, row.last_error) == (EmailStatus.FAILED, 1, "ValueError")
+        assert received.received == []
+
     async def test_without_smtp_emails_are_skipped(self, session: AsyncSession) -> None:
         plan = await make_plan(session)
         await compromise(session, plan)
