@@ -132,6 +132,10 @@ async def _check_key_id_free(session: AsyncSession, environment: Environment, ke
     key_id = key_id.strip()
     if not key_id:
         raise Invalid("key_id", "must not be empty")
+    if any(not c.isprintable() for c in key_id):
+        # A line break or control character: it would break every log line, email and
+        # page that shows the key ID (a CMS key ID is one line of printable characters).
+        raise Invalid("key_id", "must be printable characters on one line")
     if redact_value(key_id) != key_id:
         # Every member sees a key ID, and it is audited: a pasted token or secret must not be.
         raise Invalid("key_id", "looks like a token or secret, not a CMS key ID")

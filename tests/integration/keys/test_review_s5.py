@@ -63,6 +63,18 @@ class TestTokenShapedInput:
         assert LEAKED not in response.text
         assert (await session.scalars(select(ApiKey))).all() == []
 
+    @pytest.mark.parametrize("key_id", ["KEY-1\nFORGED LOG LINE", "KEY\t2", "KEY\x1b[31m3"])
+    async def test_a_key_id_with_a_line_break_or_control_character_is_a_400_naming_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, rp: Member, key_id: str
+    ) -> None:
+        response = await client.post("/api/v1/keys", headers=rp.headers, json=body(key_id=key_id))
+        assert response.status_code == 400, response.text
+        assert response.json()["extra"][0] == {
+            "key": "key_id",
+            "message": "must be printable characters on one line",
+        }
+        assert (await session.scalars(select(ApiKey))).all() == []
+
     async def test_rotating_to_a_token_shaped_key_id_is_a_400_naming_it(
         self, client: httpx.AsyncClient, rp: Member
     ) -> None:
