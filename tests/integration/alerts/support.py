@@ -21,7 +21,9 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.alerts.models import Alert, AlertKind, AlertState
+from hub.alerts import email
+from hub.alerts.email import SmtpConfig, SmtpMailer
+from hub.alerts.models import Alert, AlertEmail, AlertKind, AlertState, EmailStatus
 from hub.auth import service as auth
 from hub.auth.models import Role, User
 from hub.complaints.models import Complaint, DueBasis, ResolutionState
@@ -270,3 +272,29 @@ def _self_signed(directory: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context
+
+
+PUBLIC_URL = "https://hub.example"
+
+
+@contextmanager
+def smtp_mailer(sender: str = "CTM Hub <alerts@hub.example>") -> Iterator[tuple[Sink, SmtpMailer]]:
+    """A real SMTP sink, and a mailer that sends to it."""
+    with smtp_sink() as (received, url):
+        yield received, SmtpMailer(SmtpConfig.parse(url, sender=sender))
+
+
+async def owed(session: AsyncSession) -> list[AlertEmail]:
+    return list((await session.scalars(select(AlertEmail).order_by(AlertEmail.created_at))).all())
+
+
+async def send_all(
+    session: AsyncSession, mailer: SmtpMailer | None, *, pending_only: bool = False
+) -> list[email.SendOutcome]:
+    """Send every owed immediate email (with `pending_only`, those still pending) as the
+    send job would."""
+    return [
+        await email.send_alert_email(session, row.id, mailer=mailer, public_url=PUBLIC_URL)
+        for row in await owed(session)
+        if not row.is_digest and (not pending_only or row.status is EmailStatus.PENDING)
+    ]

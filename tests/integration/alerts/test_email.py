@@ -9,14 +9,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import email, rules, service
 from hub.alerts.email import SmtpConfig, SmtpMailer, SmtpUrlError
 from hub.alerts.models import (
     Alert,
-    AlertEmail,
     AlertKind,
     AlertState,
     EmailMode,
@@ -33,6 +31,7 @@ from hub.settings import SettingsError, load_settings
 from tests.integration.alerts.support import (
     PHI_CANARY,
     POC_EMAIL,
+    PUBLIC_URL,
     SECRET_CANARY,
     Plan,
     Sink,
@@ -42,28 +41,17 @@ from tests.integration.alerts.support import (
     make_complaint,
     make_key,
     make_plan,
+    owed,
+    send_all,
+    smtp_mailer,
     smtp_sink,
 )
-
-PUBLIC_URL = "https://hub.example"
 
 
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, SmtpMailer]]:
-    with smtp_sink() as (received, url):
-        yield received, SmtpMailer(SmtpConfig.parse(url, sender="CTM Hub <alerts@hub.example>"))
-
-
-async def owed(session: AsyncSession) -> list[AlertEmail]:
-    return list((await session.scalars(select(AlertEmail).order_by(AlertEmail.created_at))).all())
-
-
-async def send_all(session: AsyncSession, mailer: SmtpMailer | None) -> list[email.SendOutcome]:
-    return [
-        await email.send_alert_email(session, row.id, mailer=mailer, public_url=PUBLIC_URL)
-        for row in await owed(session)
-        if not row.is_digest
-    ]
+    with smtp_mailer() as found:
+        yield found
 
 
 async def compromise(session: AsyncSession, plan: Plan) -> None:

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import email, repository, rules, service
 from hub.alerts.conditions import coverage_conditions
-from hub.alerts.email import SmtpConfig, SmtpMailer
-from hub.alerts.models import AlertEmail, AlertKind, EmailMode, EmailStatus, Severity
+from hub.alerts.email import SmtpMailer
+from hub.alerts.models import AlertKind, EmailMode, EmailStatus, Severity
 from hub.audit.models import AuditEntry
 from hub.audit.service import Actor
 from hub.auth import service as auth
@@ -27,6 +27,7 @@ from hub.keys import service as keys
 from hub.keys.schemas import KeyRotate
 from tests.integration.alerts.support import (
     POC_EMAIL,
+    PUBLIC_URL,
     Sink,
     alerts_of,
     at,
@@ -34,29 +35,17 @@ from tests.integration.alerts.support import (
     make_key,
     make_plan,
     open_of,
-    smtp_sink,
+    owed,
+    send_all,
+    smtp_mailer,
 )
 from tests.support import RecordingQueue, make_member
-
-PUBLIC_URL = "https://hub.example"
 
 
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, SmtpMailer]]:
-    with smtp_sink() as (received, url):
-        yield received, SmtpMailer(SmtpConfig.parse(url, sender="alerts@hub.example"))
-
-
-async def owed(session: AsyncSession) -> list[AlertEmail]:
-    return list((await session.scalars(select(AlertEmail).order_by(AlertEmail.created_at))).all())
-
-
-async def send_all(session: AsyncSession, mailer: SmtpMailer) -> list[email.SendOutcome]:
-    return [
-        await email.send_alert_email(session, row.id, mailer=mailer, public_url=PUBLIC_URL)
-        for row in await owed(session)
-        if not row.is_digest and row.status is EmailStatus.PENDING
-    ]
+    with smtp_mailer("alerts@hub.example") as found:
+        yield found
 
 
 class TestAcknowledgeIsForThoseAccountable:
@@ -161,7 +150,7 @@ class TestEmailOnlyReachesPeopleStillThere:
         await auth.remove_member(
             session, plan.admin.principal, membership_id=plan.caseworker.membership.id
         )
-        await send_all(session, mailer)
+        await send_all(session, mailer, pending_only=True)
         assert received.to(plan.caseworker.user.email) == []
         assert received.to(plan.admin.user.email), "the others are still told"
         [row] = [r for r in await owed(session) if r.email == plan.caseworker.user.email]
@@ -178,7 +167,7 @@ class TestEmailOnlyReachesPeopleStillThere:
         )
         plan.operator.is_active = False  # the vendor deactivated the operator's account
         await session.flush()
-        await send_all(session, mailer)
+        await send_all(session, mailer, pending_only=True)
         assert received.to(plan.operator.email) == []
         assert received.to(plan.rp.user.email)
         assert received.to(plan.admin.user.email)
