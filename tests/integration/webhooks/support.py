@@ -275,3 +275,14 @@ class Harness:
 
 def at(now: datetime) -> str:
     return now.isoformat().replace("+00:00", "Z")
+
+
+async def endpoint_for(
+    db: Database, admin: Member, receiver: Receiver, **options: object
+) -> tuple[WebhookEndpoint, str]:
+    """An endpoint posting to `receiver` (made in a transaction of its own), whose secret
+    the receiver then verifies signatures with; and that secret."""
+    async with db.transaction() as session:
+        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
+    receiver.secrets = [secret]
+    return endpoint, secret

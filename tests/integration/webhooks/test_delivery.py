@@ -25,17 +25,13 @@ from hub.webhooks.models import (
     WebhookAttempt,
     WebhookEndpoint,
 )
-from tests.integration.webhooks.support import Harness, Receiver, make_endpoint, principal_of
+from tests.integration.webhooks.support import (
+    Harness,
+    Receiver,
+    endpoint_for,
+    principal_of,
+)
 from tests.support import Member
-
-
-async def endpoint_for(
-    db: Database, admin: Member, receiver: Receiver, **options: object
-) -> tuple[WebhookEndpoint, str]:
-    async with db.transaction() as session:
-        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
-    receiver.secrets = [secret]
-    return endpoint, secret
 
 
 class TestSignedDelivery:

@@ -13,17 +13,8 @@ from sqlalchemy import func, select
 from hub.core.db import Database
 from hub.webhooks import drain, replay
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
-from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
+from tests.integration.webhooks.support import Harness, Receiver, endpoint_for
 from tests.support import Member
-
-
-async def endpoint_for(
-    db: Database, admin: Member, receiver: Receiver, **options: object
-) -> WebhookEndpoint:
-    async with db.transaction() as session:
-        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
-    receiver.secrets = [secret]
-    return endpoint
 
 
 async def attempts_of(db: Database, endpoint: WebhookEndpoint) -> list[WebhookAttempt]:
@@ -43,7 +34,7 @@ class TestBatches:
     async def test_many_batches_deliver_every_message_once_with_one_attempt_each(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         await harness.record(admin.tenant_id, "complaint.created", {}, 13)
         assert await harness.run_due() == 13
         assert receiver.refused == []
@@ -73,7 +64,7 @@ class TestBatches:
     async def test_ordered_failure_mid_batch_holds_back_the_rest(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver, small_batches: None
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver, is_ordered=True)
+        endpoint, _ = await endpoint_for(db, admin, receiver, is_ordered=True)
         receiver.script = [200, 500]
         await harness.record(admin.tenant_id, "complaint.created", {}, 6)
         assert await harness.run_due() == 2  # the first, then the failing second; no more
@@ -110,7 +101,7 @@ class TestLimits:
     async def test_over_the_rate_limit_the_drain_steps_aside(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver, rate_limit_per_second=5)
+        endpoint, _ = await endpoint_for(db, admin, receiver, rate_limit_per_second=5)
         await harness.record(admin.tenant_id, "complaint.created", {}, 12)
         first = await harness.drain(endpoint.id)
         assert first.stepped_aside
@@ -137,7 +128,7 @@ class TestHalts:
     async def test_410_mid_batch_disables_once_and_sends_no_more(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=1)
         receiver.script = [200, 410]
         await harness.record(admin.tenant_id, "complaint.created", {}, 5)
         assert await harness.run_due() == 2
@@ -155,7 +146,7 @@ class TestHalts:
     async def test_410s_in_flight_together_disable_the_endpoint_once(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=8)
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=8)
         receiver.default_status = 410
         await harness.record(admin.tenant_id, "complaint.created", {}, 4)
         sent = await harness.run_due()
@@ -166,7 +157,7 @@ class TestHalts:
     async def test_retry_after_mid_batch_holds_the_rest_until_then(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=1)
         receiver.script = [200, 503]
         receiver.reply_headers = {"Retry-After": "30"}
         await harness.record(admin.tenant_id, "complaint.created", {}, 4)
@@ -188,7 +179,7 @@ class TestLeases:
     async def test_a_batch_claimed_by_a_drainer_that_died_is_sent_after_its_lease(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
     ) -> None:
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         await harness.record(admin.tenant_id, "complaint.created", {}, 3)
         claimed = await harness.claim(endpoint.id)  # claimed, then the worker died
         assert claimed.batch is not None

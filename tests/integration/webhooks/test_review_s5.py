@@ -17,17 +17,8 @@ from hub.core.ids import uuid7
 from hub.webhooks import delivery, drain, replay
 from hub.webhooks.limits import RedisLimiter
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
-from tests.integration.webhooks.support import Harness, Receiver, make_endpoint
+from tests.integration.webhooks.support import Harness, Receiver, endpoint_for
 from tests.support import Member
-
-
-async def endpoint_for(
-    db: Database, admin: Member, receiver: Receiver, **options: object
-) -> WebhookEndpoint:
-    async with db.transaction() as session:
-        endpoint, secret = await make_endpoint(session, admin, url=receiver.url, **options)
-    receiver.secrets = [secret]
-    return endpoint
 
 
 class TestRetryAfterTooBigForAFloat:
@@ -36,7 +27,7 @@ class TestRetryAfterTooBigForAFloat:
     ) -> None:
         # float(int("9" * 400)) overflows: the drain crashed with the message still leased,
         # so it was sent again each time the lease ran out and never recorded.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.script = [429]
         receiver.reply_headers = {"Retry-After": "9" * 400}
         await harness.record(admin.tenant_id, "sync.failed", {})
@@ -54,7 +45,7 @@ class TestResponseBodyWithANul:
     ) -> None:
         # PostgreSQL text refuses U+0000: recording the batch failed, the drain crashed, and
         # the message (leased) was sent again at every lease's end, never marked delivered.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.reply_body = "ok\x00done"
         await harness.record(admin.tenant_id, "sync.completed", {})
         assert await harness.run_due() == 1
@@ -85,7 +76,7 @@ class TestHostTheResolverCannotEncode:
     ) -> None:
         # getaddrinfo raised UnicodeError, which no except caught: the drain crashed with
         # the message leased, and it was never recorded nor failed.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         async with db.transaction() as session:
             await session.execute(
                 update(WebhookEndpoint)
@@ -115,7 +106,7 @@ class TestSuccessOfABatchClaimedBeforeAFailure:
         # endpoint was failing at its claim, so the clock ran on from that first failure and
         # a single failure days later disabled a working endpoint.
         monkeypatch.setattr(drain, "BATCH_SIZE", 1)
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.script = [500, 200]
         await harness.record(admin.tenant_id, "complaint.created", {}, 2)
         first, second = await harness.claim(endpoint.id), await harness.claim(endpoint.id)
@@ -141,7 +132,7 @@ class TestSendWindow:
         # The window was checked before waiting for one of the worker's request slots, so a
         # message could go out long after its window (and so its lease) had ended, while
         # the sweeper and another drainer were free to send it too.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         await harness.record(admin.tenant_id, "complaint.created", {})
         claimed = await harness.claim(endpoint.id)
         assert claimed.batch is not None
@@ -166,9 +157,9 @@ class TestSweeper:
         # endpoint had a backlog longer than a sweep batch (a slow receiver, say), every
         # sweep found only it, and another endpoint whose drain job Redis lost waited.
         monkeypatch.setattr(replay, "SWEEP_BATCH", 3)
-        busy = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
+        busy, _ = await endpoint_for(db, admin, receiver, event_types=["complaint.*"])
         await harness.record(admin.tenant_id, "complaint.created", {}, 5)
-        other = await endpoint_for(db, admin, receiver, event_types=["sync.*"])
+        other, _ = await endpoint_for(db, admin, receiver, event_types=["sync.*"])
         await harness.record(admin.tenant_id, "sync.failed", {})
         later = harness.now + timedelta(minutes=5)
         async with db.transaction() as session:
@@ -185,7 +176,7 @@ class TestShortRetryAfter:
         # A Retry-After replaced the schedule's delay even when shorter: a receiver busy for
         # ten seconds (503, Retry-After: 0) took all eight attempts in eight seconds, and
         # the message failed for good instead of being retried over the schedule.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.default_status = 503
         receiver.reply_headers = {"Retry-After": "0"}
         await harness.record(admin.tenant_id, "sync.failed", {})
@@ -209,7 +200,7 @@ class TestRetryAfterHoldsTheEndpoint:
         # A Retry-After held back only the batch it answered: the next drain (the next
         # commit's wake-up) sent every new message at once to a receiver that had asked for
         # time, and each got its 429 and spent an attempt.
-        endpoint = await endpoint_for(db, admin, receiver)
+        endpoint, _ = await endpoint_for(db, admin, receiver)
         receiver.script = [429]
         receiver.reply_headers = {"Retry-After": "1"}
         await harness.record(admin.tenant_id, "complaint.created", {})
