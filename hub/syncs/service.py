@@ -132,24 +132,33 @@ async def serving_pairs(session: AsyncSession, tenant_id: TenantID | None = None
 
 async def due_pairs(session: AsyncSession, *, now: datetime, policy: SyncPolicy) -> list[Pair]:
     """Pairs due now, interleaved across tenants and capped per tenant, so one tenant with
-    500 contracts does not starve the others."""
+    500 contracts does not starve the others. A tenant's pairs come longest-waiting first
+    (never synced before all): over its cap, its pairs take turns rather than the same
+    ones being taken at every tick."""
     schedules = {
         (s.tenant_id, s.environment): s for s in await session.scalars(select(SyncSchedule))
     }
     cursors = {(c.api_key_id, c.contract): c for c in await session.scalars(select(SyncCursor))}
-    per_tenant: dict[UUID, list[Pair]] = defaultdict(list)
+    per_tenant: dict[UUID, list[tuple[datetime | None, Pair]]] = defaultdict(list)
     for pair in await serving_pairs(session):
         schedule = schedules.get((pair.tenant_id, pair.environment))
         if schedule is not None and schedule.is_paused:
             continue
         cursor = cursors.get((pair.key_id, pair.contract))
         if cursor is None or cursor.next_due_at is None or cursor.next_due_at <= now:
-            per_tenant[pair.tenant_id].append(pair)
+            per_tenant[pair.tenant_id].append(
+                (None if cursor is None else cursor.next_due_at, pair)
+            )
     due: list[Pair] = []
-    queues = [q[: policy.per_tenant_per_tick] for q in per_tenant.values()]
+    queues = [_longest_waiting(q, now)[: policy.per_tenant_per_tick] for q in per_tenant.values()]
     for round_ in range(max((len(q) for q in queues), default=0)):
         due.extend(q[round_] for q in queues if round_ < len(q))
     return due
+
+
+def _longest_waiting(due: list[tuple[datetime | None, Pair]], now: datetime) -> list[Pair]:
+    """Never synced first, then by when each fell due; ties by contract."""
+    return [pair for _, pair in sorted(due, key=lambda d: (d[0] is not None, d[0] or now))]
 
 
 async def schedule_due(
