@@ -98,7 +98,12 @@ async def list_complaints(
         statement = statement.where(Complaint.due_date < where.due_before)
     if where.bene_index is not None:
         statement = statement.where(Complaint.bene_index == where.bene_index)
-    statement = statement.order_by(Complaint.due_date, Complaint.contract, Complaint.complaint_id)
+    # A total order, so that pages neither repeat nor skip a complaint: one contract's
+    # complaint ID may be in both environments (the row id breaks any tie left).
+    statement = statement.order_by(
+        Complaint.due_date, Complaint.contract, Complaint.complaint_id, Complaint.environment,
+        Complaint.id,
+    )  # fmt: skip
     return (await session.scalars(statement.limit(where.limit).offset(where.offset))).all()
 
 
