@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, cast
 
 import httpx
@@ -25,6 +26,10 @@ from workers import events, keys, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
+# How long a cron tick's result is kept. arq's `unique` enqueues a tick under one job id on
+# every replica, which is a no-op only while that job or its result is there: a replica
+# reaching the tick later than this after another ran it (its loop held up) runs it again.
+CRON_RESULT_KEPT = timedelta(hours=1)
 
 
 def event_subscriptions() -> list[Subscription]:
@@ -105,7 +110,13 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
     def tick(coroutine: Callable[..., Awaitable[Any]], name: str, **when: Any) -> CronJob:
         # `unique`: with several worker replicas, each tick runs once.
         when.setdefault("run_at_startup", run_at_startup)
-        return cron(cast("Any", coroutine), name=name, unique=True, **when)
+        return cron(
+            cast("Any", coroutine),
+            name=name,
+            unique=True,
+            keep_result=CRON_RESULT_KEPT.total_seconds(),
+            **when,
+        )
 
     every_5_minutes, every_10_minutes = set(range(0, 60, 5)), set(range(0, 60, 10))
     return [

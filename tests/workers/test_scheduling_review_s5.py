@@ -4,14 +4,19 @@ the crons' ticks across worker replicas and time zones."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
+from arq.constants import default_queue_name, in_progress_key_prefix
 from sqlalchemy import select
 
-from hub.core.db import utcnow
+from hub.core.db import Database, utcnow
+from hub.settings import Settings
 from hub.syncs import service as syncs
 from hub.syncs.models import SyncCursor
 from tests.workers import test_syncs
 from tests.workers.test_syncs import Plan, onboard
+from workers.settings import create_worker
 
 plan = test_syncs.plan  # the fixture
 
@@ -51,3 +56,52 @@ class TestFairnessWithinATenant:
             await synced(plan, due, due_at=now + timedelta(minutes=1))
             taken |= {p.contract for p in due if p.tenant_id == member.tenant_id}
         assert taken == set(many), f"never synced: {sorted(set(many) - taken)}"
+
+
+def tick_of(worker: Any, name: str, at: datetime) -> None:
+    """Make the worker's cron `name` fall due at `at`, and no other cron of it at all."""
+    for cron_job in worker.cron_jobs:
+        cron_job.next_run = at if cron_job.name == name else at + timedelta(days=3650)
+
+
+class TestCronTicksAcrossReplicas:
+    async def test_a_tick_one_replica_ran_is_not_run_again_by_a_late_one(
+        self, settings: Settings, db: Database, redis: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each replica enqueues each tick under the same job id. A cron's result was not
+        kept: once one replica had run the tick, a replica reaching it later (its loop held
+        up by a long job) enqueued it again, and it ran again once arq's 60 s in-progress
+        marker of the first run had expired."""
+        ran: list[str] = []
+
+        async def schedule_syncs(ctx: Any) -> int:
+            ran.append(ctx["job_id"])
+            return 0
+
+        monkeypatch.setattr("workers.syncs.schedule_syncs", schedule_syncs)
+
+        def replica() -> Any:
+            return create_worker(
+                settings, subscriptions=[], database=db, redis_pool=redis, burst=True,
+                poll_delay=0.05,
+            )  # fmt: skip
+
+        first = replica()
+        tick = datetime.now(tz=first.timezone).replace(microsecond=0) - timedelta(seconds=1)
+        tick_of(first, "syncs.schedule", tick)
+        try:
+            await first.async_run()
+        finally:
+            await first.close()
+        assert len(ran) == 1
+        late = replica()
+        tick_of(late, "syncs.schedule", tick)
+        await late.run_cron(datetime.now(tz=late.timezone), 0.05)
+        [job_id] = ran
+        await redis.delete(in_progress_key_prefix + job_id)  # 60 s later
+        try:
+            await late.async_run()
+        finally:
+            await late.close()
+        assert await redis.zscore(default_queue_name, job_id) is None
+        assert ran == [job_id], "the tick ran once"
