@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, cast
 
 import httpx
@@ -214,6 +214,9 @@ def create_worker(
         "redis_pool": redis_pool,
         "burst": burst,
         "handle_signals": not burst,
+        # The crons' hours are UTC (`DIGEST_HOUR_UTC`); arq reads them in the host's time zone
+        # unless told.
+        "timezone": UTC,
         # SQLite has one writer: the embedded default runs one job at a time rather than
         # have jobs queue on its write lock (and time out behind a long sync).
         "max_jobs": 1 if _on_sqlite(settings, database) else 20,

@@ -3,7 +3,10 @@ the crons' ticks across worker replicas and time zones."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from hub.syncs import service as syncs
 from hub.syncs.models import SyncCursor
 from tests.workers import test_syncs
 from tests.workers.test_syncs import Plan, onboard
+from workers import alerts as alert_jobs
 from workers.settings import create_worker
 
 plan = test_syncs.plan  # the fixture
@@ -105,3 +109,36 @@ class TestCronTicksAcrossReplicas:
             await late.close()
         assert await redis.zscore(default_queue_name, job_id) is None
         assert ran == [job_id], "the tick ran once"
+
+
+@pytest.fixture
+def local_time_zone() -> Iterator[None]:
+    """The worker's host keeps local time in New York (a laptop running `hub demo`)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+class TestCronTimeZone:
+    @pytest.mark.usefixtures("local_time_zone")
+    async def test_crons_keep_utc_whatever_the_hosts_time_zone(
+        self, settings: Settings, db: Database, redis: Any
+    ) -> None:
+        """arq reads a cron's hour in the host's time zone unless told otherwise: the
+        digest, meant for `DIGEST_HOUR_UTC` UTC, went out at that hour local time."""
+        worker = create_worker(
+            settings, subscriptions=[], database=db, redis_pool=redis, burst=True
+        )
+        [digest] = [c for c in worker.cron_jobs if c.name == "alerts.digest"]
+        digest.calculate_next(datetime.now(tz=worker.timezone))
+        assert digest.next_run is not None
+        assert digest.next_run.astimezone(UTC).hour == alert_jobs.DIGEST_HOUR_UTC
+        await worker.close()
