@@ -45,7 +45,7 @@ async def evaluate_alerts(ctx: WorkerContext) -> str:
     runtime = runtime_of(ctx)
     async with ctx["db"].transaction() as session:
         result = await rules.evaluate(session, policy=runtime.policy)
-        swept = await email.sweep(session, older_than=SWEEP_AFTER)
+        swept = await email.sweep(session, older_than=SWEEP_AFTER, digest_hour=DIGEST_HOUR_UTC)
     return (
         f"raised={len(result.raised)} escalated={len(result.escalated)} "
         f"resolved={len(result.resolved)} emails_swept={swept}"

@@ -12,7 +12,7 @@ import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from html import escape
@@ -378,12 +378,30 @@ async def send_digest(
     return _sent(rows, EmailStatus.SENT, utcnow())
 
 
+def last_digest_cutoff(moment: datetime, hour: int) -> datetime:
+    """The latest `hour`:00 UTC at or before `moment`: when the last digests were due."""
+    at = moment.astimezone(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return at if at <= moment else at - timedelta(days=1)
+
+
 async def sweep(
-    session: AsyncSession, *, older_than: timedelta, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    older_than: timedelta,
+    now: datetime | None = None,
+    digest_hour: int | None = None,
 ) -> int:
     """Re-enqueue immediate emails still pending after `older_than` (Redis lost the job);
-    the job id is the email id, so one still queued is not doubled."""
-    cutoff = (now or utcnow()) - older_than
+    the job id is the email id, so one still queued is not doubled. With `digest_hour`,
+    also the digests owed from before the last digest time once `older_than` has passed
+    since it (one per address and day: a digest still queued or retrying is not doubled,
+    and one sent has nothing pending), so a lost digest goes out now, not a day later."""
+    now = now or utcnow()
+    swept = 0
+    if digest_hour is not None:
+        due = last_digest_cutoff(now - older_than, digest_hour)
+        swept += await schedule_digests(session, now=due)
+    cutoff = now - older_than
     ids = (
         await session.scalars(
             select(AlertEmail.id)
@@ -397,4 +415,4 @@ async def sweep(
     ).all()
     for email_id in ids:
         jobs.enqueue(session, send_email_job(email_id))
-    return len(ids)
+    return swept + len(ids)

@@ -5,8 +5,9 @@ canary check that no secret and no PHI is ever in a message."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -155,6 +156,35 @@ class TestPreferences:
         assert "key.invalid" not in text
         assert "2 alert(s)" in digests[0].subject
         assert await email.schedule_digests(session, now=cutoff) == 0, "nothing owed twice"
+
+    async def test_a_digest_whose_job_redis_lost_goes_out_at_the_next_sweep(
+        self, session: AsyncSession
+    ) -> None:
+        plan = await make_plan(session)
+        await service.set_email_mode(session, plan.admin.user.id, EmailMode.DIGEST)
+        day = utcnow().date()
+        await make_key(session, plan, environment="sandbox", contracts=("H1234",))
+        await rules.evaluate(session, now=at(day))  # uncovered contracts: digest emails owed
+        owed_at = datetime.combine(day - timedelta(days=1), time(9), tzinfo=UTC)
+        for row in await owed(session):
+            row.created_at = owed_at  # before yesterday's 13:00 digest, whose job was lost
+        await session.flush()
+
+        def digests_queued() -> list[tuple[Any, ...]]:
+            return [
+                j.args for j in jobs.pending_jobs(session) if j.function == "alerts.send_digest"
+            ]
+
+        too_soon = datetime.combine(day - timedelta(days=1), time(13, 5), tzinfo=UTC)
+        await email.sweep(session, older_than=timedelta(minutes=10), now=too_soon, digest_hour=13)
+        assert digests_queued() == [], "the digest job may still be on its way"
+        later = datetime.combine(day - timedelta(days=1), time(13, 30), tzinfo=UTC)
+        await email.sweep(session, older_than=timedelta(minutes=10), now=later, digest_hour=13)
+        cutoff = datetime.combine(day - timedelta(days=1), time(13), tzinfo=UTC)
+        assert digests_queued() == [(plan.admin.user.email, cutoff.isoformat())]
+        assert email.digest_job(plan.admin.user.email, cutoff).job_id == (
+            email.digest_job(plan.admin.user.email, later).job_id
+        ), "the cron's own job for that day has the same id: a queued one is not doubled"
 
     async def test_preference_defaults_to_immediate(self, session: AsyncSession) -> None:
         plan = await make_plan(session)
