@@ -74,6 +74,20 @@ def due_date(
     return base + timedelta(days=days), basis
 
 
+_DEFAULT_DEADLINES = Deadlines()
+
+
+def content_field(deadlines: Deadlines) -> str:
+    """The field a row's fingerprint is keyed with. The due date is derived from the row
+    and the timeframes: under other timeframes a stored fingerprint no longer matches, so
+    the next download re-derives the due dates of the complaints it holds instead of
+    skipping them as unchanged (the defaults keep the plain field, as before)."""
+    days = (deadlines.immediate_days, deadlines.standard_days)
+    if days == (_DEFAULT_DEADLINES.immediate_days, _DEFAULT_DEADLINES.standard_days):
+        return CONTENT_FIELD
+    return f"{CONTENT_FIELD}:{days[0]}:{days[1]}"
+
+
 def deadline_moment(due: date) -> datetime:
     """A complaint due on a day may be resolved through the end of that day (UTC)."""
     return datetime.combine(due + timedelta(days=1), time.min, tzinfo=UTC)
@@ -359,7 +373,7 @@ class Importer:
         self._complete, self._run, self._now = complete, sync_run_id, now
         self._deadlines = deadlines
         self._postgres = postgres.is_postgres(session)
-        self._fingerprint = cipher.fingerprinter(CONTENT_FIELD)
+        self._fingerprint = cipher.fingerprinter(content_field(deadlines))
         self._line = _Line()
         self._staging = False  # PostgreSQL: whether this transaction has its staging table
         self._on_wire = asyncio.Event()  # set as a write's statement goes to the database
