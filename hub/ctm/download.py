@@ -109,6 +109,7 @@ class ComplaintDownload:
         except FileTruncated as error:
             raise TruncatedDownload(f"contract {self.contract}: {error}") from None
         finally:
+            self._parser.finish()  # a failed parse never reached its close
             await response.aclose()
 
     async def _body(self, response: httpx.Response) -> AsyncIterator[bytes]:

@@ -285,6 +285,24 @@ class TestProtocolErrors:
                 pass  # a sync would stage these in its transaction, then roll back
         assert download.bytes_read > 0
 
+    @pytest.mark.parametrize("mode", ["records", "rows"])
+    async def test_a_download_cut_short_leaves_no_temporary_index_behind(
+        self, sim: RunningSimulator, client: CtmClient, creds: CtmCredentials, mode: str
+    ) -> None:
+        sim.state.contracts["H1234"] = ContractPlan(daily_min=20, daily_max=20)
+        sim.state.faults = Faults(script=[("download", "cut")])
+        download = client.download_complaints(creds, "H1234", date(2025, 2, 1), TODAY, batch_size=5)
+        seen = download._parser._seen
+        seen._memory_keys = 2  # past two complaints the duplicate index is a temporary file
+        with pytest.raises(TruncatedDownload):
+            if mode == "records":
+                async for _ in download:
+                    pass
+            else:
+                async for batch in download.rows():
+                    download.complete(batch)
+        assert seen._directory is None, "the temporary directory was removed"
+
 
 class TestEnvironmentGuard:
     def test_sandbox_client_refuses_the_configured_production_url(self) -> None:
