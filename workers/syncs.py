@@ -125,16 +125,19 @@ async def sync_contract(
         if not has_slot:
             return await _wait_for_slot(tries, contract=contract, key_id=key_id)
         await tries.record(busy=False)  # before the run, so a run its worker died in counts
+        may_retry = tries.real < MAX_TRIES
         result = await service.run_sync(
             ctx["db"], ctx["ctm"], tenant_id=TenantID(UUID(tenant_id)), key_id=UUID(key_id),
-            contract=contract, trigger=trigger, attempt=tries.real, policy=ctx["sync_policy"],
+            contract=contract, trigger=trigger, attempt=tries.real, may_retry=may_retry,
+            policy=ctx["sync_policy"],
         )  # fmt: skip
         if result.again:  # "sync now" while it ran: once more, still holding the pair's job
             result = await service.run_sync(
                 ctx["db"], ctx["ctm"], tenant_id=TenantID(UUID(tenant_id)), key_id=UUID(key_id),
-                contract=contract, trigger="manual", policy=ctx["sync_policy"],
+                contract=contract, trigger="manual", may_retry=may_retry,
+                policy=ctx["sync_policy"],
             )  # fmt: skip
-    if result.retry_in is not None and tries.real < MAX_TRIES:
+    if result.retry_in is not None:
         raise Retry(defer=timedelta(seconds=result.retry_in))
     await tries.forget()
     return (

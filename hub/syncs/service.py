@@ -575,10 +575,12 @@ async def run_sync(
     contract: str,
     trigger: str = "schedule",
     attempt: int = 1,
+    may_retry: bool = True,
     policy: SyncPolicy | None = None,
 ) -> SyncResult:
     """Sync one (key, contract) pair. Never raises for CMS's answers: the result says
-    whether the job should be retried (and when)."""
+    whether the job should be retried (and when); never when `may_retry` is false (the job's
+    last try), so that the failure recorded does not promise a retry."""
     policy = policy or SyncPolicy()
     started = time.monotonic()
     plan = await _begin(
@@ -601,6 +603,8 @@ async def run_sync(
     except Exception as error:
         result = _classify(error, attempt)
         result.run_id = plan.run_id
+        if not may_retry:
+            result.retry_in = None
         log.warning(
             "sync failed", contract=contract, key=str(key_id), outcome=result.outcome.value,
             error_class=type(error).__name__, retry_in=result.retry_in,

@@ -21,6 +21,7 @@ from tests.workers import test_syncs
 from tests.workers.test_syncs import Plan, onboard
 from workers import alerts as alert_jobs
 from workers.settings import create_worker
+from workers.syncs import MAX_TRIES
 
 plan = test_syncs.plan  # the fixture
 
@@ -142,3 +143,17 @@ class TestCronTimeZone:
         assert digest.next_run is not None
         assert digest.next_run.astimezone(UTC).hour == alert_jobs.DIGEST_HOUR_UTC
         await worker.close()
+
+
+class TestLastTry:
+    async def test_the_last_tries_failure_does_not_promise_a_retry(
+        self, plan: Plan, redis: Any
+    ) -> None:
+        """At its last real try a sync job ends on a failure CMS may get over (a cut
+        download, a 503) rather than retry; its `sync.failed` event said `will_retry: true`,
+        and a receiver waited for a retry that never came."""
+        ctx = test_syncs.job_ctx(plan, redis, job_try=MAX_TRIES)
+        plan.sim.state.faults.script.append(("download", "cut"))
+        assert await test_syncs.try_job(plan, ctx) == "failed", "no retry after the last try"
+        [failed] = await test_syncs.events(plan.db, "sync.failed")
+        assert failed.payload["will_retry"] is False
