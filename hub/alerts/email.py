@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 6
 NO_SMTP = "no SMTP server configured (HUB_SMTP_URL)"
 GONE = "the recipient left the tenant or was deactivated"
+RESOLVED_FIRST = "the alert resolved before its email was sent"
 SEND_ERRORS = (smtplib.SMTPException, OSError, TimeoutError)
 # Errors no retry can mend: the message cannot be built or encoded for this address.
 UNSENDABLE = (ValueError, TypeError)
@@ -295,6 +296,11 @@ async def send_alert_email(
     alert = await session.get(Alert, row.alert_id)
     if alert is None:
         return SendOutcome(None)
+    if alert.resolved_at is not None and alert.severity is not Severity.CRITICAL:
+        # Over before it was told (a due-soon complaint resolved meanwhile): only noise now.
+        # A critical one is still told: that it happened matters even once it is over.
+        row.status, row.last_error = EmailStatus.SKIPPED, RESOLVED_FIRST
+        return SendOutcome(EmailStatus.SKIPPED)
     if mailer is None:
         return _sent([row], EmailStatus.SKIPPED, utcnow())
     names = await _tenant_names(session, [alert])

@@ -42,6 +42,7 @@ from tests.integration.alerts.support import (
     make_complaint,
     make_key,
     make_plan,
+    open_of,
     owed,
     send_all,
     smtp_mailer,
@@ -109,6 +110,29 @@ class TestImmediate:
 
 
 class TestPreferences:
+    async def test_an_alert_over_before_its_email_is_told_only_if_critical(
+        self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
+    ) -> None:
+        received, mailer = sink
+        plan = await make_plan(session)
+        key = await make_key(session, plan, environment="sandbox")
+        await keys.mark_access_lost(
+            session, tenant_id=plan.tenant_id, key_id=key.id, contract="S5678", reason="403"
+        )
+        await keys.report_compromise(
+            session, tenant_id=plan.tenant_id, key_id=key.id, actor=Actor.system("test")
+        )
+        await keys.deactivate_key(session, plan.rp.principal, key_id=key.id)
+        assert await open_of(session, AlertKind.KEY_ACCESS_LOST) == []
+        assert await open_of(session, AlertKind.KEY_COMPROMISED) == []
+        await send_all(session, mailer)
+        subjects = [m.subject for m in received.to(plan.rp.user.email)]
+        assert any("key.compromised" in s for s in subjects), "a critical one is still told"
+        assert not any("key.access_lost" in s for s in subjects), "a warning over is noise"
+        skipped = [r for r in await owed(session) if r.status is EmailStatus.SKIPPED]
+        assert skipped
+        assert {r.last_error for r in skipped} == {email.RESOLVED_FIRST}
+
     async def test_off_silences_non_critical_but_not_critical(
         self, session: AsyncSession, sink: tuple[Sink, SmtpMailer]
     ) -> None:
