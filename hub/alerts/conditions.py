@@ -33,6 +33,8 @@ from hub.syncs.models import SyncCursor, SyncSchedule
 from hub.webhooks.models import WebhookEndpoint
 
 UNRESOLVED = (ResolutionState.NONE, ResolutionState.REJECTED)
+# Resolved here but not yet at CMS: once the deadline has passed, CMS sees it late.
+NOT_AT_CMS = (ResolutionState.QUEUED, ResolutionState.UPLOADING)
 RP, POC, ADMINS = Audience.RESPONSIBLE_PARTY, Audience.TECHNICAL_POC, Audience.TENANT_ADMIN
 
 
@@ -355,8 +357,10 @@ async def sync_conditions(
 async def complaint_conditions(
     session: AsyncSession, *, now: datetime, policy: AlertPolicy
 ) -> list[Condition]:
-    """Unresolved complaints inside the due-soon window of their deadline, or past it. Only
-    identifiers and dates are read: an alert never carries PHI."""
+    """Unresolved complaints inside the due-soon window of their deadline, or past it; and
+    complaints past it whose resolution, written here, has not reached CMS (queued, or its
+    upload's outcome unknown): CMS counts those late. Only identifiers and dates are read:
+    an alert never carries PHI."""
     horizon = (now + policy.deadlines.due_soon).date()
     rows = await session.execute(
         select(
@@ -367,23 +371,25 @@ async def complaint_conditions(
             Complaint.due_date,
             Complaint.is_immediate_need,
             Complaint.environment,
+            Complaint.resolution_state,
         ).where(
-            Complaint.resolution_state.in_(UNRESOLVED),
+            Complaint.resolution_state.in_(UNRESOLVED + NOT_AT_CMS),
             Complaint.cms_resolution_date.is_(None),
             Complaint.due_date <= horizon,
         )
     )
     holding: list[Condition] = []
-    for pk, tenant_id, contract, complaint_id, due, immediate, environment in rows:
+    for pk, tenant_id, contract, complaint_id, due, immediate, environment, state in rows:
         remaining = deadline_moment(due) - now
-        if remaining <= policy.deadlines.due_soon:
-            overdue = remaining <= timedelta(0)
-            holding.append(
-                _complaint_condition(
-                    TenantID(tenant_id), pk, contract, complaint_id, due, immediate, overdue,
-                    environment,
-                )
-            )  # fmt: skip
+        overdue = remaining <= timedelta(0)
+        if remaining > policy.deadlines.due_soon or (state in NOT_AT_CMS and not overdue):
+            continue
+        holding.append(
+            _complaint_condition(
+                TenantID(tenant_id), pk, contract, complaint_id, due, immediate, overdue,
+                environment, not_at_cms=state in NOT_AT_CMS,
+            )
+        )  # fmt: skip
     return holding
 
 
@@ -396,11 +402,22 @@ def _complaint_condition(
     immediate: bool,
     overdue: bool,
     environment: Environment,
+    *,
+    not_at_cms: bool = False,
 ) -> Condition:
     level = "immediate need, " if immediate else ""
     verb, when = ("was", "now") if overdue else ("is", "before the deadline")
     # Sandbox complaints are CMS's test data: said so, production ones as they are.
     sandbox = environment is Environment.SANDBOX
+    if not_at_cms:
+        state = "its resolution has not reached CMS"
+        action = (
+            f"See why complaint {complaint_id}'s resolution is not uploaded: its note (GET "
+            f"…/complaints/{{id}}/resolutions) and the key serving contract {contract}."
+        )
+    else:
+        state = "is not resolved"
+        action = f"Resolve complaint {complaint_id} and submit its resolution {when}."
     return Condition(
         tenant_id=tenant_id,
         kind=AlertKind.COMPLAINT_OVERDUE if overdue else AlertKind.COMPLAINT_DUE_SOON,
@@ -410,8 +427,8 @@ def _complaint_condition(
         subject_label=f"complaint {complaint_id} ({contract}{', sandbox' if sandbox else ''})",
         message=f"Complaint {complaint_id} of contract {contract}{' (sandbox)' if sandbox else ''}"
         f" {verb} due "
-        f"{due.isoformat()} ({level}end of day UTC) and is not resolved.",
-        next_action=f"Resolve complaint {complaint_id} and submit its resolution {when}.",
+        f"{due.isoformat()} ({level}end of day UTC) and {state}.",
+        next_action=action,
         audience=frozenset({Audience.CASEWORKER}),
         details={
             "complaint_id": complaint_id,

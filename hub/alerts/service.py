@@ -131,8 +131,10 @@ async def reconcile(
                 alert.message, alert.next_action = condition.message, condition.next_action
                 alert.details = dict(condition.details)
             elif condition.message != alert.message:
-                # Same stage, newer figures ("in 9 days"): keep the text current, quietly.
+                # Same stage, newer figures ("in 9 days") or another cause: keep the text
+                # current, quietly.
                 alert.message, alert.details = condition.message, dict(condition.details)
+                alert.next_action = condition.next_action
         elif may_raise is None or condition.dedupe_key in may_raise:
             raised = await raise_alert(session, condition, now=now)
             if raised is not None:

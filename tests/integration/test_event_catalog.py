@@ -220,7 +220,7 @@ class TestAlerts:
         await rules.evaluate(session, now=at(due - timedelta(days=3)))  # escalated
         await rules.evaluate(session, now=at(due))  # the complaint is due soon
         await rules.evaluate(session, now=at(due + timedelta(days=1)))  # and then overdue
-        complaint.resolution_state = ResolutionState.QUEUED
+        complaint.resolution_state = ResolutionState.ACCEPTED
         await rules.evaluate(session, now=at(due + timedelta(days=2)))  # overdue resolved
         await keys.rotate_key(
             session, plan.rp.principal, key_id=key.id,

@@ -308,10 +308,35 @@ class TestComplaintDeadlines:
         assert soon.state is AlertState.RESOLVED
         [overdue] = await alerts_of(session, AlertKind.COMPLAINT_OVERDUE)
         assert "was due 2030-03-14" in overdue.message
+        # Resolved here, past the deadline, but not yet at CMS (its key cannot upload, say):
+        # CMS counts it late, so the alert stays, saying what is missing now.
         complaint.resolution_state = ResolutionState.QUEUED
         await rules.evaluate(session, now=at(due + timedelta(days=2)))
+        assert overdue.state is AlertState.OPEN
+        assert overdue.message.endswith("and its resolution has not reached CMS.")
+        assert "not uploaded" in overdue.next_action
+        complaint.resolution_state = ResolutionState.ACCEPTED
+        await rules.evaluate(session, now=at(due + timedelta(days=2), hour=13))
         assert overdue.state is AlertState.RESOLVED
         assert overdue.resolved_reason == "the complaint was resolved"
+
+    async def test_a_resolution_queued_before_the_deadline_raises_no_due_soon_alert(
+        self, session: AsyncSession
+    ) -> None:
+        plan = await make_plan(session)
+        due = date(2030, 3, 14)
+        for state in (ResolutionState.QUEUED, ResolutionState.UPLOADING):
+            await make_complaint(
+                session, plan.tenant_id, due=due, complaint_id=f"CTM-{state.value}", state=state
+            )
+        await rules.evaluate(session, now=at(due, hour=12))  # due soon, not yet late
+        assert await alerts_of(session, AlertKind.COMPLAINT_DUE_SOON) == []
+        await rules.evaluate(session, now=at(due + timedelta(days=1), hour=1))
+        overdue = await alerts_of(session, AlertKind.COMPLAINT_OVERDUE)
+        assert sorted(a.details["complaint_id"] for a in overdue) == [
+            "CTM-queued",
+            "CTM-uploading",
+        ]
 
     async def test_rejected_resolution_is_still_unresolved(self, session: AsyncSession) -> None:
         plan = await make_plan(session)
