@@ -127,6 +127,16 @@ async def _environment(session: AsyncSession, owner: Member) -> str:
     return "sandbox"
 
 
+async def _contract(session: AsyncSession, owner: Member) -> str:
+    """A contract number of tenant A's (the one its keys here cover)."""
+    from hub.keys import repository as keys_repository
+    from hub.keys import service as keys_service
+
+    if not await keys_repository.contracts_by_number(session, owner.tenant_id, ["H1234"]):
+        await keys_service.add_contract(session, owner.principal, number="H1234")
+    return "H1234"
+
+
 async def _alert(session: AsyncSession, owner: Member) -> UUID:
     from hub.alerts.models import AlertKind, Severity, SubjectType
     from hub.alerts.service import Audience, Condition, raise_alert
@@ -168,6 +178,7 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "complaint_id": _complaint,
     "run_id": _sync_run,
     "environment": _environment,
+    "contract": _contract,
 }
 
 # (method, path template) → a valid body, so a 404 is not masked by a 400.
@@ -203,6 +214,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/keys/{key_id:uuid}/deactivate"): {},
     ("POST", "/api/v1/keys/{key_id:uuid}/suspend"): {},
     ("POST", "/api/v1/keys/{key_id:uuid}/resume"): {},
+    ("POST", "/api/v1/keys/{key_id:uuid}/contracts/{contract:str}/restore"): {},
     ("PUT", "/api/v1/keys/{key_id:uuid}/contracts"): {"contracts": ["H1234"]},
     ("PUT", "/api/v1/keys/{key_id:uuid}/designees"): {"users": [], "tokens": []},
     ("POST", "/api/v1/alerts/{alert_id:uuid}/acknowledge"): {},
