@@ -33,8 +33,13 @@ MAX_TRIES = 6
 # About 15 minutes of waiting for a busy key, then the job ends: the scheduler finds the pair
 # still due and enqueues it again within a minute.
 MAX_BUSY_TRIES = 300
+# A "sync now" has no schedule to enqueue it again (its tenant may have paused syncs, and
+# asked for 500 contracts at once): once the quick waits are spent it waits on, a minute at
+# a time, for about two hours more.
+SLOW_BUSY_RETRY = timedelta(minutes=1)
+MAX_SLOW_BUSY_TRIES = 120
 # What arq counts: every try, busy or real. `sync_contract` stops before arq would.
-MAX_JOB_TRIES = MAX_TRIES + MAX_BUSY_TRIES + 1
+MAX_JOB_TRIES = MAX_TRIES + MAX_BUSY_TRIES + MAX_SLOW_BUSY_TRIES + 1
 # How long a job's count of busy tries is kept: far longer than a job lives.
 BUSY_RECORD_TTL = timedelta(days=1)
 
@@ -123,7 +128,7 @@ async def sync_contract(
         return "gave up"
     async with key_slot(ctx["redis"], key_id) as has_slot:
         if not has_slot:
-            return await _wait_for_slot(tries, contract=contract, key_id=key_id)
+            return await _wait_for_slot(tries, contract=contract, key_id=key_id, trigger=trigger)
         await tries.record(busy=False)  # before the run, so a run its worker died in counts
         may_retry = tries.real < MAX_TRIES
         result = await service.run_sync(
@@ -147,17 +152,21 @@ async def sync_contract(
     )
 
 
-async def _wait_for_slot(tries: Tries, *, contract: str, key_id: str) -> str:
-    """Come back `BUSY_RETRY` later without spending a real try, up to `MAX_BUSY_TRIES`."""
-    if tries.busy >= MAX_BUSY_TRIES:
-        log.warning(
-            "sync gave up waiting for its busy key; the schedule enqueues it again when due",
-            contract=contract, key=key_id, busy_tries=tries.busy,
-        )  # fmt: skip
-        await tries.forget()
-        return "key busy"
-    await tries.record(busy=True)
-    raise Retry(defer=BUSY_RETRY)
+async def _wait_for_slot(tries: Tries, *, contract: str, key_id: str, trigger: str) -> str:
+    """Come back `BUSY_RETRY` later without spending a real try, up to `MAX_BUSY_TRIES`; a
+    "sync now" then `SLOW_BUSY_RETRY` later, up to `MAX_SLOW_BUSY_TRIES` more."""
+    if tries.busy < MAX_BUSY_TRIES:
+        await tries.record(busy=True)
+        raise Retry(defer=BUSY_RETRY)
+    if trigger == "manual" and tries.busy < MAX_BUSY_TRIES + MAX_SLOW_BUSY_TRIES:
+        await tries.record(busy=True)
+        raise Retry(defer=SLOW_BUSY_RETRY)
+    log.warning(
+        "sync gave up waiting for its busy key; the schedule enqueues it again when due",
+        contract=contract, key=key_id, busy_tries=tries.busy, trigger=trigger,
+    )  # fmt: skip
+    await tries.forget()
+    return "key busy"
 
 
 async def schedule_syncs(ctx: WorkerContext) -> int:

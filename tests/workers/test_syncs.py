@@ -35,7 +35,14 @@ from hub.syncs.models import RunOutcome, SyncCursor, SyncRun
 from tests.conftest import delete_all_rows
 from tests.support import Member, make_member, make_tenant
 from workers.settings import create_worker
-from workers.syncs import MAX_TRIES, PER_KEY_CONCURRENCY, key_slot, slots_name, sync_contract
+from workers.syncs import (
+    MAX_JOB_TRIES,
+    MAX_TRIES,
+    PER_KEY_CONCURRENCY,
+    key_slot,
+    slots_name,
+    sync_contract,
+)
 
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
 
@@ -524,6 +531,35 @@ class TestBusyKey:
             assert await try_job(plan, ctx) == "key busy"
         assert await plan.count(SyncRun) == 0
         assert await redis.exists(f"hub:sync-busy:{ctx['job_id']}") == 0
+
+    async def test_a_sync_now_busy_that_long_waits_on_a_minute_at_a_time(
+        self, plan: Plan, redis: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # No schedule enqueues a "sync now" again (its tenant may have paused syncs).
+        monkeypatch.setattr("workers.syncs.MAX_BUSY_TRIES", 3)
+        monkeypatch.setattr("workers.syncs.MAX_SLOW_BUSY_TRIES", 2)
+        ctx = job_ctx(plan, redis)
+
+        async def manual_try() -> str:
+            try:
+                return await sync_contract(
+                    ctx, str(plan.tenant_id), str(plan.key.id), "H1234", "manual"
+                )
+            finally:
+                ctx["job_try"] += 1
+
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(PER_KEY_CONCURRENCY):
+                await held.enter_async_context(key_slot(redis, str(plan.key.id)))
+            waits = []
+            for _ in range(5):
+                with pytest.raises(Retry) as retry:
+                    await manual_try()
+                waits.append(retry.value.defer_score)
+            assert waits == [3_000, 3_000, 3_000, 60_000, 60_000]
+            assert await manual_try() == "key busy"
+        assert await plan.count(SyncRun) == 0
+        assert MAX_JOB_TRIES > MAX_TRIES + 300 + 120, "arq allows every wait"
 
     async def test_a_sync_whose_worker_died_every_try_is_given_up(
         self, plan: Plan, redis: Any
