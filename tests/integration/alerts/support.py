@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -234,11 +235,16 @@ def smtp_sink(*, tls_dir: Path | None = None) -> Iterator[tuple[Sink, str]]:
         }
         url = f"smtp://hub:smtp-pass@127.0.0.1:{port}?starttls=true&verify=false"
     controller = Controller(sink, hostname="127.0.0.1", port=port, **options)
+    # The server's thread logs each connection's end, sometimes after pytest has closed the
+    # stream a test's log handler writes to ("--- Logging error ---" in the run's output).
+    server_log = logging.getLogger("mail.log")
+    level, server_log.level = server_log.level, logging.CRITICAL
     controller.start()
     try:
         yield sink, url
     finally:
         controller.stop()
+        server_log.setLevel(level)
 
 
 def _self_signed(directory: Path) -> ssl.SSLContext:
