@@ -4,7 +4,6 @@ canary check that no secret and no PHI is ever in a message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,15 +44,8 @@ from tests.integration.alerts.support import (
     open_of,
     owed,
     send_all,
-    smtp_mailer,
     smtp_sink,
 )
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, SmtpMailer]]:
-    with smtp_mailer() as found:
-        yield found
 
 
 async def compromise(session: AsyncSession, plan: Plan) -> None:

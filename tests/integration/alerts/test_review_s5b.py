@@ -3,7 +3,6 @@ and who is still emailed about an alert after leaving the tenant."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
 import httpx
@@ -37,15 +36,8 @@ from tests.integration.alerts.support import (
     open_of,
     owed,
     send_all,
-    smtp_mailer,
 )
 from tests.support import RecordingQueue, make_member
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, SmtpMailer]]:
-    with smtp_mailer("alerts@hub.example") as found:
-        yield found
 
 
 class TestAcknowledgeIsForThoseAccountable:
