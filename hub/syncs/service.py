@@ -669,7 +669,7 @@ async def list_schedules(
     session: AsyncSession, tenant_id: TenantID, *, policy: SyncPolicy
 ) -> list[ScheduleState]:
     """One schedule per environment the tenant has keys (or a schedule) in, with the
-    cursors of its (key, contract) pairs."""
+    cursors of its (key, contract) pairs (not those of deactivated keys)."""
     rows = {
         s.environment: s
         for s in await session.scalars(
@@ -684,7 +684,8 @@ async def list_schedules(
         for cursor, environment in await session.execute(
             select(SyncCursor, ApiKey.environment)
             .join(ApiKey, ApiKey.id == SyncCursor.api_key_id)
-            .where(SyncCursor.tenant_id == tenant_id)
+            # A deactivated key's pairs never sync again: its runs keep their history.
+            .where(SyncCursor.tenant_id == tenant_id, ApiKey.status != KeyStatus.DEACTIVATED)
             .order_by(SyncCursor.contract, SyncCursor.api_key_id)
         )
     ]

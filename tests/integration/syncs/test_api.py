@@ -87,6 +87,26 @@ class TestSchedules:
             "H1234", "S5678",
         ]  # fmt: skip
 
+    async def test_a_deactivated_keys_pairs_leave_the_schedule(
+        self, client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+    ) -> None:
+        session.add(
+            SyncCursor(
+                tenant_id=tenant.admin.tenant_id, api_key_id=tenant.key.id, contract="H1234",
+                is_blocked=True, last_error="CMS refused the key (403)",
+            )
+        )  # fmt: skip
+        await session.commit()
+
+        async def pairs() -> list[str]:
+            listed = await client.get(f"{BASE}/schedules", headers=tenant.caseworker.headers)
+            return [p["contract"] for s in listed.json() for p in s["pairs"]]
+
+        assert await pairs() == ["H1234"]
+        await keys.deactivate_key(session, tenant.admin.principal, key_id=tenant.key.id)
+        await session.commit()
+        assert await pairs() == [], "a key that never syncs again has no pairs to show"
+
     @pytest.mark.parametrize(
         ("environment", "body", "status", "field"),
         [
