@@ -54,11 +54,14 @@ def status_condition(
         case ComplaintStatus.ACCEPTED:
             return state == ResolutionState.ACCEPTED
         case ComplaintStatus.REJECTED:
-            return state == ResolutionState.REJECTED
+            return and_(state == ResolutionState.REJECTED, Complaint.cms_resolution_date.is_(None))
         case ComplaintStatus.RESOLVED:
             return or_(
                 state.in_([ResolutionState.QUEUED, ResolutionState.UPLOADING]),
-                and_(state == ResolutionState.NONE, Complaint.cms_resolution_date.is_not(None)),
+                and_(
+                    state.in_([ResolutionState.NONE, ResolutionState.REJECTED]),
+                    Complaint.cms_resolution_date.is_not(None),
+                ),
             )
         case ComplaintStatus.OVERDUE:
             return and_(unresolved, Complaint.due_date < today)

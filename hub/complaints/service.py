@@ -97,12 +97,14 @@ def status_of(complaint: Complaint, *, now: datetime, deadlines: Deadlines) -> C
     state = complaint.resolution_state
     if state is ResolutionState.ACCEPTED:
         return ComplaintStatus.ACCEPTED
-    if state is ResolutionState.REJECTED:
-        return ComplaintStatus.REJECTED
     if state in {ResolutionState.QUEUED, ResolutionState.UPLOADING}:
         return ComplaintStatus.RESOLVED
     if complaint.cms_resolution_date is not None:
+        # CMS's file closes it (resolved in HPMS, say), a rejected upload of ours or not:
+        # nothing is left to fix and resubmit.
         return ComplaintStatus.RESOLVED
+    if state is ResolutionState.REJECTED:
+        return ComplaintStatus.REJECTED
     remaining = deadline_moment(complaint.due_date) - now
     if remaining <= timedelta(0):
         return ComplaintStatus.OVERDUE

@@ -89,12 +89,19 @@ class TestDueDates:
             ),
         }  # fmt: skip
         queued = await make_complaint(session, tid, assigned=t, state=ResolutionState.QUEUED)
+        # Our upload was rejected, and then CMS's file closed it (resolved in HPMS): nothing
+        # is left to fix and resubmit.
+        closed = await make_complaint(
+            session, tid, assigned=t, state=ResolutionState.REJECTED, cms_resolution_date=t
+        )
         await session.commit()
+        also_resolved = {str(queued.id), str(closed.id)}
         everything = {c["id"]: c["status"] for c in await listed(client, staff)}
+        assert everything[str(closed.id)] == "resolved"
         for status, complaint in made.items():
             assert everything[str(complaint.id)] == status
             only = await listed(client, staff, status=status)
-            expected = {str(complaint.id)} | ({str(queued.id)} if status == "resolved" else set())
+            expected = {str(complaint.id)} | (also_resolved if status == "resolved" else set())
             assert {c["id"] for c in only} == expected, status
 
 
