@@ -553,14 +553,7 @@ async def mark_access_lost(
         log.info("a replaced key version was refused a contract", key_id=str(key.id))
         return None
     number = normalise_contract(contract, field="contract")
-    link = next(
-        (
-            link
-            for link, c in await repository.key_contracts(session, tenant_id, [key.id])
-            if c.number == number
-        ),
-        None,
-    )
+    link = await _mapping(session, key, number)
     if link is None:
         log.info("a contract unmapped meanwhile was refused", key_id=str(key.id), contract=number)
         return None
@@ -588,14 +581,7 @@ async def restore_access(
         raise Conflict(
             f"the key is {key.status.value}: no contract of it is synced again", field="status"
         )
-    link = next(
-        (
-            link
-            for link, c in await repository.key_contracts(session, actor.tenant, [key.id])
-            if c.number == number
-        ),
-        None,
-    )
+    link = await _mapping(session, key, number)
     if link is None:
         raise NotFound("contract", number, detail=f"the key does not cover contract {number}")
     if link.access_lost_at is None:
@@ -608,6 +594,16 @@ async def restore_access(
     if key.is_usable:  # a suspended key's pairs sync again once it is resumed
         jobs.enqueue(session, sync_job(actor.tenant, key.id, number, "manual"))
     return key
+
+
+async def _mapping(session: AsyncSession, key: ApiKey, number: str) -> ApiKeyContract | None:
+    """The key's mapping to contract `number`, if it covers it."""
+    for link, contract in await repository.key_contracts(
+        session, TenantID(key.tenant_id), [key.id]
+    ):
+        if contract.number == number:
+            return link
+    return None
 
 
 async def _superseded(session: AsyncSession, key: ApiKey, refused_key_id: str | None) -> bool:
