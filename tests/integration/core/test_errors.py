@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.support import Member, make_member, make_tenant
-
-
-@pytest.fixture
-async def admin(session: AsyncSession) -> Member:
-    member = await make_member(session, await make_tenant(session, "acme"), email="a@acme.example")
-    await session.commit()
-    return member
+from tests.support import Member
 
 
 class TestFrameworkErrors:
