@@ -173,14 +173,20 @@ async def list_events(
     session: AsyncSession,
     tenant_id: TenantID,
     *,
-    type_prefix: str | None = None,
+    type_pattern: str | None = None,
     after: UUID | None = None,
     limit: int = 100,
 ) -> Sequence[Event]:
-    """A tenant's events oldest first; `after` pages on the (time-ordered) id."""
+    """A tenant's events oldest first; `type_pattern` is one exact type, `domain.*` (the
+    domain's types) or `*` (all), as webhook subscriptions name them; `after` pages on the
+    (time-ordered) id."""
     statement = select(Event).where(Event.tenant_id == tenant_id)
-    if type_prefix:
-        statement = statement.where(Event.type.startswith(type_prefix, autoescape=True))
+    if type_pattern and type_pattern != "*":
+        if type_pattern.endswith(".*"):
+            domain = type_pattern[:-1]  # "key." of "key.*"
+            statement = statement.where(Event.type.startswith(domain, autoescape=True))
+        else:
+            statement = statement.where(Event.type == type_pattern)
     if after is not None:
         statement = statement.where(Event.id > after)
     return (await session.scalars(statement.order_by(Event.id).limit(limit))).all()
