@@ -396,7 +396,12 @@ async def reseal_batch(
     limit: int,
 ) -> tuple[int, UUID | None]:
     """Re-seal under the active data key up to `limit` of the tenant's values in one sealed
-    column (id order, after `after`). Returns (re-sealed, last id seen or None when done)."""
+    column (id order, after `after`). Returns (re-sealed, last id seen or None when done).
+
+    Each row is written only if it still holds the value read (nothing is locked: a sync
+    or a secret rotation runs on meanwhile): a value rewritten since is left as its writer
+    left it, not put back (an HPMS key or webhook secret rotated during a data-key rotation
+    would revert to the old one). Sealed meanwhile under an old key, the late pass finds it."""
     cipher = await cipher_for(session, tenant_id)
     id_column, value = ref.table.c.id, ref.column
     statement = select(id_column, value).where(
@@ -411,6 +416,8 @@ async def reseal_batch(
             continue
         plaintext = cipher.open(sealed, field=ref.field, row=row_id)
         fresh = cipher.seal(plaintext, field=ref.field, row=row_id)
-        await session.execute(update(ref.table).where(id_column == row_id).values({value: fresh}))
-        resealed += 1
+        written = await session.execute(
+            update(ref.table).where(id_column == row_id, value == sealed).values({value: fresh})
+        )
+        resealed += int(getattr(written, "rowcount", 0) or 0)
     return resealed, rows[-1][0] if rows else None
