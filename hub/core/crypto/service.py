@@ -258,7 +258,11 @@ async def rewrap_batch(session: AsyncSession, *, after: UUID | None, limit: int)
     )
     if after is not None:
         statement = statement.where(TenantKey.id > after)
-    keys = (await session.scalars(statement.order_by(TenantKey.id).limit(limit))).all()
+    # Locked as read: an offboarding that destroys some of these meanwhile is waited for,
+    # and its keys then drop out of the batch. Read unlocked, they were written back after
+    # it committed, re-wrapped: the shredded tenant's keys alive again under the new key.
+    statement = statement.order_by(TenantKey.id).limit(limit).with_for_update()
+    keys = (await session.scalars(statement.execution_options(populate_existing=True))).all()
     for key in keys:
         plain = await _unwrap(crypto, key)
         wrapped = await crypto.provider.wrap(

@@ -15,14 +15,12 @@ from hub.core import crypto
 from hub.core.crypto import service as key_service
 from hub.core.crypto.models import KeyState, TenantKey
 from hub.core.db import Database
-from hub.tenants import service as tenants
 from tests.conftest import TEST_DATABASE_URL
-from tests.support import PASSWORD, make_tenant
+from tests.support import make_tenant
 from tests.trust import (
     SECRET_FIELD,
     TEST_MASTER_KEY,
     open_all,
-    raw_secrets,
     ring,
     sealed_table,
     secrets_table,
@@ -89,3 +87,42 @@ class TestResealAgainstAWriter:
         assert resealed == 0, "the value it read was gone: nothing of its own to re-seal"
         committed_db.crypto.clear()  # type: ignore[union-attr]
         assert await open_all(committed_db, tenant.id) == {"hook": "new-secret"}
+
+
+async def wrapped_keys_left(database: Database, tenant_id: Any) -> list[tuple[int, KeyState]]:
+    """The tenant's key rows that still hold key material: (version, state)."""
+    async with database.transaction() as session:
+        rows = await session.execute(
+            select(TenantKey.version, TenantKey.state).where(
+                TenantKey.tenant_id == tenant_id, TenantKey.wrapped_key.is_not(None)
+            )
+        )
+        return [(version, state) for version, state in rows]
+
+
+async def while_shredding(database: Database, tenant_id: Any, other: Any) -> Any:
+    """Destroy the tenant's keys in a transaction that commits only once `other` (a task on
+    another connection) has had time to reach the same rows; `other`'s outcome."""
+    async with database.transaction() as session:
+        await key_service.destroy_tenant_keys(session, tenant_id)
+        task = asyncio.ensure_future(other)
+        await asyncio.sleep(0.5)  # it reads the keys, then waits on the rows' locks
+    return await asyncio.gather(task, return_exceptions=True)
+
+
+@ON_POSTGRES
+class TestKeyOperationsAgainstOffboarding:
+    async def test_a_master_key_rotation_does_not_bring_shredded_keys_back(
+        self, committed_db: Database
+    ) -> None:
+        async with committed_db.transaction() as session:
+            tenant = await make_tenant(session, "doomed")
+        rotating = with_crypto(committed_db, ring(("v2", b"\x02" * 32), ("test1", TEST_MASTER_KEY)))
+
+        async def rewrap() -> int:
+            async with rotating.transaction() as session:
+                batch = await key_service.rewrap_batch(session, after=None, limit=100)
+            return batch.rewrapped
+
+        await while_shredding(committed_db, tenant.id, rewrap())
+        assert await wrapped_keys_left(committed_db, tenant.id) == []
