@@ -279,6 +279,9 @@ async def new_data_key_version(session: AsyncSession, tenant_id: UUID) -> int:
     Retired keys stay (wrapped) so values not yet re-sealed, or sealed meanwhile by a
     process with a stale cache, still open."""
     crypto = crypto_of(session)
+    # Lock the data keys first: an offboarding under way is waited for and then refused,
+    # rather than its destroyed keys marked retired and a new live key made for the tenant.
+    _refuse_if_destroyed(await data_keys(session, tenant_id, lock=True), tenant_id)
     # Unwrap what is there first: a ring that cannot (a wrong key under the right version
     # name) must fail here, not wrap a new key that the real ring could never open.
     await load_cipher(session, tenant_id)
@@ -304,7 +307,7 @@ async def data_keys(
         TenantKey.tenant_id == tenant_id, TenantKey.purpose == KeyPurpose.DATA
     )
     if lock and session.get_bind().dialect.name != "sqlite":  # SQLite: one writer anyway
-        statement = statement.with_for_update()
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     return (await session.scalars(statement.order_by(TenantKey.version))).all()
 
 

@@ -126,3 +126,22 @@ class TestKeyOperationsAgainstOffboarding:
 
         await while_shredding(committed_db, tenant.id, rewrap())
         assert await wrapped_keys_left(committed_db, tenant.id) == []
+
+    async def test_a_data_key_rotation_gives_a_shredded_tenant_no_new_key(
+        self, committed_db: Database
+    ) -> None:
+        async with committed_db.transaction() as session:
+            tenant = await make_tenant(session, "doomed")
+
+        async def rotate() -> int:
+            async with committed_db.transaction() as session:
+                return await key_service.new_data_key_version(session, tenant.id)
+
+        [outcome] = await while_shredding(committed_db, tenant.id, rotate())
+        assert isinstance(outcome, crypto.TenantKeyDestroyed)
+        assert await wrapped_keys_left(committed_db, tenant.id) == []
+        async with committed_db.transaction() as session:
+            states = set((await session.scalars(
+                select(TenantKey.state).where(TenantKey.tenant_id == tenant.id)
+            )).all())  # fmt: skip
+        assert states == {KeyState.DESTROYED}
