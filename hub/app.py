@@ -39,6 +39,8 @@ from hub.events.api import EventController
 from hub.keys.api import ContractController, KeyController
 from hub.keys.service import KeyVerifier
 from hub.keys.verify import CtmVerifier
+from hub.metrics.api import metrics
+from hub.metrics.http import observe_response
 from hub.settings import Settings
 from hub.syncs.api import SyncController
 from hub.webhooks.api import WebhookController
@@ -131,11 +133,11 @@ def create_app(
                 await client.aclose()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, _api_router()],
+        route_handlers=[healthz, readyz, metrics, _api_router()],
         dependencies={"db_session": Provide(provide_session)},
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
-        before_send=[add_security_headers],
+        before_send=[add_security_headers, observe_response],
         lifespan=[lifespan],
         plugins=[ClosedStructSchemaPlugin()],
         state=state,

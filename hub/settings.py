@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # Alert email: `smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset sends none.
     smtp_url: str | None = Field(default=None, repr=False)
     smtp_from: str = "CTM Hub <alerts@ctm-hub.invalid>"
+    # `GET /metrics` answers only a bearer of this token; unset, it is off (404).
+    metrics_token: str | None = Field(default=None, repr=False)
 
     @field_validator("database_url")
     @classmethod
@@ -163,6 +165,15 @@ class Settings(BaseSettings):
         scheme, _, rest = value.strip().partition("://")
         if scheme not in {"smtp", "smtps"} or not rest.rpartition("@")[2].split("?")[0]:
             raise ValueError("must look like smtp://user:password@host:587?starttls=true")
+        return value.strip()
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if len(value.strip()) < 16 or any(c.isspace() for c in value.strip()):
+            raise ValueError("must be at least 16 characters, without spaces")
         return value.strip()
 
     @field_validator("master_keys")

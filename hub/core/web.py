@@ -25,6 +25,7 @@ from hub.core.db import Database
 from hub.core.errors import documented
 from hub.core.ids import uuid7
 from hub.core.logging import bind_context, clear_context
+from hub.metrics.http import mark_start
 
 READINESS_TIMEOUT_SECONDS = 2.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -69,6 +70,7 @@ class RequestContextMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request_id = request_id_of(scope)
+        mark_start(scope)
         clear_context()
         client = scope.get("client")
         # The peer address as the server saw it (a proxy in front sets its own; trusting

@@ -1,0 +1,1 @@
+"""Prometheus figures: the requests a process answered, and the platform's state."""
