@@ -63,6 +63,8 @@ def functions() -> list[Function]:
             max_tries=syncs.MAX_JOB_TRIES,
             timeout=syncs.JOB_TIMEOUT,
         ),
+        # No kept result: a later doubt must be able to ask for a recheck again.
+        job(syncs.recheck_contract, "syncs.recheck", keep_result=0, max_tries=3),
         # No kept result: a resolution written after a run must be able to enqueue again.
         job(
             resolutions.upload_resolutions,

@@ -1,4 +1,5 @@
-"""Sync jobs: the scheduler cron, and one (key, contract) sync with a per-key slot."""
+"""Sync jobs: the scheduler cron, one (key, contract) sync with a per-key slot, and the
+deferred recheck that queues a sync to settle uploads in doubt."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import structlog
 from arq import Retry
 
 from hub.core.ids import TenantID
-from hub.core.jobs import JOB_TIMEOUT_SECONDS
+from hub.core.jobs import JOB_TIMEOUT_SECONDS, ArqQueue
 from hub.syncs import service
 from hub.syncs.models import RunOutcome
 from workers.context import WorkerContext
@@ -167,6 +168,14 @@ async def _wait_for_slot(tries: Tries, *, contract: str, key_id: str, trigger: s
     )  # fmt: skip
     await tries.forget()
     return "key busy"
+
+
+async def recheck_contract(ctx: WorkerContext, tenant_id: str, key_id: str, contract: str) -> str:
+    """A recheck falls due (`service.recheck_job`): queue the pair's sync. A sync already
+    queued or running is left to do it (one that began too early to settle the uploads in
+    doubt runs once more when it ends, or asks for the recheck again)."""
+    job = service.sync_job(UUID(tenant_id), UUID(key_id), contract, "recheck")
+    return "queued" if await ArqQueue(ctx["redis"]).send(job) else "already queued"
 
 
 async def schedule_syncs(ctx: WorkerContext) -> int:

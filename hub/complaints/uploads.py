@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -50,7 +50,7 @@ from hub.events.service import record_events
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, ApiKeyContract, Contract, Environment
 from hub.syncs.models import SyncCursor
-from hub.syncs.service import serving_pairs, sync_job
+from hub.syncs.service import recheck_job, serving_pairs
 
 log = structlog.get_logger(__name__)
 
@@ -422,8 +422,8 @@ async def mark_in_doubt(
 ) -> None:
     """Hold these `uploading` rows until a download shows whether CMS has them: each of
     their contracts' next download reaches back to the earliest of their complaints, and
-    starts as soon as it may settle them (`doubt.SETTLE_AFTER`: a sync job for every pair
-    serving the contract, deferred that long)."""
+    starts as soon as it may settle them (`doubt.SETTLE_AFTER`: a recheck for every pair
+    serving the contract, deferred that long, which then queues the pair's sync)."""
     if not rows:
         return
     for r in rows:
@@ -451,8 +451,10 @@ async def mark_in_doubt(
             cursor.next_due_at = now + doubt.SETTLE_AFTER
         for serving in await serving_pairs(session, TenantID(tenant_id)):
             if serving.contract == contract:
-                job = sync_job(serving.tenant_id, serving.key_id, contract, "recheck")
-                jobs.enqueue(session, replace(job, defer_by=doubt.SETTLE_AFTER))
+                job = recheck_job(
+                    serving.tenant_id, serving.key_id, contract, defer_by=doubt.SETTLE_AFTER
+                )
+                jobs.enqueue(session, job)
 
 
 async def _retarget(

@@ -110,19 +110,26 @@ class SyncController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
+        state: State,
         data: JSONBody[SyncNow],
     ) -> SyncNowResult:
         """Queue a sync of every serving (key, contract) pair now, paused or not (or of one
-        contract). A pair already queued is not queued twice; a pair whose sync is running
+        contract). A pair already queued is not queued twice: one whose queued sync waits
+        (a retry) says until when (`next_try_at`); a pair whose sync is running
         (`running_since`) syncs again as soon as that one ends."""
         contract = normalise_contract(data.contract, field="contract") if data.contract else None
         requested = await service.request_sync(
             db_session, tenant_id=principal.tenant, contract=contract
         )
-        return SyncNowResult([
-            QueuedSync(r.pair.contract, r.pair.key_id, r.pair.environment.value, r.running_since)
-            for r in requested
-        ])  # fmt: skip
+        queued = []
+        for r in requested:
+            p = r.pair
+            job = service.sync_job(p.tenant_id, p.key_id, p.contract)
+            waits = await service.waiting_until(state.redis, job)
+            queued.append(
+                QueuedSync(p.contract, p.key_id, p.environment.value, r.running_since, waits)
+            )
+        return SyncNowResult(queued)
 
     @get("/runs", opt=RUNS, responses=documented(400, 401, 403))
     async def list_runs(

@@ -55,6 +55,9 @@ class QueuedSync(msgspec.Struct):
     environment: str
     # The pair's sync was running since then: it syncs again as soon as that one ends.
     running_since: datetime | None = None
+    # The pair's sync was already queued and waits until then (a retry after CMS's fault,
+    # honouring its Retry-After, or its key busy): it runs then, not sooner.
+    next_try_at: datetime | None = None
 
 
 class SyncNowResult(msgspec.Struct):

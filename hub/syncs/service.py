@@ -14,11 +14,12 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import cast
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
 import structlog
+from arq.jobs import Job as ArqJob
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,6 +91,32 @@ def sync_job(tenant_id: UUID, key_id: UUID, contract: str, trigger: str = "sched
         (str(tenant_id), str(key_id), contract, trigger),
         job_id=f"sync:{key_id}:{contract}",
     )
+
+
+def recheck_job(tenant_id: UUID, key_id: UUID, contract: str, *, defer_by: timedelta) -> jobs.Job:
+    """A download that may settle the contract's uploads in doubt, asked for `defer_by` from
+    now: then it queues the pair's sync (`sync_job`, trigger `recheck`). It waits under a job
+    id of its own, not the pair's: while it waits, a "sync now" or the schedule still queues
+    the pair's sync at once (arq would take a second job under a waiting one's id for a no-op)."""
+    return jobs.Job(
+        "syncs.recheck",
+        (str(tenant_id), str(key_id), contract),
+        job_id=f"sync-recheck:{key_id}:{contract}",
+        defer_by=defer_by,
+    )
+
+
+async def waiting_until(redis: Any, job: jobs.Job) -> datetime | None:
+    """When the job queued under `job`'s id runs, if it waits for a later time (a retry after
+    CMS's fault or its Retry-After, its key busy): a job sent meanwhile under that id is a
+    no-op. None when no job waits (none is queued, or it is due now)."""
+    if job.job_id is None:
+        return None
+    found = await ArqJob(job.job_id, redis).info()
+    if found is None or found.score is None:
+        return None
+    when = datetime.fromtimestamp(found.score / 1000, tz=UTC)
+    return when if when > utcnow() + timedelta(seconds=1) else None
 
 
 # Scheduling ------------------------------------------------------------------------------
@@ -412,9 +439,15 @@ async def _import(
             cursor.recheck_from = None  # reached (a later, earlier one waits for the next)
         if (again := settled.again_from) is not None:
             # Uploads in doubt this download came too early for, or did not reach: the next
-            # one reaches them, soon.
+            # one reaches them, soon. One asked for too early (a "sync now" while the recheck
+            # waited) asks for the recheck again: no schedule runs a paused tenant's.
             cursor.recheck_from = min(again, cursor.recheck_from or again)
             scheduled = max(now, settled.again_at or now)
+            if scheduled > now:
+                wait = scheduled - now
+                jobs.enqueue(
+                    session, recheck_job(plan.tenant_id, key.id, plan.contract, defer_by=wait)
+                )
         cursor.next_due_at = _next_due(cursor, plan, scheduled)
         result.again = cursor.next_due_at <= utcnow()
         if (unseen := settled.unseen_from) is not None:

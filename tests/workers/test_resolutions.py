@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import httpx
@@ -40,6 +40,8 @@ from tests.conftest import delete_all_rows
 from tests.integration.complaints.support import make_complaint
 from tests.support import Member, app_client, captured_logs
 from tests.workers.test_syncs import FAST, onboard
+from workers import syncs as sync_jobs
+from workers.context import WorkerContext
 from workers.settings import create_worker
 
 CANARY = "CANARY-c0ffee-resolution-summary"
@@ -304,7 +306,8 @@ class TestInDoubt:
         assert held.note is not None
         assert held.note.startswith("in doubt")
         assert (await self.cursor(world)).recheck_from == complaint.received_date
-        assert await redis.exists(f"arq:job:sync:{world.key.id}:H1234"), "a sync is on its way"
+        recheck = f"arq:job:sync-recheck:{world.key.id}:H1234"
+        assert await redis.exists(recheck), "a sync is on its way"
         assert (await world.upload()).files == 0, "a row in doubt is not sent again"
 
         await world.sync()
@@ -373,7 +376,7 @@ class TestInDoubt:
         held = await world.resolution(ident)
         assert held.in_doubt_since is not None
         ready = held.in_doubt_since + doubt.SETTLE_AFTER
-        job = await Job(f"sync:{world.key.id}:H1234", redis).info()
+        job = await Job(f"sync-recheck:{world.key.id}:H1234", redis).info()
         assert job is not None
         assert job.score is not None
         assert abs((job.score / 1000) - ready.timestamp()) < 5, "deferred until then"
@@ -387,6 +390,50 @@ class TestInDoubt:
             resolution.in_doubt_since = utcnow() - doubt.SETTLE_AFTER - timedelta(seconds=1)
         await world.sync(settle_after=doubt.SETTLE_AFTER)
         assert (await world.resolution(ident)).state is ResolutionState.QUEUED
+
+    async def test_a_sync_now_while_a_recheck_waits_runs_at_once_and_the_recheck_still_comes(
+        self, world: World, redis: Any
+    ) -> None:
+        """The recheck waits under a job id of its own: the pair's sync job id stays free, so
+        a "sync now" meanwhile is queued to run now, not swallowed by the recheck's wait."""
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=False)
+        assert await self.hold_stale(world) == 1
+        held = await world.resolution(ident)
+        assert held.in_doubt_since is not None
+        ready = held.in_doubt_since + doubt.SETTLE_AFTER
+        async with world.db.transaction() as session:
+            await syncs.request_sync(session, tenant_id=world.member.tenant_id, contract="H1234")
+        asked = utcnow()
+        now = await Job(f"sync:{world.key.id}:H1234", redis).info()
+        assert now is not None, "sync now was queued"
+        assert now.score is not None
+        assert now.score / 1000 <= asked.timestamp() + 1, "to run now, not when the recheck is"
+        assert now.args[3] == "manual"
+        recheck = await Job(f"sync-recheck:{world.key.id}:H1234", redis).info()
+        assert recheck is not None
+        assert recheck.function == "syncs.recheck"
+        assert recheck.score is not None
+        assert abs(recheck.score / 1000 - ready.timestamp()) < 5, "the recheck still comes"
+
+        # The sync now runs, too soon to settle the row: it asks for the recheck again (here
+        # Redis lost the first), then the recheck falls due and queues the pair's sync.
+        await redis.delete(f"arq:job:sync-recheck:{world.key.id}:H1234")
+        await world.sync(settle_after=doubt.SETTLE_AFTER)
+        assert (await world.resolution(ident)).state is ResolutionState.UPLOADING
+        again = await Job(f"sync-recheck:{world.key.id}:H1234", redis).info()
+        assert again is not None, "a download too soon asks for the recheck"
+        assert again.score is not None
+        assert abs(again.score / 1000 - ready.timestamp()) < 5
+        await redis.delete(f"arq:job:sync:{world.key.id}:H1234")  # as when it has run
+        ctx = cast("WorkerContext", {"redis": redis, "job_id": "sync-recheck", "job_try": 1})
+        tenant, key = str(world.member.tenant_id), str(world.key.id)
+        assert await sync_jobs.recheck_contract(ctx, tenant, key, "H1234") == "queued"
+        queued = await Job(f"sync:{world.key.id}:H1234", redis).info()
+        assert queued is not None
+        assert (queued.function, queued.args[3]) == ("syncs.sync_contract", "recheck")
+        assert await sync_jobs.recheck_contract(ctx, tenant, key, "H1234") == "already queued"
 
     async def test_a_dead_workers_upload_that_never_left_is_queued_again(
         self, world: World

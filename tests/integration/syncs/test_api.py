@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -184,6 +185,24 @@ class TestSyncNow:
         assert cursor is not None
         assert cursor.next_due_at is not None
         assert cursor.next_due_at <= utcnow(), "due now: the running sync runs again after"
+
+    async def test_a_pair_whose_queued_sync_waits_says_until_when(
+        self, client: httpx.AsyncClient, tenant: Tenant, redis: Any
+    ) -> None:
+        """A pair's sync job waiting out a retry (CMS's Retry-After, a backoff) holds the
+        pair's job id: the answer says when it runs instead of claiming a sync now."""
+        waits_until = utcnow() + timedelta(minutes=3)
+        await redis.enqueue_job(
+            "syncs.sync_contract", str(tenant.admin.tenant_id), str(tenant.key.id), "H1234",
+            "schedule", _job_id=f"sync:{tenant.key.id}:H1234", _defer_until=waits_until,
+        )  # fmt: skip
+        response = await client.post(f"{BASE}/run", json={}, headers=tenant.caseworker.headers)
+        assert response.status_code == 202, response.text
+        waiting = {q["contract"]: q["next_try_at"] for q in response.json()["queued"]}
+        assert waiting["S5678"] is None, "queued to run now"
+        assert waiting["H1234"] is not None
+        said = datetime.fromisoformat(waiting["H1234"].replace("Z", "+00:00"))
+        assert abs((said - waits_until).total_seconds()) < 1
 
     async def test_bad_or_unserved_contract(
         self, client: httpx.AsyncClient, tenant: Tenant
