@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -332,42 +332,62 @@ def _check_link(entry: EntryFields, expected_seq: int, prev_hash: str) -> ChainB
     return None
 
 
-async def verify_chain(session: AsyncSession, chain_id: UUID) -> ChainReport:
-    """Walk one chain in order, in batches (plain rows, nothing kept in the session); the
-    first broken link is reported."""
+@dataclass(slots=True)
+class _Walk:
+    """How far a verification has come: entries checked, and the last one's seq and hash."""
+
+    count: int = 0
+    last_seq: int = 0
+    prev_hash: str = GENESIS_HASH
+
+
+async def _walk(
+    session: AsyncSession, chain_id: UUID, walk: _Walk, *, upto: int | None = None
+) -> ChainBreak | None:
+    """Check the chain's links after `walk.last_seq` (up to `upto`, else to its end), in
+    batches of plain rows (nothing kept in the session); the first broken one."""
     table = AuditEntry.__table__
-    expected, prev_hash, last_seq = 1, GENESIS_HASH, 0
     while True:
-        batch = (
-            await session.execute(
-                select(table)
-                .where(table.c.chain_id == chain_id, table.c.seq > last_seq)
-                .order_by(table.c.seq)
-                .limit(VERIFY_BATCH)
-            )
-        ).all()
+        statement = select(table).where(table.c.chain_id == chain_id, table.c.seq > walk.last_seq)
+        if upto is not None:
+            statement = statement.where(table.c.seq <= upto)
+        batch = (await session.execute(statement.order_by(table.c.seq).limit(VERIFY_BATCH))).all()
         for row in batch:
             entry = cast("EntryFields", row)
-            broken = _check_link(entry, expected, prev_hash)
+            broken = _check_link(entry, walk.count + 1, walk.prev_hash)
             if broken is not None:
-                return ChainReport(chain_id, expected - 1, broken)
-            expected, prev_hash, last_seq = expected + 1, entry.hash, entry.seq
+                return broken
+            walk.count, walk.last_seq, walk.prev_hash = walk.count + 1, entry.seq, entry.hash
         if len(batch) < VERIFY_BATCH:
-            break
-    count = expected - 1
-    return ChainReport(chain_id, count, await _check_head(session, chain_id, count, prev_hash))
+            return None
 
 
-async def _check_head(
-    session: AsyncSession, chain_id: UUID, count: int, last_hash: str
-) -> ChainBreak | None:
-    head = (
-        await session.execute(
-            select(AuditChainHead.seq, AuditChainHead.hash).where(
-                AuditChainHead.chain_id == chain_id
-            )
-        )
+async def verify_chain(session: AsyncSession, chain_id: UUID) -> ChainReport:
+    """Walk one chain in order, in batches; the first broken link is reported.
+
+    The hub keeps writing meanwhile: an entry and the head move in one transaction, so a
+    head read after the walk that is ahead of it names entries committed since, and the
+    walk goes on up to that head before comparing (on PostgreSQL each statement sees what
+    committed before it; it was taken for a deleted tail)."""
+    walk = _Walk()
+    broken = await _walk(session, chain_id, walk)
+    if broken is None:
+        head = await _head(session, chain_id)
+        if head is not None and head.seq > walk.count:
+            broken = await _walk(session, chain_id, walk, upto=head.seq)
+        if broken is None:
+            broken = _check_head(head, walk.count, walk.prev_hash)
+    return ChainReport(chain_id, walk.count, broken)
+
+
+async def _head(session: AsyncSession, chain_id: UUID) -> Row[int, str] | None:
+    statement = select(AuditChainHead.seq, AuditChainHead.hash)
+    return (
+        await session.execute(statement.where(AuditChainHead.chain_id == chain_id))
     ).one_or_none()
+
+
+def _check_head(head: Row[int, str] | None, count: int, last_hash: str) -> ChainBreak | None:
     if head is None:
         return None if count == 0 else ChainBreak(count, None, "the chain's head record is gone")
     if head.seq > count:

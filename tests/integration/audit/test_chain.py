@@ -4,6 +4,7 @@ is detected and located; concurrent writers never fork a tenant's chain."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -235,3 +236,30 @@ class TestConcurrentWriters:
         assert report.is_intact
         assert report.entries == 17
         assert list(seqs) == list(range(1, 18))
+
+    async def test_an_entry_appended_while_verifying_is_not_a_break(
+        self, committed_db: Database
+    ) -> None:
+        """`hub audit verify` runs beside a live hub: an entry committed after the walk read
+        the chain's end and before it read the head is no deleted tail."""
+        async with committed_db.transaction() as session:
+            tenant = await make_tenant(session, "acme")
+        tenant_id = TenantID(tenant.id)
+
+        async with committed_db.transaction(read_only=True) as session:
+            original = session.execute
+            appended = False
+
+            async def execute(statement: Any, *args: Any, **kwargs: Any) -> Any:
+                nonlocal appended
+                if not appended and AuditChainHead.__table__ in statement.get_final_froms():
+                    appended = True  # another request's entry commits now
+                    async with committed_db.transaction() as other:
+                        await write(other, tenant_id, 1)
+                return await original(statement, *args, **kwargs)
+
+            session.execute = execute  # type: ignore[method-assign]
+            report = await audit.verify_chain(session, tenant_id)
+        assert appended
+        assert report.broken is None
+        assert report.entries == 2
