@@ -736,7 +736,18 @@ def audit_verify(tenant_slug: str | None) -> None:
         reports = await audit_service.verify(session, tenant_id=tenant_id)
         return [(slugs.get(r.chain_id, r.label), r) for r in reports]
 
-    results = _run(_in_transaction(_settings(), work))
+    async def read_only() -> list[tuple[str, Any]]:
+        # Only reads: on SQLite a write transaction would hold the one write lock for the
+        # whole walk (or wait on a writer's), failing every writer meanwhile.
+        database = _database(settings)
+        try:
+            async with database.transaction(read_only=True) as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    settings = _settings()
+    results = _run(read_only())
     broken = 0
     for name, report in results:
         if report.broken is None:

@@ -192,6 +192,19 @@ class TestAuditVerify:
         assert "content does not match its hash (edited)" in result.output
         assert "ok      globex" in result.output
 
+    def test_runs_beside_a_writer_without_waiting_for_it(self, hub_env: dict[str, str]) -> None:
+        """A long log takes a while to walk: the walk must not hold (or wait for) the
+        embedded database's write lock, or every sync and request writing meanwhile fails
+        with "database is locked" after the 15 s busy timeout."""
+        writer = sqlite3.connect(database(hub_env), isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # a sync writing a large file, say
+            output = ok(hub(hub_env, "audit", "verify"))
+        finally:
+            writer.rollback()
+            writer.close()
+        assert "3 chains verified" in output
+
     def test_unknown_tenant_is_named(self, hub_env: dict[str, str]) -> None:
         result = hub(hub_env, "audit", "verify", "--tenant", "nope")
         assert result.exit_code == 1
