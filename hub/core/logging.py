@@ -7,14 +7,15 @@ a webhook secret or a JWT, in our log lines and in those of the libraries we use
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 REDACTED = "***"
 
@@ -66,6 +67,15 @@ def _redact_rendered(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     return event_dict
 
 
+def _plain_redacted_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    """The console format's tracebacks: plain, and masked like the JSON format's. structlog
+    would otherwise render them with rich, which prints every frame's local variables: an
+    unwrapped data key, a secret being sealed, a page of PHI."""
+    rendered = io.StringIO()
+    structlog.dev.plain_traceback(rendered, exc_info)
+    sio.write(_SECRET_VALUE.sub(REDACTED, rendered.getvalue()))
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the standard library (uvicorn, arq, sqlalchemy) through one pipeline."""
     shared: list[Processor] = [
@@ -77,7 +87,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         redact,
     ]
     renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_plain_redacted_traceback
+        )
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
