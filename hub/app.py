@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,12 +35,16 @@ from hub.core.web import (
     provide_session,
     readyz,
 )
+from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.api import EventController
+from hub.gateway import passthrough as gateway
+from hub.gateway.api import GatewayController, KeyTokenController
 from hub.keys.api import ContractController, KeyController
 from hub.keys.service import KeyVerifier
 from hub.keys.verify import CtmVerifier
 from hub.metrics.api import metrics
 from hub.metrics.http import observe_response
+from hub.reports.api import ReportController
 from hub.settings import Settings
 from hub.syncs.api import SyncController
 from hub.webhooks.api import WebhookController
@@ -56,6 +60,9 @@ API_CONTROLLERS: list[type[Any]] = [
     AlertController,
     ComplaintController,
     SyncController,
+    ReportController,
+    KeyTokenController,
+    GatewayController,
 ]
 
 
@@ -99,12 +106,15 @@ def create_app(
     database: Database | None = None,
     redis: Any | None = None,
     ctm_verifier: KeyVerifier | None = None,
+    ctm_clients: Mapping[CtmEnvironment, CtmClient] | None = None,
 ) -> Litestar:
     """The web application. Tests pass their own `database`, `redis` (and a `ctm_verifier`
-    on the CTM simulator); otherwise the lifespan builds them from `settings` and closes
-    them at shutdown."""
+    and the gateway's `ctm_clients` on the CTM simulator); otherwise the lifespan builds
+    them from `settings` and closes them at shutdown."""
 
     state = State({"settings": settings, "ctm_verifier": ctm_verifier})
+    if ctm_clients is not None:
+        state.ctm_clients = ctm_clients
     if database is not None and redis is not None:
         # Handed in (tests): usable at once, even by a client that runs no lifespan.
         _attach(state, database, redis)
@@ -132,13 +142,25 @@ def create_app(
             if redis is None:
                 await client.aclose()
 
+    @asynccontextmanager
+    async def gateway_clients(app: Litestar) -> AsyncIterator[None]:
+        """The CTM gateway's clients, one per environment, unless handed in (not closed)."""
+        if "ctm_clients" in app.state:
+            yield
+            return
+        app.state.ctm_clients = gateway.open_clients(settings)
+        try:
+            yield
+        finally:
+            await gateway.close_clients(app.state.ctm_clients)
+
     app = Litestar(
         route_handlers=[healthz, readyz, metrics, _api_router()],
         dependencies={"db_session": Provide(provide_session)},
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
         before_send=[add_security_headers, observe_response],
-        lifespan=[lifespan],
+        lifespan=[lifespan, gateway_clients],
         plugins=[ClosedStructSchemaPlugin()],
         state=state,
         openapi_config=OpenAPIConfig(

@@ -226,4 +226,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PUT", "/api/v1/syncs/schedules/{environment:str}"): {"interval_minutes": 30},
     ("POST", "/api/v1/syncs/run"): {},
+    ("POST", "/api/v1/keys/{key_id:uuid}/tokens"): {"name": "probe"},
+    # Multipart in real use; tenant B is refused (404) before any body is read.
+    ("POST", "/api/v1/gateway/{environment:str}/api/ctm/casework/upload"): {},
 }

@@ -26,6 +26,7 @@ class PhiView(enum.StrEnum):
     RESOLUTIONS = "resolutions"  # a complaint's resolutions: summaries and casework notes
     BENEFICIARY_SEARCH = "beneficiary_search"  # complaints found by beneficiary identifier
     QUARANTINED_ROWS = "quarantined_rows"  # a sync run's refused rows, raw cells opened
+    GATEWAY_DOWNLOAD = "gateway_download"  # CMS's download file, passed on by the CTM gateway
 
 
 async def record_phi_read(

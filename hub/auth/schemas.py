@@ -50,6 +50,7 @@ class TokenView(msgspec.Struct):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    key: UUID | None  # the HPMS key a key-bound (gateway) token acts with; else null
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenView:
@@ -63,6 +64,7 @@ class TokenView(msgspec.Struct):
             expires_at=token.expires_at,
             last_used_at=token.last_used_at,
             revoked_at=token.revoked_at,
+            key=token.api_key_id,
         )
 
 

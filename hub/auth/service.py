@@ -190,8 +190,10 @@ async def issue_token(
     expires_in: timedelta | None = None,
     now: datetime | None = None,
     actor: Actor | None = None,
+    api_key_id: UUID | None = None,
 ) -> IssuedToken:
-    """Mint a token for `user` in `tenant_id` (or a platform token for an operator).
+    """Mint a token for `user` in `tenant_id` (or a platform token for an operator);
+    `api_key_id` binds it to one HPMS key (revoked with the key; see hub/gateway).
 
     Audited (without the token) as done by `actor`, by default the user it is for."""
     if tenant_id is None:
@@ -219,9 +221,19 @@ async def issue_token(
         token_hash=tokens.token_hash(plaintext),
         scopes=sorted(s.value for s in scopes),
         expires_at=issued_at + expires_in if expires_in else None,
+        api_key_id=api_key_id,
     )
     session.add(token)
     await session.flush()
+    details = {
+        "user_id": str(user.id),
+        "name": redact_value(name),
+        "prefix": token.prefix,
+        "scopes": list(token.scopes),
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+    }
+    if api_key_id is not None:
+        details["key"] = str(api_key_id)
     await audit.record(
         session,
         actor=actor or Actor.of_user(user),
@@ -229,13 +241,7 @@ async def issue_token(
         tenant_id=tenant_id,
         target_type="api_token",
         target_id=token.id,
-        details={
-            "user_id": str(user.id),
-            "name": redact_value(name),
-            "prefix": token.prefix,
-            "scopes": list(token.scopes),
-            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-        },
+        details=details,
     )
     return IssuedToken(token=token, plaintext=plaintext)
 
@@ -248,10 +254,12 @@ async def issue_caller_token(
     name: str,
     expires_in: timedelta | None = None,
     now: datetime | None = None,
+    api_key_id: UUID | None = None,
 ) -> IssuedToken:
     """Mint a token for the caller through the API. A token never mints a stronger one:
     the new token holds no scope the calling token lacks, and ends no later than it does
-    (a narrow token handed to a downstream system must not become an admin token)."""
+    (a narrow token handed to a downstream system must not become an admin token); a token
+    bound to an HPMS key mints only tokens bound to the same key (`api_key_id`)."""
     beyond = scopes - actor.scopes
     if beyond:
         names = ", ".join(sorted(s.value for s in beyond))
@@ -259,6 +267,12 @@ async def issue_caller_token(
     now = now or utcnow()
     if actor.token_id is not None:
         caller = await repository.get_token(session, actor.tenant, actor.token_id)
+        if caller.api_key_id is not None and caller.api_key_id != api_key_id:
+            # An unbound token would outlive the key's compromise, and reach other keys.
+            raise Forbidden(
+                f"this token is bound to key {caller.api_key_id}: it issues only tokens bound "
+                f"to that key (POST /api/v1/keys/{caller.api_key_id}/tokens)"
+            )
         ends = caller.expires_at
         if ends is not None and (expires_in is None or now + expires_in > ends):
             raise Invalid(
@@ -267,7 +281,7 @@ async def issue_caller_token(
     user = await get_user(session, actor.user_id)
     return await issue_token(
         session, user=user, tenant_id=actor.tenant, scopes=scopes, name=name,
-        expires_in=expires_in, now=now,
+        expires_in=expires_in, now=now, api_key_id=api_key_id,
     )  # fmt: skip
 
 

@@ -22,7 +22,9 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_502_BAD_GATEWAY,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
@@ -86,6 +88,22 @@ class Unavailable(DomainError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
+class TooBusy(DomainError):
+    """Too many requests at once (ours, or CMS's rate limit): retry after `retry_after` s."""
+
+    status_code = HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
+class UpstreamFailed(DomainError):
+    """A service the hub passes a call on to (CMS) refused it or answered nonsense."""
+
+    status_code = HTTP_502_BAD_GATEWAY
+
+
 WWW_AUTHENTICATE = 'Bearer realm="ctm-hub"'
 ROUTER_NOT_FOUND = NotFoundException().detail  # what Litestar's router says for an unknown path
 
@@ -99,6 +117,8 @@ def _body(status_code: int, detail: str, extra: Any) -> dict[str, Any]:
 
 def domain_error_handler(_: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
     headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(error, Unauthenticated) else None
+    if isinstance(error, TooBusy):
+        headers = {"Retry-After": str(error.retry_after)}
     return Response(
         _body(error.status_code, error.detail, error.extra),
         status_code=error.status_code,
@@ -172,6 +192,8 @@ _MEANINGS = {
     HTTP_403_FORBIDDEN: "The token lacks the scope, or the caller the role, this call needs",
     HTTP_404_NOT_FOUND: "No such object in the caller's tenant",
     HTTP_409_CONFLICT: "The object's state does not allow this; `detail` says why",
+    HTTP_429_TOO_MANY_REQUESTS: "Too many calls at once; retry after `Retry-After` seconds",
+    HTTP_502_BAD_GATEWAY: "CMS refused the call passed on to it, or answered nonsense",
     HTTP_503_SERVICE_UNAVAILABLE: "A service this call needs did not answer; retry later",
 }
 

@@ -13,7 +13,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -27,7 +27,7 @@ import structlog
 
 from hub.ctm import layouts, modeled
 from hub.ctm.credentials import CtmCredentials, CtmEnvironment, SecretSource, StaticSecret
-from hub.ctm.download import ComplaintDownload
+from hub.ctm.download import ComplaintDownload, _check_csv_type, _check_not_html
 from hub.ctm.errors import (
     ContractAccessDenied,
     CtmProtocolError,
@@ -35,6 +35,7 @@ from hub.ctm.errors import (
     EnvironmentMismatch,
     KeyRejected,
     RateLimited,
+    TruncatedDownload,
     UploadOutcomeUnknown,
     UploadRefused,
 )
@@ -247,7 +248,14 @@ class CtmClient:
         """Send resolutions as one upload file; CMS answers which rows it accepted."""
         self._check(credentials)
         body = write_upload_file(rows)
-        contracts = {row.contract_id for row in rows}
+        return await self.upload_file(credentials, body, {row.contract_id for row in rows})
+
+    async def upload_file(
+        self, credentials: CtmCredentials, body: bytes, contracts: Collection[str] = ()
+    ) -> UploadResult:
+        """Send an upload file as it is (its bytes unchanged; the caller has checked it);
+        `contracts`, the ones it names, only label the request's log line."""
+        self._check(credentials)
         contract = next(iter(contracts)) if len(contracts) == 1 else None
         files = {"file": (modeled.UPLOAD_FILE_NAME, body, modeled.DOWNLOAD_CONTENT_TYPE)}
 
@@ -263,6 +271,38 @@ class CtmClient:
             return _upload_result(response)
         except CtmProtocolError as error:  # CMS took the request (2xx): the file may be in
             raise UploadOutcomeUnknown(f"{error}; CMS may have taken the file") from None
+
+    async def open_download(
+        self, credentials: CtmCredentials, contract: str, start: date, end: date
+    ) -> RawDownload:
+        """The contract's download file as CMS sends it, unparsed, for passing on: CMS has
+        answered with CSV (an error status, an HTML page or another type raises as for
+        `download_complaints`) and its first bytes are read; `aclose()` it when done."""
+        self._check(credentials)
+        if not layouts.is_contract_number(contract):
+            raise ValueError(f"contract {contract!r} is not a contract number (e.g. H1234)")
+        if start > end:
+            raise ValueError("start date is after end date")
+        params = {
+            modeled.DOWNLOAD_CONTRACT_PARAM: contract,
+            modeled.DOWNLOAD_START_PARAM: start.strftime(modeled.DOWNLOAD_DATE_FORMAT),
+            modeled.DOWNLOAD_END_PARAM: end.strftime(modeled.DOWNLOAD_DATE_FORMAT),
+        }
+
+        def build(headers: dict[str, str]) -> httpx.Request:
+            return self._http.build_request(
+                "GET", modeled.DOWNLOAD_PATH, params=params, headers=headers
+            )
+
+        response = await self._call("download", credentials, contract, build, stream=True)
+        download = RawDownload(contract, response)
+        try:
+            _check_csv_type(response)
+            await download.start()
+        except BaseException:
+            await download.aclose()
+            raise
+        return download
 
     async def token(self, credentials: CtmCredentials) -> str:
         """A valid access token for the key (cached; refreshed at 80 % of its lifetime)."""
@@ -456,6 +496,65 @@ class CtmClient:
         raise CtmProtocolError(f"{call} answered {status}")
 
 
+class RawDownload:
+    """A download CMS is sending, unparsed: `content_type` as CMS said it, and `body()`, its
+    bytes exactly as they arrive, never held whole. A cut (a failed connection, fewer bytes
+    than CMS announced) raises `TruncatedDownload` from `body()` after the bytes that came."""
+
+    def __init__(self, contract: str, response: httpx.Response) -> None:
+        self.contract = contract
+        self.bytes_read = 0
+        self.is_complete = False
+        self._response = response
+        self._chunks = response.aiter_bytes()
+        self._first = b""
+
+    @property
+    def content_type(self) -> str:
+        """CMS's Content-Type header, as it sent it (checked to be CSV, or none)."""
+        return str(self._response.headers.get("Content-Type", "")).strip()
+
+    async def start(self) -> None:
+        """Read the first bytes, and refuse an HTML page labelled as CSV."""
+        while not self._first:
+            chunk = await self._next()
+            if chunk is None:
+                return  # an empty body
+            self._first = chunk
+        _check_not_html(self._first)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        if self._first:
+            first, self._first = self._first, b""
+            yield first
+        while (chunk := await self._next()) is not None:
+            if chunk:
+                yield chunk
+        declared = self._response.headers.get("Content-Length", "")
+        arrived = self._response.num_bytes_downloaded
+        if declared.isdigit() and int(declared) != arrived:
+            raise TruncatedDownload(
+                f"contract {self.contract}: {arrived} of {declared} bytes arrived"
+            )
+        self.is_complete = True
+
+    async def _next(self) -> bytes | None:
+        try:
+            chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        except httpx.TransportError as error:
+            raise TruncatedDownload(
+                f"contract {self.contract}: the download stopped after {self.bytes_read} bytes "
+                f"({type(error).__name__})"
+            ) from None
+        self.bytes_read += len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 async def _said(response: httpx.Response) -> str:
     """What an error answer says, as one short line (its JSON `error`/`message`, or text)."""
     try:
@@ -492,6 +591,7 @@ __all__ = [
     "CtmClient",
     "CtmCredentials",
     "CtmEnvironment",
+    "RawDownload",
     "Rejection",
     "RetryPolicy",
     "SecretSource",

@@ -5,7 +5,7 @@ in the caller's transaction. The secret is sealed at once and opened only for CM
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -617,7 +617,8 @@ async def _superseded(session: AsyncSession, key: ApiKey, refused_key_id: str | 
 async def handle_member_left(
     session: AsyncSession, *, tenant_id: TenantID, user_id: UUID, actor: Actor
 ) -> list[ApiKey]:
-    """The RP left: their keys need replacing (a key never passes to someone else)."""
+    """A member left: keys they are RP of need replacing (a key never passes to someone
+    else); keys they were a designee of lose them, with their key-bound tokens."""
     found = (
         await session.scalars(
             repository.keys(tenant_id).where(
@@ -631,7 +632,31 @@ async def handle_member_left(
         key.status_reason = "the responsible party left the tenant; register a new key"
         await session.flush()
         await _change(session, actor, key, "key.orphaned", {"responsible_party": str(user_id)})
+    await _drop_designee(session, tenant_id=tenant_id, user_id=user_id, actor=actor)
     return list(found)
+
+
+async def _drop_designee(
+    session: AsyncSession, *, tenant_id: TenantID, user_id: UUID, actor: Actor
+) -> None:
+    """Take a departing member off every key's designees (were they to rejoin, nothing
+    would come back unasked), revoking their tokens bound to those keys."""
+    now = utcnow()
+    for designee in (
+        await session.scalars(
+            select(ApiKeyDesignee).where(
+                ApiKeyDesignee.tenant_id == tenant_id, ApiKeyDesignee.user_id == user_id
+            )
+        )
+    ).all():
+        key = await repository.lock_key(session, tenant_id, designee.api_key_id)
+        await session.delete(designee)
+        await session.flush()
+        revoked = await _revoke_key_tokens(session, key, now, users={user_id})
+        await _change(
+            session, actor, key, "key.designees_changed",
+            {"removed_user": str(user_id), "reason": "left the tenant", "tokens_revoked": revoked},
+        )  # fmt: skip
 
 
 # Contracts and designees -----------------------------------------------------------------
@@ -699,7 +724,8 @@ async def set_designees(
     users: Sequence[UUID],
     tokens: Sequence[UUID],
 ) -> ApiKey:
-    """The RP names the members and API tokens that may act with the key through the hub."""
+    """The RP names the members and API tokens that may act with the key through the hub.
+    A member taken off the list loses the key-bound tokens they hold for it at once."""
     key = await repository.lock_key(session, actor.tenant, key_id)
     _require_rp(key, actor, "name designees for")
     for user_id in users:
@@ -713,9 +739,15 @@ async def set_designees(
         )
         if token is None:
             raise Invalid("tokens", f"{token_id} is not a live API token of this tenant")
-    for designee in await repository.designees(session, actor.tenant, [key.id]):
+    before = await repository.designees(session, actor.tenant, [key.id])
+    removed = {d.user_id for d in before if d.user_id is not None} - set(users)
+    for designee in before:
         await session.delete(designee)
     await session.flush()
+    # The RP's own key-bound tokens stay: they hold the key as its RP, not as a designee.
+    revoked = await _revoke_key_tokens(
+        session, key, utcnow(), users=removed - {key.responsible_party_id}
+    )
     for user_id in dict.fromkeys(users):
         session.add(ApiKeyDesignee(tenant_id=actor.tenant, api_key_id=key.id, user_id=user_id))
     for token_id in dict.fromkeys(tokens):
@@ -725,7 +757,8 @@ async def set_designees(
     await session.flush()
     await _change(
         session, Actor.of_principal(actor), key, "key.designees_changed",
-        {"users": [str(u) for u in users], "tokens": [str(t) for t in tokens]},
+        {"users": [str(u) for u in users], "tokens": [str(t) for t in tokens],
+         "tokens_revoked": revoked},
     )  # fmt: skip
     return key
 
@@ -814,12 +847,17 @@ def _destroy_secret(version: ApiKeyVersion, now: datetime) -> int:
     return int(had)
 
 
-async def _revoke_key_tokens(session: AsyncSession, key: ApiKey, now: datetime) -> int:
+async def _revoke_key_tokens(
+    session: AsyncSession, key: ApiKey, now: datetime, *, users: Collection[UUID] | None = None
+) -> int:
+    """Revoke the hub tokens bound to `key` (only those of `users`, when given)."""
+    if users is not None and not users:
+        return 0
+    statement = update(ApiToken).where(ApiToken.api_key_id == key.id, ApiToken.revoked_at.is_(None))
+    if users is not None:
+        statement = statement.where(ApiToken.user_id.in_(users))
     result = await session.execute(
-        update(ApiToken)
-        .where(ApiToken.api_key_id == key.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
+        statement.values(revoked_at=now).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

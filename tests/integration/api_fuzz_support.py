@@ -25,6 +25,7 @@ from hub.auth import service as auth
 from hub.auth.models import ROLE_SCOPES, Role
 from hub.core.crypto import seal
 from hub.core.db import Database, utcnow
+from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.simulator import SimState
 from hub.ctm.simulator.app import create_simulator_app
 from hub.events.models import Event
@@ -125,15 +126,28 @@ async def _sync_run(session: AsyncSession, admin: Member, key_id: Any) -> SyncRu
 async def hub_with_cms(
     settings: Settings, db: Database, redis: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The hub, verifying keys against the CTM simulator; both in this process and loop."""
-    cms = httpx.ASGITransport(app=create_simulator_app(SimState(environment="sandbox")))
+    """The hub, verifying keys against the CTM simulator, and its CTM gateway passing calls
+    on to it (the seeded key known there); both in this process and loop."""
+    state = SimState(environment="sandbox")
+    state.add_key(
+        hpms_user="FUZZ01", contracts={"H1234"}, key_id="FUZZ-KEY-1", secret="fuzz-secret"
+    )
+    cms = httpx.ASGITransport(app=create_simulator_app(state))
     verifier = CtmVerifier(settings, transport=cms)
+    gateway = CtmClient.for_environment(settings, CtmEnvironment.SANDBOX, transport=cms)
     try:
         async with app_client(
-            create_app(settings, database=db, redis=redis, ctm_verifier=verifier)
+            create_app(
+                settings,
+                database=db,
+                redis=redis,
+                ctm_verifier=verifier,
+                ctm_clients={CtmEnvironment.SANDBOX: gateway},
+            )
         ) as client:
             yield client
     finally:
+        await gateway.aclose()
         await verifier.aclose()
 
 
