@@ -1,0 +1,1 @@
+"""Reports for compliance staff: complaint resolution timeliness per contract."""

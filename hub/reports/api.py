@@ -1,0 +1,105 @@
+"""/api/v1/reports: complaint resolution timeliness, as JSON or as a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Annotated
+
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.guards import scope
+from hub.auth.models import Scope
+from hub.auth.principal import Principal
+from hub.core.db import utcnow
+from hub.core.errors import Invalid, documented
+from hub.keys.models import Environment
+from hub.reports import service
+from hub.reports.schemas import TimelinessReport
+from hub.reports.service import Period, PeriodBasis
+
+READ = scope(Scope.COMPLAINTS_READ)
+
+FromDate = Annotated[date | None, QueryParameter(name="from")]
+ToDate = Annotated[date | None, QueryParameter(name="to")]
+Choice = Annotated[str | None, QueryParameter(max_length=20)]
+
+
+def _choice(field: str, raw: str | None, default: str, allowed: tuple[str, ...]) -> str:
+    value = (raw or default).strip().lower()
+    if value not in allowed:
+        raise Invalid(field, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _arguments(
+    environment: str | None, start: date | None, end: date | None, basis: str | None
+) -> tuple[Environment, Period]:
+    """Production and this calendar month (UTC) to today unless asked otherwise."""
+    today = utcnow().date()
+    chosen = _choice("environment", environment, "production", tuple(e.value for e in Environment))
+    by = _choice("basis", basis, PeriodBasis.DUE.value, tuple(b.value for b in PeriodBasis))
+    end = end or today
+    start = start or end.replace(day=1)
+    return Environment(chosen), Period.checked(start, end, PeriodBasis(by))
+
+
+class ReportController(Controller):
+    path = "/reports"
+    tags = ["reports"]
+
+    @get("/timeliness", opt=READ, responses=documented(400, 401, 403))
+    async def timeliness(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        environment: Choice = None,
+        period_from: FromDate = None,
+        period_to: ToDate = None,
+        basis: Choice = None,
+    ) -> TimelinessReport:
+        """How many complaints were resolved within their timeframe (immediate need: 2
+        days, otherwise 7), per contract and timeframe, with a line per contract and one for
+        all (`all`). `basis=due` (the default) takes the complaints due in the period,
+        `basis=received` those CMS received in it. Resolved means CMS holds a resolution
+        date (its file's, or ours that it accepted); counts only, no PHI."""
+        chosen, period = _arguments(environment, period_from, period_to, basis)
+        report = await service.timeliness(
+            db_session, principal.tenant, environment=chosen, period=period, now=utcnow()
+        )
+        return TimelinessReport.of(report)
+
+    @get(
+        "/timeliness.csv",
+        opt=READ,
+        media_type="text/csv",
+        responses=documented(400, 401, 403),
+    )
+    async def timeliness_csv(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        environment: Choice = None,
+        period_from: FromDate = None,
+        period_to: ToDate = None,
+        basis: Choice = None,
+    ) -> Response[str]:
+        """The same report as a CSV file (a header row, then one row per line)."""
+        chosen, period = _arguments(environment, period_from, period_to, basis)
+        report = await service.timeliness(
+            db_session, principal.tenant, environment=chosen, period=period, now=utcnow()
+        )
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(service.CSV_COLUMNS)
+        writer.writerows(service.csv_values(t) for t in report.lines)
+        name = f"timeliness-{chosen.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
