@@ -59,6 +59,26 @@ async def check_database(settings: Settings) -> None:
             f"database schema is at {version or 'nothing'}, this code expects {heads[0]}: "
             "run `hub db upgrade`"
         )
+    await check_master_keys(settings)
+
+
+async def check_master_keys(settings: Settings) -> None:
+    """The master key ring must unwrap the tenant keys stored. A wrong key (or a lost
+    `master.key` that the embedded mode replaced with a new one) would otherwise start a
+    ready-looking hub whose every secret, sync and webhook fails."""
+    from hub.core.crypto import Crypto, CryptoError
+    from hub.core.crypto.service import check_master_keys as check_ring
+
+    database = Database.from_url(
+        settings.effective_database_url, crypto=Crypto.from_settings(settings)
+    )
+    try:
+        async with database.transaction(read_only=True) as session:
+            await check_ring(session)
+    except CryptoError as error:
+        raise StartupError(f"HUB_MASTER_KEYS: {error}") from None
+    finally:
+        await database.dispose()
 
 
 def _install_stop(stop: asyncio.Event) -> None:

@@ -211,6 +211,22 @@ async def blind_index(
     return cipher.blind_index(value, field=field, normalise=normalise)
 
 
+async def check_master_keys(session: AsyncSession) -> None:
+    """Refuse a key ring that cannot unwrap the tenant keys stored: each master key version
+    that live keys are under must be in the ring and must unwrap one of them. Raises
+    `MasterKeyUnavailable` or `MasterKeyRejected` (naming the version, never a key)."""
+    crypto = crypto_of(session)
+    versions = await session.scalars(
+        select(TenantKey.master_key_version).where(TenantKey.wrapped_key.is_not(None)).distinct()
+    )
+    for version in versions.all():
+        key = await session.scalar(
+            select(TenantKey).where(TenantKey.master_key_version == version).limit(1)
+        )
+        if key is not None:  # destroyed meanwhile: nothing left to unwrap
+            await _unwrap(crypto, key)
+
+
 # Rotation and shredding building blocks ---------------------------------------------------
 
 

@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sqlite3
@@ -109,6 +110,46 @@ class TestMasterKey:
         result = hub(impostor, "tenants", "rotate-key", "--slug", "acme", "--settle-seconds", "0")
         assert result.exit_code == 1
         assert "master key 'local1' does not unwrap" in result.output
+
+
+class TestStartup:
+    """`hub serve` and `hub worker` check the ring against the stored keys before serving."""
+
+    def check(self, env: dict[str, str], ring: str) -> None:
+        from hub.runtime import check_database
+        from hub.settings import load_settings
+
+        asyncio.run(check_database(load_settings(data_dir=env["HUB_DATA_DIR"], master_keys=ring)))
+
+    def test_the_right_ring_starts(self, hub_env: dict[str, str]) -> None:
+        self.check(hub_env, local_key_entry(hub_env))
+
+    def test_a_wrong_key_under_the_right_name_stops_it_naming_the_version(
+        self, hub_env: dict[str, str]
+    ) -> None:
+        from hub.runtime import StartupError
+
+        with pytest.raises(StartupError) as refused:
+            self.check(hub_env, f"local1:{NEW_KEY}")
+        assert "HUB_MASTER_KEYS: master key 'local1' does not unwrap" in str(refused.value)
+        assert NEW_KEY[:8] not in str(refused.value)
+
+    def test_a_ring_without_the_stored_keys_version_stops_it(self, hub_env: dict[str, str]) -> None:
+        from hub.runtime import StartupError
+
+        with pytest.raises(StartupError, match="master key 'local1' is not in the key ring"):
+            self.check(hub_env, f"v2:{NEW_KEY}")
+
+    def test_a_lost_key_file_is_not_papered_over(self, hub_env: dict[str, str]) -> None:
+        """The embedded mode makes a new `master.key` when there is none: with tenants'
+        keys in the database, starting must then stop, not run on the new one."""
+        from hub.runtime import StartupError, check_database
+        from hub.settings import load_settings
+
+        (Path(hub_env["HUB_DATA_DIR"]) / "master.key").unlink()
+        settings = load_settings(data_dir=hub_env["HUB_DATA_DIR"])
+        with pytest.raises(StartupError, match="master key 'local1' does not unwrap"):
+            asyncio.run(check_database(settings))
 
 
 class TestDiscardRetiredKeys:
