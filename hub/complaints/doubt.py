@@ -139,6 +139,7 @@ async def settle(
             continue
         if cms_date is not None and cms_date == resolution.resolution_date:
             resolution.state, resolution.cms_errors = ResolutionState.ACCEPTED, None
+            resolution.cms_said = None
             resolution.decided_at, resolution.note = now, CONFIRMED
             accepted.append(resolution)
         else:

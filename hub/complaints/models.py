@@ -114,6 +114,9 @@ class Resolution(Entity, TenantOwned, Base):
     # the row stays `uploading` until a download of its contract shows what CMS has.
     in_doubt_since: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
+    # Why it was rejected, in a form safe for events, logs and PHI-free fields; CMS's own
+    # words (which may quote the file, or CMS's records) only sealed, in `cms_said`.
     cms_errors: Mapped[list[Any] | None]
+    cms_said: Mapped[Sealed | None] = mapped_column(SealedColumn())
     api_key_id: Mapped[UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)

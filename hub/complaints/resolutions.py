@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.principal import Principal
-from hub.complaints import repository
+from hub.complaints import cms_words, repository
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.core import crypto, jobs
 from hub.core.crypto import TenantCipher
@@ -237,6 +237,8 @@ class OpenedResolution:
     resolution: Resolution
     summary: str
     casework_notes: str | None
+    # Why CMS rejected it, in CMS's own words where it gave them (else the safe form).
+    cms_errors: list[str] | None = None
 
 
 async def open_resolutions(
@@ -250,6 +252,8 @@ async def open_resolutions(
             cipher.open(r.casework_notes, field=NOTES_FIELD, row=r.id)
             if r.casework_notes is not None
             else None,
+            cms_words.open_said(cipher, r.cms_said, row=r.id)
+            or ([str(e) for e in r.cms_errors] if r.cms_errors is not None else None),
         )
         for r in resolutions
     ]

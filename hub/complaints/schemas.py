@@ -110,6 +110,7 @@ class ResolutionView(msgspec.Struct):
     # The upload's outcome is unknown since then: the next download of the contract says.
     in_doubt_since: datetime | None
     decided_at: datetime | None
+    # CMS's own words (a PHI view: they may quote the file); events carry a safe form.
     cms_errors: list[str] | None
     note: str | None
     created_at: datetime
@@ -125,6 +126,6 @@ class ResolutionView(msgspec.Struct):
             idempotency_key=r.idempotency_key, submitted_by=r.submitted_by,
             upload_batch=r.upload_batch, uploaded_at=r.uploaded_at,
             in_doubt_since=r.in_doubt_since, decided_at=r.decided_at,
-            cms_errors=[str(e) for e in r.cms_errors] if r.cms_errors is not None else None,
+            cms_errors=opened.cms_errors,
             note=r.note, created_at=r.created_at,
         )  # fmt: skip

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from hub.complaints import doubt
+from hub.complaints import cms_words, doubt
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import (
     NOTES_FIELD,
@@ -34,7 +34,7 @@ from hub.complaints.resolutions import (
 from hub.core import crypto, jobs
 from hub.core.db import Database, utcnow, zulu
 from hub.core.ids import TenantID, uuid7
-from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, Rejection, UploadResult
+from hub.ctm.client import CtmClient, CtmCredentials, CtmEnvironment, UploadResult
 from hub.ctm.errors import (
     ContractAccessDenied,
     CtmError,
@@ -204,22 +204,57 @@ async def _build_claim(
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class _Why:
+    """Why a row was rejected: words safe anywhere, and CMS's own (sealed), if CMS gave any."""
+
+    safe: list[str]
+    said: list[str] | None = None
+
+
 def _verdict(
-    item: _Item, accepted: set[str], refused: Mapping[str, list[str]]
-) -> tuple[ResolutionState, list[str] | None]:
+    item: _Item, accepted: set[str], refused: Mapping[str, _Why]
+) -> tuple[ResolutionState, _Why | None]:
     if item.complaint_id in accepted and item.complaint_id not in refused:
         return ResolutionState.ACCEPTED, None
-    return ResolutionState.REJECTED, list(refused.get(item.complaint_id) or [NOT_IN_ANSWER])
+    return ResolutionState.REJECTED, refused.get(item.complaint_id) or _Why([NOT_IN_ANSWER])
 
 
-async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[int, int]:
-    """Record CMS's verdict per complaint; rows the sweep took back meanwhile are skipped."""
+def _reasons(claim: _Claim, result: UploadResult) -> dict[str, _Why]:
+    """Each refused row's reasons: CMS's words (per row) in their safe form, with the words
+    sealed; the rows the hub did not send for its own reasons (words of the hub's)."""
+    known = {item.complaint_id for item in claim.items}
+    refused = {
+        r.complaint_id: _Why(
+            [cms_words.safe_form(e, identifiers=known | {claim.contract}) for e in r.errors],
+            list(r.errors),
+        )
+        for r in result.rejected
+    }
+    return refused | {ident: _Why(list(p)) for ident, p in claim.local_problems.items()}
+
+
+def _refusal(claim: _Claim, error: UploadRefused) -> tuple[str, dict[str, _Why]]:
+    """A whole-file refusal: its safe form (for the job's result) and every row's reasons."""
+    safe = f"CMS refused the whole upload file ({error.status})"
+    if error.detail:
+        known = {item.complaint_id for item in claim.items} | {claim.contract}
+        safe += ": " + cms_words.safe_form(error.detail, identifiers=known)
+    return safe, {item.complaint_id: _Why([safe], [str(error)]) for item in claim.items}
+
+
+async def _decide(
+    db: Database, claim: _Claim, result: UploadResult, refused: Mapping[str, _Why] | None = None
+) -> tuple[int, int]:
+    """Record CMS's verdict per complaint; rows the sweep took back meanwhile are skipped.
+    Reasons are `refused` when given (a whole-file refusal), else read from `result`."""
     accepted = set(result.accepted)
-    refused = {r.complaint_id: r.errors for r in result.rejected} | claim.local_problems
+    refused = _reasons(claim, result) if refused is None else refused
     decided: dict[ResolutionState, list[UUID]] = defaultdict(list)
     events: list[tuple[str, dict[str, Any]]] = []
     async with db.transaction() as session:
         now = utcnow()
+        cipher = await crypto.cipher_for(session, claim.tenant_id)
         mine = {
             r.id: r
             for r in await session.scalars(
@@ -233,8 +268,11 @@ async def _decide(db: Database, claim: _Claim, result: UploadResult) -> tuple[in
             resolution = mine.get(item.resolution_id)
             if resolution is None:
                 continue
-            state, errors = _verdict(item, accepted, refused)
+            state, why = _verdict(item, accepted, refused)
+            errors = None if why is None else why.safe
             resolution.state, resolution.cms_errors = state, errors
+            said = None if why is None else why.said
+            resolution.cms_said = cms_words.seal_said(cipher, said, row=resolution.id)
             resolution.decided_at = resolution.updated_at = now
             resolution.in_doubt_since = None  # held in doubt meanwhile, the answer came
             decided[state].append(item.complaint_pk)
@@ -341,11 +379,13 @@ async def upload_pending(
                 "resolution upload refused whole", contract=contract, key=str(key_id),
                 status=error.status, rows=len(claim.items),
             )  # fmt: skip
-            refusal = [Rejection(item.complaint_id, [str(error)]) for item in claim.items]
-            _, rejected = await _decide(db, claim, UploadResult([], refusal))
+            # CMS's words may quote the file: sealed with each row, their safe form elsewhere
+            # (the job's result is logged).
+            safe, refused = _refusal(claim, error)
+            _, rejected = await _decide(db, claim, UploadResult([], []), refused)
             outcome.files += 1
             outcome.rejected += rejected
-            outcome.error = str(error)
+            outcome.error = safe
             break
         except UploadOutcomeUnknown as error:
             log.warning(

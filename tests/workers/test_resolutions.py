@@ -27,6 +27,7 @@ from hub.core.crypto import Crypto
 from hub.core.db import Database, utcnow
 from hub.core.errors import Conflict
 from hub.core.jobs import ArqQueue
+from hub.ctm import modeled
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.simulator.data import ContractPlan
 from hub.ctm.simulator.server import RunningSimulator, running_simulator
@@ -604,6 +605,112 @@ class TestCmsFaults:
         assert (await world.resolution(ident)).state is ResolutionState.QUEUED
         world.sim.state.faults.rate_429 = 0.0
         assert (await world.upload(attempt=2)).accepted == 1
+
+
+class CmsSays(httpx.AsyncBaseTransport):
+    """The simulator, except that CMS answers the next upload with `answer` (as CMS might
+    word it: quoting the file, or its own records)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.answer: httpx.Response | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == modeled.UPLOAD_PATH and self.answer is not None:
+            await request.aread()
+            answer, self.answer = self.answer, None
+            return answer
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# What CMS's words might hold: the summary sent, a beneficiary's name and identifier.
+QUOTED = f"RESOLUTION_SUMMARY '{CANARY}' names Jane Q Doe (MBI 1EG4-TE5-MK73)"
+
+
+class TestCmsWordsStaySealed:
+    """CMS's words about a rejected upload may quote PHI: the caseworker reads them (sealed,
+    in the resolution's audited view); events, logs, the job's result and PHI-free fields
+    carry their safe form."""
+
+    async def upload_answered(self, world: World, answer: httpx.Response) -> uploads.UploadOutcome:
+        says = CmsSays()
+        says.answer = answer
+        async with CtmClient(
+            CtmEnvironment.SANDBOX, base_url=world.sim.url, retry=FAST, transport=says
+        ) as client:  # fmt: skip
+            return await uploads.upload_pending(
+                world.db, {CtmEnvironment.SANDBOX: client}, tenant_id=world.member.tenant_id,
+                key_id=world.key.id, contract="H1234",
+            )  # fmt: skip
+
+    async def seen_by_caseworker(
+        self, world: World, complaint: Complaint, settings: Settings, redis: Any
+    ) -> list[str]:
+        async with app_client(create_app(settings, database=world.db, redis=redis)) as client:
+            response = await client.get(
+                f"/api/v1/complaints/{complaint.id}/resolutions", headers=world.member.headers
+            )
+        assert response.status_code == 200, response.text
+        [resolution] = response.json()
+        return list(resolution["cms_errors"])
+
+    async def assert_kept_out(
+        self, world: World, ident: UUID, logs: Any, capfd: pytest.CaptureFixture[str]
+    ) -> list[str]:
+        captured = capfd.readouterr()
+        [event] = await events(world.db, "resolution.rejected")
+        stored = await world.resolution(ident)
+        for phi in (CANARY, "Jane", "1EG4-TE5-MK73"):
+            assert phi not in repr(logs)
+            assert phi not in captured.out + captured.err
+            assert phi not in repr(event.payload)
+            assert phi not in repr(stored.cms_errors), "a PHI-free field"
+        assert stored.cms_errors == event.payload["errors"]
+        assert event.payload["reason"] == "; ".join(stored.cms_errors)
+        return list(stored.cms_errors)
+
+    async def test_a_whole_file_refusal_quoting_the_file(
+        self, world: World, settings: Settings, redis: Any, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        with captured_logs() as logs:
+            outcome = await self.upload_answered(
+                world, httpx.Response(422, json={"error": f"row 2: {QUOTED}"})
+            )
+        assert outcome.rejected == 1
+        assert outcome.error is not None
+        assert CANARY not in outcome.error, "the job's result is logged by arq"
+        safe = await self.assert_kept_out(world, ident, logs, capfd)
+        assert safe == [
+            "CMS refused the whole upload file (422): row 2: RESOLUTION_SUMMARY […] names […]"
+        ]
+        assert outcome.error == safe[0]
+        said = f"CMS refused the whole upload file (422): row 2: {QUOTED}"
+        assert await self.seen_by_caseworker(world, complaint, settings, redis) == [said]
+
+    async def test_a_rows_rejection_quoting_the_file(
+        self, world: World, settings: Settings, redis: Any, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        [complaint] = await world.open_complaints()
+        ident = await world.resolve(complaint)
+        errors = [QUOTED, f"complaint {complaint.complaint_id} is closed"]
+        answer = {
+            "accepted": [],
+            "rejected": [{"complaintId": complaint.complaint_id, "errors": errors}],
+        }
+        with captured_logs() as logs:
+            outcome = await self.upload_answered(world, httpx.Response(200, json=answer))
+        assert outcome.rejected == 1
+        safe = await self.assert_kept_out(world, ident, logs, capfd)
+        assert safe == [
+            "RESOLUTION_SUMMARY […] names […]",
+            f"complaint {complaint.complaint_id} is closed",
+        ]
+        assert await self.seen_by_caseworker(world, complaint, settings, redis) == errors
 
 
 class TestWorker:
