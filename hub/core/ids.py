@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import NewType
 from uuid import UUID, SafeUUID
 
@@ -50,3 +51,11 @@ def uuid7() -> UUID:
     object.__setattr__(made, "int", value)
     object.__setattr__(made, "is_safe", _SAFE)
     return made
+
+
+def uuid7_floor(moment: datetime) -> UUID:
+    """The smallest UUIDv7 of `moment`'s millisecond: rows keyed by `uuid7()` made at or
+    after `moment` have ids `>=` it, so a time range is a primary-key range (both databases
+    compare UUIDs in this byte order)."""
+    millis = int(moment.timestamp() * 1000)
+    return UUID(int=(millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62)

@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.alerts.models import Alert, AlertState
+from hub.alerts.models import Alert
 from hub.complaints.models import Resolution, ResolutionState
+from hub.core.ids import uuid7_floor
 from hub.events.models import Event
 from hub.keys.models import ApiKey, Environment, KeyStatus
 from hub.syncs import service as sync_service
@@ -143,15 +144,25 @@ async def _syncs(session: AsyncSession, now: datetime) -> list[Sample]:
         pairs[(environment, state)] += 1
         if cursor is not None and cursor.last_success_at is not None and not cursor.is_blocked:
             stalest[environment] = max(stalest[environment], _age(now, cursor.last_success_at))
-    since = now - timedelta(hours=1)
+    # Runs are keyed by time-ordered ids: the last hour (a day for those still running) is a
+    # primary-key range, not a scan of every run ever made.
     runs = dict.fromkeys((o.value for o in RunOutcome), 0)
-    finished = await session.execute(
+    recent = await session.execute(
         select(SyncRun.outcome, func.count())
-        .where((SyncRun.started_at >= since) | (SyncRun.outcome == RunOutcome.RUNNING))
+        .where(SyncRun.id >= uuid7_floor(now - timedelta(hours=1)))
         .group_by(SyncRun.outcome)
     )
-    for outcome, count in finished:
+    for outcome, count in recent:
         runs[outcome.value] = count
+    runs[RunOutcome.RUNNING.value] = (
+        await session.scalar(
+            select(func.count()).where(
+                SyncRun.id >= uuid7_floor(now - timedelta(days=1)),
+                SyncRun.outcome == RunOutcome.RUNNING,
+            )
+        )
+        or 0
+    )
     return [
         *(
             Sample(
@@ -174,7 +185,8 @@ async def _syncs(session: AsyncSession, now: datetime) -> list[Sample]:
         *(
             Sample(
                 "hub_sync_runs_last_hour",
-                "Sync runs started in the last hour by outcome (running: all running now)",
+                "Sync runs started in the last hour by outcome "
+                "(running: those started in the last day still running)",
                 n,
                 {"outcome": outcome},
             )
@@ -221,7 +233,7 @@ async def _resolutions(session: AsyncSession, now: datetime) -> list[Sample]:
 async def _alerts(session: AsyncSession) -> list[Sample]:
     rows = await session.execute(
         select(Alert.kind, Alert.severity, func.count())
-        .where(Alert.state != AlertState.RESOLVED)
+        .where(Alert.resolved_at.is_(None))  # as the open alerts' partial index says
         .group_by(Alert.kind, Alert.severity)
     )
     return [

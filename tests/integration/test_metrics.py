@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.app import create_app
 from hub.audit.service import Actor
 from hub.core.db import Database, utcnow
-from hub.core.ids import TenantID
+from hub.core.ids import TenantID, uuid7_floor
 from hub.events.service import record_event
 from hub.keys import service as keys
 from hub.keys.schemas import KeyCreate, TechnicalPoc
 from hub.settings import Settings, SettingsError, load_settings
+from hub.syncs.models import RunOutcome, SyncRun
 from hub.webhooks import delivery
 from hub.webhooks.models import WebhookMessage
 from hub.webhooks.schemas import EndpointCreate
@@ -169,6 +170,26 @@ class TestPlatform:
         event = record_event(session, tenant, "key.rotated", {"contracts": ["H1234"]})
         await session.flush()
         await delivery.fan_out_many(session, [event])
+        for age, outcome in (
+            (timedelta(minutes=5), RunOutcome.SUCCEEDED),
+            (timedelta(minutes=1), RunOutcome.RUNNING),
+            (timedelta(hours=3), RunOutcome.SUCCEEDED),  # before the last hour
+        ):
+            started = utcnow() - age
+            floor = uuid7_floor(started).int
+            session.add(
+                SyncRun(
+                    id=UUID(int=floor | uuid4().int & 0xFFFF_FFFF_FFFF),
+                    tenant_id=tenant,
+                    api_key_id=created[0].id,
+                    contract="H1234",
+                    trigger="schedule",
+                    window_start=started.date(),
+                    window_end=started.date(),
+                    started_at=started,
+                    outcome=outcome,
+                )
+            )
         late = utcnow() - timedelta(minutes=10)
         await session.execute(
             update(WebhookMessage)
@@ -189,6 +210,13 @@ class TestPlatform:
         assert grew("hub_keys", environment="sandbox", status="compromised") == 1
         assert grew("hub_webhook_endpoints", state="ok") == 1
         assert grew("hub_webhook_messages_pending") == 1
+        assert grew("hub_sync_runs_last_hour", outcome="succeeded") == 1
+        assert grew("hub_sync_runs_last_hour", outcome="running") == 1
+        compromised = (
+            "hub_alerts_unresolved",
+            (("kind", "key.compromised"), ("severity", "critical")),
+        )
+        assert after.get(compromised, 0) - before.get(compromised, 0) == 1
         assert value(after, "hub_webhook_oldest_due_age_seconds") >= 590
         assert grew("hub_outbox_undispatched_events") >= 1
         assert value(after, "hub_outbox_oldest_undispatched_age_seconds") >= 0

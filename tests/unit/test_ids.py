@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pickle
 import time
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from hub.core.ids import uuid7
+from hub.core.ids import uuid7, uuid7_floor
 from tests.forks import made_in_a_child
 
 
@@ -39,3 +40,17 @@ class TestUuid7:
         parent = {uuid7().bytes[8:] for _ in range(500)}
         assert len(child) == 500
         assert not child & parent
+
+
+class TestUuid7Floor:
+    def test_bounds_the_ids_made_from_then_on(self) -> None:
+        before = uuid7()
+        time.sleep(0.003)
+        moment = datetime.now(UTC)
+        after = [uuid7() for _ in range(1000)]
+        floor = uuid7_floor(moment)
+        assert floor.version == 7
+        assert before < floor
+        assert all(floor <= made for made in after)
+        assert str(before) < str(floor) <= min(str(m) for m in after)  # as text, too
+        assert uuid7_floor(moment - timedelta(milliseconds=1)) < floor
