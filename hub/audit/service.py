@@ -370,14 +370,26 @@ async def verify_chain(session: AsyncSession, chain_id: UUID) -> ChainReport:
     walk goes on up to that head before comparing (on PostgreSQL each statement sees what
     committed before it; it was taken for a deleted tail)."""
     walk = _Walk()
-    broken = await _walk(session, chain_id, walk)
-    if broken is None:
-        head = await _head(session, chain_id)
-        if head is not None and head.seq > walk.count:
-            broken = await _walk(session, chain_id, walk, upto=head.seq)
-        if broken is None:
-            broken = _check_head(head, walk.count, walk.prev_hash)
+    broken = await _walk(session, chain_id, walk) or await _check_end(session, chain_id, walk)
     return ChainReport(chain_id, walk.count, broken)
+
+
+async def _check_end(session: AsyncSession, chain_id: UUID, walk: _Walk) -> ChainBreak | None:
+    """Compare the walked chain with its head record (walking on to it if it is ahead)."""
+    head = await _head(session, chain_id)
+    if head is not None and head.seq > walk.count:
+        broken = await _walk(session, chain_id, walk, upto=head.seq)
+        if broken is not None:
+            return broken
+    if head is None and walk.count == 0 and await _is_tenant(session, chain_id):
+        reason = "the tenant's chain is gone (entries and head deleted): it starts with "
+        return ChainBreak(1, None, reason + "tenant.created, written with the tenant")
+    return _check_head(head, walk.count, walk.prev_hash)
+
+
+async def _is_tenant(session: AsyncSession, chain_id: UUID) -> bool:
+    tenants = AuditEntry.metadata.tables["tenants"]
+    return await session.scalar(select(tenants.c.id).where(tenants.c.id == chain_id)) is not None
 
 
 async def _head(session: AsyncSession, chain_id: UUID) -> Row[int, str] | None:
@@ -399,10 +411,13 @@ def _check_head(head: Row[int, str] | None, count: int, last_hash: str) -> Chain
 
 
 async def list_chains(session: AsyncSession) -> Sequence[UUID]:
+    """Every chain there is, and every tenant's (whose chain may have been deleted whole)."""
     from_entries = select(AuditEntry.chain_id).distinct()
     from_heads = select(AuditChainHead.chain_id)
+    from_tenants = select(AuditEntry.metadata.tables["tenants"].c.id)
     chains = set((await session.scalars(from_entries)).all())
     chains |= set((await session.scalars(from_heads)).all())
+    chains |= set((await session.scalars(from_tenants)).all())
     return sorted(chains, key=lambda c: (c != PLATFORM_CHAIN, str(c)))
 
 

@@ -192,6 +192,21 @@ class TestVerify:
         assert report.broken is not None
         assert "head record is gone" in report.broken.reason
 
+    async def test_a_tenants_whole_chain_deleted_is_detected(self, session: AsyncSession) -> None:
+        """Every tenant's chain starts with `tenant.created`, written with the tenant: one
+        with no chain at all lost it, entries and head together."""
+        tenant, other = await make_tenant(session, "acme"), await make_tenant(session, "globex")
+        await write(session, tenant.id, 3)
+        await session.execute(delete(AuditEntry).where(AuditEntry.chain_id == tenant.id))
+        await session.execute(delete(AuditChainHead).where(AuditChainHead.chain_id == tenant.id))
+        report = await chain_of(session, tenant.id)
+        assert report.broken is not None
+        assert report.broken.seq == 1
+        assert "the tenant's chain is gone" in report.broken.reason
+        every = {r.chain_id: r for r in await audit.verify(session)}
+        assert every[tenant.id].broken is not None, "found when verifying every chain too"
+        assert every[other.id].is_intact
+
     async def test_long_chains_verify_in_batches(
         self, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
     ) -> None:
