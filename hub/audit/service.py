@@ -39,10 +39,13 @@ from hub.core.logging import redact_value
 
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 MAX_DETAILS_BYTES = 4096
-# Detail keys that name a secret are refused outright (the value is never looked at).
+# Detail keys that name a secret are refused outright (the value is never looked at): the
+# word last, or followed by a word for its content ("secret_value", "private_key_pem");
+# counts and ids named after secrets ("tokens_revoked", "secrets_destroyed") are kept.
 _SECRET_KEY = re.compile(
     r"(secret|password|passwd|passphrase|token|authorization|cookie|apikey|credentials?|"
-    r"privatekey|datakey|masterkey|plaintext|ciphertext|sealed)$"
+    r"privatekey|datakey|masterkey|plaintext|ciphertext|sealed)"
+    r"(value|text|raw|plain|clear|hex|b64|base64|pem|der|bytes|material|body)?$"
 )
 
 # Actions this package's callers write (other domains name theirs the same way).

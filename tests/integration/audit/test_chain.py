@@ -83,6 +83,10 @@ class TestWriting:
         [
             ({"client_secret": "x"}, "details.client_secret"),
             ({"nested": {"password": "x"}}, "details.nested.password"),
+            ({"secret_value": "x"}, "details.secret_value"),
+            ({"new_password_text": "x"}, "details.new_password_text"),
+            ({"private_key_pem": "x"}, "details.private_key_pem"),
+            ({"dataKeyMaterial": "x"}, "details.dataKeyMaterial"),
             ({"note": "Bearer abc.def"}, "details.note"),
             ({"list": ["ok", "hub_" + "A" * 30 + "_" + "B" * 6]}, r"details.list\[1\]"),
             ({"ratio": 0.5}, "float is not audited"),
@@ -96,6 +100,13 @@ class TestWriting:
         with pytest.raises(AuditDetailRefused, match=named):
             await audit.record(session, actor=ACTOR, action="tests.step", tenant_id=None,
                                details=details)  # fmt: skip
+
+    async def test_counts_and_ids_named_after_secrets_are_kept(self, session: AsyncSession) -> None:
+        details = {"tokens_revoked": 2, "secrets_destroyed": 1, "tokens": ["01a2-id"]}
+        entry = await audit.record(
+            session, actor=ACTOR, action="tests.step", tenant_id=None, details=details
+        )
+        assert entry.details == details
 
     async def test_action_must_be_dotted(self, session: AsyncSession) -> None:
         with pytest.raises(AuditDetailRefused, match=r"domain\.verb"):
