@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -19,7 +20,9 @@ from hub.ctm import modeled
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.simulator import ContractPlan, RunningSimulator, SimKey, SimState, running_simulator
 from hub.gateway.passthrough import GATEWAY_RETRY
+from hub.keys import repository
 from hub.keys import service as keys
+from hub.keys.models import ApiKeyContract
 from hub.keys.verify import CtmVerifier
 from hub.settings import Settings
 from tests.support import Member, app_client, bearer, make_member, make_tenant
@@ -130,9 +133,19 @@ async def create_key(
     return sim_key, dict(response.json())
 
 
+@pytest.fixture(scope="session")
+async def sim_server() -> AsyncIterator[RunningSimulator]:
+    async with running_simulator(SimState()) as running:
+        yield running
+
+
 @pytest.fixture
 async def world(
-    settings: Settings, db: Database, redis: Any, session: AsyncSession
+    settings: Settings,
+    db: Database,
+    redis: Any,
+    session: AsyncSession,
+    sim_server: RunningSimulator,
 ) -> AsyncIterator[World]:
     tenant = await make_tenant(session, "plan")
     admin = await make_member(session, tenant, email="admin@plan.example", role=Role.ADMIN)
@@ -144,23 +157,35 @@ async def world(
     await session.commit()
     state = SimState(seed=11, start_day=TODAY, history_days=30)
     state.contracts["H1234"] = ContractPlan(daily_min=1, daily_max=3)
-    async with running_simulator(state) as sim:
-        here = settings.model_copy(update={"ctm_sandbox_url": sim.url})
-        verifier = CtmVerifier(here)
-        ctm = CtmClient.for_environment(
-            here, CtmEnvironment.SANDBOX, retry=GATEWAY_RETRY, sleep=_no_sleep
-        )
-        app = create_app(
-            here, database=db, redis=redis, ctm_verifier=verifier,
-            ctm_clients={CtmEnvironment.SANDBOX: ctm},
+    sim_server.state.replace_with(state)  # the session's simulator, fresh for this test
+    sim = sim_server
+    here = settings.model_copy(update={"ctm_sandbox_url": sim.url})
+    verifier = CtmVerifier(here)
+    ctm = CtmClient.for_environment(
+        here, CtmEnvironment.SANDBOX, retry=GATEWAY_RETRY, sleep=_no_sleep
+    )
+    app = create_app(
+        here, database=db, redis=redis, ctm_verifier=verifier,
+        ctm_clients={CtmEnvironment.SANDBOX: ctm},
+    )  # fmt: skip
+    async with app_client(app) as client:
+        sim_key, view = await create_key(client, sim, rp, {"H1234", "S5678"})
+        designated = await client.put(
+            f"/api/v1/keys/{view['id']}/designees", headers=rp.headers,
+            json={"users": [str(designee.user.id)]},
         )  # fmt: skip
-        async with app_client(app) as client:
-            sim_key, view = await create_key(client, sim, rp, {"H1234", "S5678"})
-            designated = await client.put(
-                f"/api/v1/keys/{view['id']}/designees", headers=rp.headers,
-                json={"users": [str(designee.user.id)]},
-            )  # fmt: skip
-            assert designated.status_code == 200, designated.text
-            yield World(client, sim, here, admin, rp, designee, outsider, sim_key, view)
-        await ctm.aclose()
-        await verifier.aclose()
+        assert designated.status_code == 200, designated.text
+        yield World(client, sim, here, admin, rp, designee, outsider, sim_key, view)
+    await ctm.aclose()
+    await verifier.aclose()
+
+
+async def mapping(session: AsyncSession, world: World, number: str) -> ApiKeyContract:
+    """The world's key's mapping to contract `number`, as stored now."""
+    for link, contract in await repository.key_contracts(
+        session, world.rp.tenant_id, [UUID(world.key["id"])]
+    ):
+        if contract.number == number:
+            await session.refresh(link)
+            return link
+    raise AssertionError(f"the key does not map {number}")

@@ -15,8 +15,8 @@ from hub.auth import service as auth
 from hub.auth.models import Role, Scope
 from hub.ctm.simulator.state import Faults
 from hub.keys import service as keys
-from hub.keys.models import ApiKey, ApiKeyContract, KeyStatus
-from tests.integration.gateway.conftest import World, create_key
+from hub.keys.models import ApiKey, KeyStatus
+from tests.integration.gateway.conftest import World, create_key, mapping
 from tests.support import make_member, make_tenant
 from workers.syncs import PER_KEY_CONCURRENCY, key_slot
 
@@ -165,7 +165,7 @@ class TestRefusals:
     async def test_a_contract_whose_access_was_lost_is_403(
         self, world: World, session: AsyncSession
     ) -> None:
-        link = await _mapping(session, world, "S5678")
+        link = await mapping(session, world, "S5678")
         link.access_lost_at = link.created_at
         await session.commit()
         response = await world.download(world.rp.token, contract="S5678")
@@ -213,7 +213,7 @@ class TestCmsFaults:
         world.sim_key.contracts.discard("S5678")  # HPMS took the contract off the key
         response = await world.download(world.rp.token, contract="S5678")
         assert response.status_code == 403
-        link = await _mapping(session, world, "S5678")
+        link = await mapping(session, world, "S5678")
         assert link.access_lost_at is not None
         assert (await world.download(world.rp.token)).status_code == 200  # H1234 carries on
 
@@ -255,15 +255,3 @@ class TestCmsFaults:
         async with AsyncExitStack() as held:  # the slot came back
             for _ in range(PER_KEY_CONCURRENCY):
                 assert await held.enter_async_context(key_slot(redis, world.key["id"]))
-
-
-async def _mapping(session: AsyncSession, world: World, number: str) -> ApiKeyContract:
-    from hub.keys import repository
-
-    for link, contract in await repository.key_contracts(
-        session, world.rp.tenant_id, [UUID(world.key["id"])]
-    ):
-        if contract.number == number:
-            await session.refresh(link)
-            return link
-    raise AssertionError(f"no mapping for {number}")
