@@ -653,9 +653,12 @@ async def _drop_designee(
         await session.delete(designee)
         await session.flush()
         revoked = await _revoke_key_tokens(session, key, now, users={user_id})
+        left = await repository.designees(session, tenant_id, [key.id])
         await _change(
             session, actor, key, "key.designees_changed",
-            {"removed_user": str(user_id), "reason": "left the tenant", "tokens_revoked": revoked},
+            {"users": [str(d.user_id) for d in left if d.user_id is not None],
+             "tokens": [str(d.api_token_id) for d in left if d.api_token_id is not None],
+             "tokens_revoked": revoked},
         )  # fmt: skip
 
 

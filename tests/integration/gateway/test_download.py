@@ -3,20 +3,31 @@ only, through the right key, with CMS's refusals mapped and the key's lifecycle 
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
+import uvicorn
 from litestar.exceptions import LitestarException
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.app import create_app
+from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import Role, Scope
+from hub.core.db import Database
+from hub.ctm.client import CtmClient, CtmEnvironment
+from hub.ctm.simulator import ContractPlan, bind
 from hub.ctm.simulator.state import Faults
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, KeyStatus
-from tests.integration.gateway.conftest import World, create_key, mapping
+from tests.integration.gateway.conftest import DOWNLOAD, END, START, World, create_key, mapping
 from tests.support import make_member, make_tenant
 from workers.syncs import PER_KEY_CONCURRENCY, key_slot
 
@@ -255,3 +266,69 @@ class TestCmsFaults:
         async with AsyncExitStack() as held:  # the slot came back
             for _ in range(PER_KEY_CONCURRENCY):
                 assert await held.enter_async_context(key_slot(redis, world.key["id"]))
+
+
+@pytest.mark.slow
+class TestOverARealServer:
+    async def test_bytes_flow_while_cms_sends_and_a_hang_up_frees_the_key(
+        self, world: World, db: Database, redis: Any, session: AsyncSession
+    ) -> None:
+        """Served by uvicorn: the first bytes reach the caller long before CMS has sent the
+        whole file (it is streamed, not held), and a caller hanging up mid-file gives the
+        key's slot back and is audited as an incomplete download."""
+        world.sim.state.contracts["H1234"] = ContractPlan(daily_min=8, daily_max=8)
+        world.sim.state.faults = Faults(chunk_delay_ms=400)
+        ctm = CtmClient.for_environment(world.settings, CtmEnvironment.SANDBOX)
+        app = create_app(
+            world.settings, database=db, redis=redis,
+            ctm_clients={CtmEnvironment.SANDBOX: ctm},
+        )  # fmt: skip
+        async with _serving(app) as url, httpx.AsyncClient(base_url=url) as caller:
+            started = time.monotonic()
+            async with caller.stream(
+                "GET", DOWNLOAD, headers=world.rp.headers,
+                params={"contractId": "H1234", "startDate": START, "endDate": END},
+            ) as response:  # fmt: skip
+                assert response.status_code == 200
+                first = await anext(response.aiter_raw())
+                waited = time.monotonic() - started
+            assert b"COMPLAINT_ID" in first[:20]
+            assert waited < 1.5  # CMS needs over 2 s for the whole file at this pace
+            await _slot_freed(redis, world.key["id"])
+        await ctm.aclose()
+        call = await session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "ctm.gateway.download")
+        )
+        assert call is not None
+        assert call.details["complete"] is False
+        assert 0 < call.details["bytes"] < len(await world.direct_download())
+
+
+@asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[str]:
+    sock = bind()
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag only
+            await asyncio.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _slot_freed(redis: Any, key_id: str, *, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async with AsyncExitStack() as held:
+            taken = [
+                await held.enter_async_context(key_slot(redis, key_id))
+                for _ in range(PER_KEY_CONCURRENCY)
+            ]
+            if all(taken):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the key's slot was not given back")

@@ -116,4 +116,4 @@ class TestTheDesigneeGoes:
             select(Event).where(Event.type == "key.designees_changed").order_by(Event.id.desc())
         )
         assert event is not None
-        assert event.payload["removed_user"] == str(world.designee.user.id)
+        assert event.payload["users"] == []
