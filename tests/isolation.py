@@ -94,6 +94,43 @@ async def _complaint(session: AsyncSession, owner: Member) -> UUID:
     return complaint.id
 
 
+async def _resolution(session: AsyncSession, owner: Member) -> UUID:
+    """A resolution whose upload is in doubt (what the settle route takes), of the complaint
+    made last for `complaint_id` (a route names both), so the owner reaches it."""
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from hub.complaints.models import Complaint, Resolution, ResolutionState
+    from hub.complaints.resolutions import SUMMARY_FIELD
+    from hub.core import crypto
+    from hub.core.db import utcnow
+    from hub.core.ids import uuid7
+
+    complaint = await session.scalar(
+        select(Complaint)
+        .where(Complaint.tenant_id == owner.tenant_id)
+        .order_by(Complaint.id.desc())
+        .limit(1)
+    )
+    if complaint is None:
+        complaint = await session.get(Complaint, await _complaint(session, owner))
+    assert complaint is not None
+    complaint.resolution_state = ResolutionState.UPLOADING
+    resolution = Resolution(
+        id=uuid7(), tenant_id=owner.tenant_id, complaint_pk=complaint.id, contract="H1234",
+        complaint_id=complaint.complaint_id, resolution_date=date(2020, 1, 2),
+        state=ResolutionState.UPLOADING, idempotency_key=f"iso-{uuid7_hex()}",
+        upload_batch=uuid7(), uploaded_at=utcnow(), in_doubt_since=utcnow(),
+    )  # fmt: skip
+    resolution.summary = await crypto.seal(
+        session, "probe", tenant=owner.tenant_id, field=SUMMARY_FIELD, row=resolution.id
+    )
+    session.add(resolution)
+    await session.flush()
+    return resolution.id
+
+
 async def _sync_run(session: AsyncSession, owner: Member) -> UUID:
     from datetime import date
 
@@ -176,6 +213,7 @@ OBJECT_FACTORIES: dict[str, ObjectFactory] = {
     "key_id": _api_key,
     "alert_id": _alert,
     "complaint_id": _complaint,
+    "resolution_id": _resolution,
     "run_id": _sync_run,
     "environment": _environment,
     "contract": _contract,
@@ -223,6 +261,9 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "resolution_date": "2020-01-02",
         "summary": "Called the plan; the refill was approved.",
         "complainant_satisfied": "Y",
+    },
+    ("POST", "/api/v1/complaints/{complaint_id:uuid}/resolutions/{resolution_id:uuid}/settle"): {
+        "outcome": "accepted"
     },
     ("PUT", "/api/v1/syncs/schedules/{environment:str}"): {"interval_minutes": 30},
     ("POST", "/api/v1/syncs/run"): {},

@@ -18,7 +18,7 @@ from hub.audit.reads import PhiView, record_phi_read
 from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
-from hub.complaints import repository, resolutions
+from hub.complaints import doubt_review, repository, resolutions
 from hub.complaints.models import ComplaintChange
 from hub.complaints.resolutions import ResolutionInput, open_resolutions
 from hub.complaints.schemas import (
@@ -26,7 +26,9 @@ from hub.complaints.schemas import (
     ComplaintDetail,
     ComplaintSummary,
     ResolutionCreate,
+    ResolutionSettle,
     ResolutionView,
+    SettledView,
     due_basis_note,
 )
 from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_phi, status_of
@@ -201,6 +203,30 @@ class ComplaintController(Controller):
         )  # fmt: skip
         [opened] = await open_resolutions(db_session, principal.tenant, [written.resolution])
         return Response(ResolutionView.of(opened), status_code=201 if written.is_new else REPLAYED)
+
+    @post(
+        "/{complaint_id:uuid}/resolutions/{resolution_id:uuid}/settle",
+        opt=WRITE,
+        status_code=200,
+        responses=documented(400, 401, 403, 404, 409),
+    )
+    async def settle_resolution(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        complaint_id: FromPath[UUID],
+        resolution_id: FromPath[UUID],
+        data: JSONBody[ResolutionSettle],
+    ) -> SettledView:
+        """Settle a resolution whose upload is in doubt, as you found it in HPMS (audited):
+        `accepted` (CMS has it), `resend` (it does not: upload it again) or `release` (it
+        does not, and it is not to be sent: write a new one). 409 for one not in doubt, and
+        for `resend`/`release` while CMS may still be storing the upload."""
+        settled = await doubt_review.settle_by_hand(
+            db_session, principal, complaint_pk=complaint_id, resolution_id=resolution_id,
+            outcome=data.outcome,
+        )  # fmt: skip
+        return SettledView.of(settled)
 
 
 def _change_view(change: ComplaintChange) -> ChangeView:

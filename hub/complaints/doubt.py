@@ -9,7 +9,12 @@ Then, in the sync's own transaction, each row in doubt is settled: the download 
 holding this resolution (its `RESOLUTION_DATE` on the complaint) → accepted, as if CMS's
 answer had arrived; it does not → queued again, to be uploaded once more. Only a download
 that delivered the complaint readable can say "does not": a complaint whose row was
-quarantined, or that was not in the file at all, leaves its row in doubt.
+quarantined, or that was not in the file at all, leaves its row in doubt. A complaint that
+no download shows again (closed or withdrawn at CMS, or past CMS's history) would keep it
+there for ever: after `UNCONFIRMED_AFTER` and `UNCONFIRMED_MISSES` such downloads the hub
+stops waiting, says so (the row's note, a `resolution.unconfirmed` event) and leaves the row
+to a person, who checks HPMS and settles it (`hub.complaints.doubt_review`). It is never
+sent again on its own.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ UNREADABLE = (
     "in doubt: CMS's download had no readable row for this complaint (quarantined, or not in "
     "the file), so it cannot say whether CMS has the upload; the next download looks again"
 )
+# When the hub stops waiting for a download to show a complaint in doubt: both bounds, so
+# that neither a burst of downloads nor one slow day gives up on CMS too soon.
+UNCONFIRMED_AFTER = timedelta(hours=24)
+UNCONFIRMED_MISSES = 3
+SETTLE_ROUTE = "POST /api/v1/complaints/{complaint}/resolutions/{resolution}/settle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +131,12 @@ async def settle(
     again_from: date | None = None
     again_at: datetime | None = None
     unseen_from: date | None = None
+    unconfirmed: list[Resolution] = []
     for resolution, cms_date, received in found:
         began = resolution.in_doubt_since
         early = began is None or began + settle_after > downloaded_at
+        if resolution.unconfirmed_at is not None and (early or received < covered_from):
+            continue  # left to a person: no download is asked for it any more
         if early or received < covered_from:
             # Asked for too soon after the doubt began, or not reaching the complaint: the
             # next one (once CMS has surely done with the file).
@@ -134,7 +147,14 @@ async def settle(
         if (resolution.contract, resolution.complaint_id) not in seen:
             # Its row was quarantined, or missing: no answer either way (queuing it again
             # could send CMS a resolution it has).
-            resolution.note, resolution.updated_at = UNREADABLE, now
+            resolution.doubt_misses, resolution.updated_at = resolution.doubt_misses + 1, now
+            if resolution.unconfirmed_at is not None:
+                continue
+            if _gives_up(resolution, downloaded_at):
+                resolution.unconfirmed_at, resolution.note = now, _unconfirmed_note(resolution)
+                unconfirmed.append(resolution)
+                continue
+            resolution.note = UNREADABLE
             unseen_from = received if unseen_from is None else min(unseen_from, received)
             continue
         if cms_date is not None and cms_date == resolution.resolution_date:
@@ -147,6 +167,7 @@ async def settle(
             resolution.uploaded_at, resolution.note = None, NOT_FOUND
             requeued.append(resolution)
         resolution.in_doubt_since, resolution.updated_at = None, now
+        resolution.doubt_misses, resolution.unconfirmed_at = 0, None
     await set_resolution_state(
         session, [r.complaint_pk for r in accepted], ResolutionState.ACCEPTED
     )
@@ -159,13 +180,53 @@ async def settle(
             "accepted_at": zulu(now),
         }  # fmt: skip
         events.append(("resolution.accepted", payload | {"confirmed_by": "download"}))
+    events.extend(("resolution.unconfirmed", _unconfirmed(r, environment)) for r in unconfirmed)
     record_events(session, tenant_id, events, occurred_at=now)
     log.warning(
         "uploads in doubt settled by a download", contract=contract,
         accepted=len(accepted), requeued=len(requeued), waiting=again_from is not None,
-        unreadable=unseen_from is not None,
+        unreadable=unseen_from is not None, left_to_a_person=len(unconfirmed),
     )  # fmt: skip
     return Settled(len(accepted), len(requeued), again_from, again_at, unseen_from)
+
+
+def _gives_up(resolution: Resolution, downloaded_at: datetime) -> bool:
+    began = resolution.in_doubt_since
+    return (
+        began is not None
+        and resolution.doubt_misses >= UNCONFIRMED_MISSES
+        and began + UNCONFIRMED_AFTER <= downloaded_at
+    )
+
+
+def settle_route(resolution: Resolution) -> str:
+    return SETTLE_ROUTE.format(complaint=resolution.complaint_pk, resolution=resolution.id)
+
+
+def _unconfirmed_note(r: Resolution) -> str:
+    began = r.in_doubt_since
+    since = f" since {began:%Y-%m-%d %H:%M} UTC" if began is not None else ""
+    return (
+        f"unconfirmed: {r.doubt_misses} downloads of contract {r.contract}{since} reached "
+        f"back to complaint {r.complaint_id} and none showed it readable (its row quarantined, "
+        "or gone from CMS's file: closed or withdrawn at CMS, or past CMS's history), so the "
+        "hub cannot tell whether CMS has this resolution and will not send it again on its "
+        f"own. Check complaint {r.complaint_id} in HPMS, then settle it: {settle_route(r)} "
+        'with {"outcome": "accepted"} (CMS has it), "resend" (it does not: upload it again) '
+        'or "release" (it does not, and it is not to be sent: write a new resolution)'
+    )
+
+
+def _unconfirmed(r: Resolution, environment: Environment) -> dict[str, Any]:
+    """The `resolution.unconfirmed` event's data: identifiers and what to do, no PHI."""
+    return {
+        "complaint_id": r.complaint_id, "contract": r.contract,
+        "environment": environment.value, "resolution_id": str(r.id),
+        "in_doubt_since": zulu(r.in_doubt_since) if r.in_doubt_since else None,
+        "downloads": r.doubt_misses,
+        "next_action": f"Check complaint {r.complaint_id} of contract {r.contract} in HPMS, "
+        f"then settle resolution {r.id} as accepted, resend or release ({settle_route(r)})",
+    }  # fmt: skip
 
 
 async def set_resolution_state(

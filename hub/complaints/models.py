@@ -113,6 +113,11 @@ class Resolution(Entity, TenantOwned, Base):
     # Set while an upload's outcome is unknown (the answer was lost, or the worker died):
     # the row stays `uploading` until a download of its contract shows what CMS has.
     in_doubt_since: Mapped[datetime | None]
+    # Downloads that reached back to the complaint while in doubt and did not show it
+    # readable; past a bound (`doubt.UNCONFIRMED_*`) the hub stops waiting for one and
+    # leaves the row to a person (`unconfirmed_at`), who settles it by hand.
+    doubt_misses: Mapped[int] = mapped_column(default=0, server_default="0")
+    unconfirmed_at: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     # Why it was rejected, in a form safe for events, logs and PHI-free fields; CMS's own
     # words (which may quote the file, or CMS's records) only sealed, in `cms_said`.

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from hub.complaints.models import Complaint, DueBasis
+from hub.complaints.models import Complaint, DueBasis, Resolution
 from hub.complaints.resolutions import OpenedResolution
 from hub.complaints.service import ComplaintStatus, Deadlines
 from hub.core.text import Text
@@ -109,6 +109,10 @@ class ResolutionView(msgspec.Struct):
     uploaded_at: datetime | None
     # The upload's outcome is unknown since then: the next download of the contract says.
     in_doubt_since: datetime | None
+    # Downloads that reached back to its complaint while in doubt without showing it, and
+    # when the hub stopped waiting for one (settle it by hand: its note says how).
+    downloads_missed: int
+    unconfirmed_at: datetime | None
     decided_at: datetime | None
     # CMS's own words (a PHI view: they may quote the file); events carry a safe form.
     cms_errors: list[str] | None
@@ -125,7 +129,34 @@ class ResolutionView(msgspec.Struct):
             resolution_notification=r.resolution_notification, state=r.state.value,
             idempotency_key=r.idempotency_key, submitted_by=r.submitted_by,
             upload_batch=r.upload_batch, uploaded_at=r.uploaded_at,
-            in_doubt_since=r.in_doubt_since, decided_at=r.decided_at,
+            in_doubt_since=r.in_doubt_since, downloads_missed=r.doubt_misses,
+            unconfirmed_at=r.unconfirmed_at, decided_at=r.decided_at,
             cms_errors=opened.cms_errors,
             note=r.note, created_at=r.created_at,
+        )  # fmt: skip
+
+
+class ResolutionSettle(msgspec.Struct, forbid_unknown_fields=True):
+    """How a person who checked HPMS settles a resolution in doubt."""
+
+    outcome: str  # accepted | resend | release
+
+
+class SettledView(msgspec.Struct):
+    """A resolution settled by hand: its state and note, no PHI."""
+
+    id: UUID
+    complaint: UUID
+    complaint_id: str
+    contract: str
+    state: str
+    in_doubt_since: datetime | None
+    decided_at: datetime | None
+    note: str | None
+
+    @classmethod
+    def of(cls, r: Resolution) -> SettledView:
+        return cls(
+            r.id, r.complaint_pk, r.complaint_id, r.contract, r.state.value, r.in_doubt_since,
+            r.decided_at, r.note,
         )  # fmt: skip

@@ -275,6 +275,7 @@ async def _decide(
             resolution.cms_said = cms_words.seal_said(cipher, said, row=resolution.id)
             resolution.decided_at = resolution.updated_at = now
             resolution.in_doubt_since = None  # held in doubt meanwhile, the answer came
+            resolution.doubt_misses, resolution.unconfirmed_at = 0, None
             decided[state].append(item.complaint_pk)
             payload: dict[str, Any] = {
                 "complaint_id": item.complaint_id, "contract": item.contract,
@@ -336,6 +337,7 @@ async def _requeue(session: AsyncSession, batches: Sequence[UUID], *, note: str)
             ResolutionState.QUEUED, None, None, note, now,
         )  # fmt: skip
         r.in_doubt_since = None  # CMS answered: it did not take the file
+        r.doubt_misses, r.unconfirmed_at = 0, None
     await doubt.set_resolution_state(
         session, [r.complaint_pk for r in rows], ResolutionState.QUEUED
     )
@@ -468,6 +470,7 @@ async def mark_in_doubt(
         return
     for r in rows:
         r.in_doubt_since, r.note, r.updated_at = now, note[:1000], now
+        r.doubt_misses, r.unconfirmed_at = 0, None
     found = await session.execute(
         select(Complaint.id, Complaint.received_date).where(
             Complaint.id.in_([r.complaint_pk for r in rows])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 EVENT_TYPES: frozenset[str] = frozenset({
     "complaint.created", "complaint.updated",
-    "resolution.accepted", "resolution.rejected",
+    "resolution.accepted", "resolution.rejected", "resolution.unconfirmed",
     "sync.completed", "sync.failed",
     "key.created", "key.rotated", "key.suspended", "key.resumed", "key.contracts_changed",
     "key.designees_changed", "key.invalid", "key.access_lost", "key.access_restored",

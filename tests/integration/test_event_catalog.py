@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.alerts import rules
 from hub.audit.service import Actor
 from hub.auth import service as auth
-from hub.complaints.models import Complaint, ResolutionState
+from hub.complaints import doubt
+from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.core.db import Database, utcnow
 from hub.core.ids import TenantID
 from hub.events.catalog import EVENT_TYPES
@@ -48,6 +49,7 @@ SYNC_PATH = (
     "complaint.created", "complaint.updated", "resolution.accepted", "resolution.rejected",
     "sync.completed", "sync.failed", "key.invalid", "key.access_lost",
 )  # fmt: skip
+LEFT_TO_A_PERSON = ("resolution.unconfirmed",)
 KEY_CHANGES = (
     "key.created", "key.rotated", "key.compromised", "key.deactivated", "key.suspended",
     "key.resumed", "key.orphaned", "key.contracts_changed", "key.designees_changed",
@@ -111,7 +113,7 @@ class TestCatalogBlock:
     def test_each_type_is_listed_once_and_checked_by_a_test_here(self) -> None:
         types = [entry["type"] for entry in catalog().entries]
         assert len(types) == len(set(types)), "a type is listed twice"
-        assert set(types) == {*SYNC_PATH, *KEY_CHANGES, *ALERTS, *WEBHOOKS}
+        assert set(types) == {*SYNC_PATH, *LEFT_TO_A_PERSON, *KEY_CHANGES, *ALERTS, *WEBHOOKS}
         assert set(types) == EVENT_TYPES, "what endpoints may subscribe to is what is listed"
 
     async def test_the_first_example_is_the_envelope_receivers_get(
@@ -160,6 +162,22 @@ class TestSyncPath:
         assert (await self.sync(world, "H1234")) is RunOutcome.BLOCKED  # key.invalid
         async with world.db.transaction() as session:
             check(await all_events(session), SYNC_PATH)
+
+    async def test_an_upload_in_doubt_left_to_a_person_carries_the_documented_keys(
+        self, world: World
+    ) -> None:
+        [gone] = await world.open_complaints()
+        in_doubt = await self.lose_the_answer(world, gone)
+        # CMS's file no longer shows the complaint, and enough downloads have said so.
+        world.sim.state.resolutions[("H1234", gone.complaint_id)]["COMPLAINT_ID"] = "X1"
+        async with world.db.transaction() as session:
+            resolution = await session.get(Resolution, in_doubt)
+            assert resolution is not None
+            resolution.in_doubt_since = utcnow() - doubt.UNCONFIRMED_AFTER
+            resolution.doubt_misses = doubt.UNCONFIRMED_MISSES - 1
+        await world.sync()
+        async with world.db.transaction() as session:
+            check(await all_events(session), LEFT_TO_A_PERSON)
 
     async def lose_the_answer(self, world: World, complaint: Complaint) -> UUID:
         """An upload whose answer never comes back: in doubt until the next download."""

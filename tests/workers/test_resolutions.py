@@ -24,7 +24,7 @@ from hub.complaints import doubt, uploads
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.resolutions import ResolutionInput, write_resolution
 from hub.core.crypto import Crypto
-from hub.core.db import Database, utcnow
+from hub.core.db import Database, utcnow, zulu
 from hub.core.errors import Conflict
 from hub.core.jobs import ArqQueue
 from hub.ctm import modeled
@@ -364,6 +364,54 @@ class TestInDoubt:
         assert (held.state, held.note) == (ResolutionState.UPLOADING, doubt.UNREADABLE)
         assert (await world.upload()).files == 0
         assert world.uploaded_ids() == [complaint.complaint_id]
+
+    async def test_a_complaint_gone_from_cms_downloads_is_left_to_a_person_not_forever(
+        self, world: World
+    ) -> None:
+        """Closed or withdrawn at CMS (or past its history): no download will show it again.
+        After `doubt.UNCONFIRMED_AFTER` and `doubt.UNCONFIRMED_MISSES` downloads that reached
+        back to it without it, the row says so and what to do, an event tells downstream,
+        and downloads stop reaching back for it; it is never sent again on its own."""
+        complaint = await self.oldest_open_complaint(world)
+        ident = await world.resolve(complaint)
+        await self.die_after_claiming(world, sent=True)
+        assert await self.hold_stale(world) == 1
+        world.sim.state.resolutions[("H1234", complaint.complaint_id)]["COMPLAINT_ID"] = "X1"
+        for _ in range(doubt.UNCONFIRMED_MISSES):  # enough downloads, too soon
+            await world.sync()
+        held = await world.resolution(ident)
+        assert (held.note, held.doubt_misses) == (doubt.UNREADABLE, doubt.UNCONFIRMED_MISSES)
+        assert held.unconfirmed_at is None, "not a day yet"
+        assert (await self.cursor(world)).recheck_from == complaint.received_date
+
+        async with world.db.transaction() as session:
+            resolution = await session.get(Resolution, ident)
+            assert resolution is not None
+            resolution.in_doubt_since = utcnow() - doubt.UNCONFIRMED_AFTER
+            began = resolution.in_doubt_since
+        await world.sync()
+        given_up = await world.resolution(ident)
+        assert given_up.state is ResolutionState.UPLOADING, "CMS may have it: not sent again"
+        assert given_up.unconfirmed_at is not None
+        assert given_up.in_doubt_since == began
+        assert given_up.note is not None
+        assert given_up.note.startswith("unconfirmed:")
+        assert complaint.complaint_id in given_up.note
+        assert "/settle" in given_up.note, "says what to do"
+        [event] = await events(world.db, "resolution.unconfirmed")
+        assert event.payload == {
+            "complaint_id": complaint.complaint_id, "contract": "H1234",
+            "environment": "sandbox", "resolution_id": str(ident),
+            "in_doubt_since": zulu(began), "downloads": doubt.UNCONFIRMED_MISSES + 1,
+            "next_action": event.payload["next_action"],
+        }  # fmt: skip
+        assert CANARY not in repr(event.payload)
+        assert (await self.cursor(world)).recheck_from is None, "no longer reached back for"
+
+        await world.sync()
+        assert len(await events(world.db, "resolution.unconfirmed")) == 1, "said once"
+        assert (await world.upload()).files == 0
+        assert world.uploaded_ids() == [complaint.complaint_id], "sent once"
 
     async def test_a_download_too_soon_after_the_doubt_began_leaves_it_for_a_later_one(
         self, world: World, redis: Any

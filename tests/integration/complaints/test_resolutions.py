@@ -1,6 +1,6 @@
 """POST/GET /api/v1/complaints/{id}/resolutions: validation naming the field, sealed
-storage, idempotency keys, refusals (409), resubmission after a rejection, and the upload
-job queued after commit."""
+storage, idempotency keys, refusals (409), resubmission after a rejection, the upload
+job queued after commit, and a resolution in doubt settled by hand."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit.models import AuditEntry
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.core.db import utcnow
+from hub.core.ids import uuid7
+from hub.events.models import Event
 from hub.keys import service as keys
 from hub.keys.models import ApiKey
 from hub.keys.schemas import KeyCreate, TechnicalPoc
@@ -259,3 +262,136 @@ class TestWrite:
         assert response.json()["state"] == "queued"
         assert "no active sandbox key serves contract S5678" in response.json()["note"]
         assert "resolutions.upload" not in queue.functions()
+
+
+class TestSettleByHand:
+    """A resolution whose upload is in doubt can be settled by a person who checked HPMS:
+    `accepted` (CMS has it), `resend` (it does not: upload it again) or `release` (it does
+    not, and it is not to be sent: write a new one). Audited; never for one not in doubt."""
+
+    async def in_doubt(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        staff: Staff,
+        complaint: Complaint,
+        since: timedelta = timedelta(hours=30),
+    ) -> Resolution:
+        written = await post(client, staff.caseworker, complaint, body())
+        assert written.status_code == 201, written.text
+        resolution = await session.get(Resolution, UUID(written.json()["id"]))
+        assert resolution is not None
+        resolution.state, resolution.upload_batch = ResolutionState.UPLOADING, uuid7()
+        resolution.uploaded_at = resolution.in_doubt_since = utcnow() - since
+        resolution.note = "in doubt: the upload did not finish"
+        complaint.resolution_state = ResolutionState.UPLOADING
+        await session.commit()
+        return resolution
+
+    async def settle(
+        self, client: httpx.AsyncClient, member: Member, resolution: Resolution, outcome: str
+    ) -> httpx.Response:
+        return await client.post(
+            f"{BASE}/{resolution.complaint_pk}/resolutions/{resolution.id}/settle",
+            json={"outcome": outcome}, headers=member.headers,
+        )  # fmt: skip
+
+    async def audited(self, session: AsyncSession, staff: Staff) -> list[AuditEntry]:
+        return list(
+            (
+                await session.scalars(
+                    select(AuditEntry)
+                    .where(
+                        AuditEntry.tenant_id == staff.caseworker.tenant_id,
+                        AuditEntry.action == "resolution.settled",
+                    )
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+        )
+
+    async def test_accepted_when_hpms_shows_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff,
+        complaint: Complaint,
+    ) -> None:  # fmt: skip
+        resolution = await self.in_doubt(client, session, staff, complaint)
+        response = await self.settle(client, staff.caseworker, resolution, "accepted")
+        assert response.status_code == 200, response.text
+        settled = response.json()
+        assert (settled["state"], settled["in_doubt_since"]) == ("accepted", None)
+        assert SUMMARY not in response.text, "no PHI in the answer"
+        assert "case@plan-a.example" in settled["note"]
+        await session.refresh(complaint)
+        assert complaint.resolution_state is ResolutionState.ACCEPTED
+        [event] = (
+            await session.scalars(select(Event).where(Event.type == "resolution.accepted"))
+        ).all()
+        assert event.payload["confirmed_by"] == "person"
+        assert event.payload["resolution_id"] == str(resolution.id)
+        [entry] = await self.audited(session, staff)
+        assert (entry.target_id, entry.actor_label) == (str(resolution.id), "case@plan-a.example")
+        assert entry.details["outcome"] == "accepted"
+        assert entry.details["in_doubt_since"] is not None
+        again = await self.settle(client, staff.caseworker, resolution, "resend")
+        assert again.status_code == 409, "no longer in doubt"
+        assert again.json()["extra"][0]["key"] == "resolution"
+
+    async def test_resend_queues_it_again(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff,
+        complaint: Complaint, queue: RecordingQueue,
+    ) -> None:  # fmt: skip
+        resolution = await self.in_doubt(client, session, staff, complaint)
+        queue.sent.clear()  # the job of its writing (as if it had run)
+        response = await self.settle(client, staff.caseworker, resolution, "resend")
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "queued"
+        await session.refresh(resolution)
+        assert (resolution.upload_batch, resolution.in_doubt_since) == (None, None)
+        await session.refresh(complaint)
+        assert complaint.resolution_state is ResolutionState.QUEUED
+        assert queue.functions() == ["resolutions.upload"], "uploaded by the next job"
+        assert [e.details["outcome"] for e in await self.audited(session, staff)] == ["resend"]
+
+    async def test_release_lets_the_caseworker_write_a_new_one(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff,
+        complaint: Complaint,
+    ) -> None:  # fmt: skip
+        resolution = await self.in_doubt(client, session, staff, complaint)
+        refused = await post(client, staff.caseworker, complaint, body(summary="Another"))
+        assert refused.status_code == 409, "while in doubt, nothing new"
+        response = await self.settle(client, staff.caseworker, resolution, "release")
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "rejected"
+        [event] = (
+            await session.scalars(select(Event).where(Event.type == "resolution.rejected"))
+        ).all()
+        assert event.payload["confirmed_by"] == "person"
+        assert SUMMARY not in repr(event.payload)
+        written = await post(client, staff.caseworker, complaint, body(summary="Another"))
+        assert written.status_code == 201, written.text
+
+    async def test_not_while_cms_may_still_be_storing_it(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff,
+        complaint: Complaint,
+    ) -> None:  # fmt: skip
+        resolution = await self.in_doubt(
+            client, session, staff, complaint, since=timedelta(seconds=10)
+        )
+        response = await self.settle(client, staff.caseworker, resolution, "resend")
+        assert response.status_code == 409, response.text
+        assert "after" in response.json()["detail"]
+        assert await self.audited(session, staff) == []
+
+    async def test_bad_outcome_viewer_and_other_tenant(
+        self, client: httpx.AsyncClient, session: AsyncSession, staff: Staff,
+        complaint: Complaint,
+    ) -> None:  # fmt: skip
+        resolution = await self.in_doubt(client, session, staff, complaint)
+        bad = await self.settle(client, staff.caseworker, resolution, "maybe")
+        assert bad.status_code == 400
+        assert bad.json()["extra"][0]["key"] == "outcome"
+        viewer = await self.settle(client, staff.viewer, resolution, "accepted")
+        assert viewer.status_code == 403
+        other = await self.settle(client, staff.other, resolution, "accepted")
+        assert other.status_code == 404
+        assert await self.audited(session, staff) == []
