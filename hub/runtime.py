@@ -136,6 +136,7 @@ async def serve_together(
     if ctm_simulator is not None:
         ctm_simulator[0].should_exit = True
     if arq_worker is not None:
+        await finish_jobs(arq_worker, stop, grace=settings.worker_shutdown_grace_seconds)
         # arq cancels the jobs still running (they are idempotent and run again later);
         # the cancellation it re-raises is the shutdown we asked for, not a failure.
         with contextlib.suppress(asyncio.CancelledError):
@@ -144,6 +145,29 @@ async def serve_together(
     if "worker" in tasks:
         tasks["worker"].cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def finish_jobs(worker: Any, stop: asyncio.Event, *, grace: float) -> None:
+    """Stop taking jobs and give those running up to `grace` seconds to finish (a sync
+    part-way through a large download would otherwise start over on another worker). A
+    second signal (`stop` set again) cuts the wait short; what is still running then is
+    cancelled by the caller, to run again elsewhere."""
+    worker.allow_pick_jobs = False
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if not running or grace <= 0:
+        return
+    log.info("waiting for running jobs to finish", jobs=len(running), seconds=grace)
+    stop.clear()
+    again = asyncio.create_task(stop.wait(), name="second-signal")
+    finished = asyncio.ensure_future(asyncio.wait(running))
+    try:
+        await asyncio.wait([finished, again], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        again.cancel()
+        finished.cancel()
+    left = sum(not task.done() for task in running)
+    if left:
+        log.warning("cancelling jobs still running", jobs=left)
 
 
 async def _when_started(server: _Server | None, on_ready: Callable[[], Awaitable[None]]) -> None:

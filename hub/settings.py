@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # Alert email: `smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset sends none.
     smtp_url: str | None = Field(default=None, repr=False)
     smtp_from: str = "CTM Hub <alerts@ctm-hub.invalid>"
+    # On SIGTERM a worker takes no new job and gives those running this long to finish.
+    worker_shutdown_grace_seconds: int = Field(default=25, ge=0, le=3600)
     # `GET /metrics` answers only a bearer of this token; unset, it is off (404).
     metrics_token: str | None = Field(default=None, repr=False)
 

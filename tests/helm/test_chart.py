@@ -208,6 +208,13 @@ class TestSchema:
         with pytest.raises(helm_python.HelmRenderError, match="must differ"):
             render({"config": {"ctmSandboxUrl": url, "ctmProductionUrl": url}})
 
+    def test_worker_grace_must_fit_the_pod_grace(self, render: Any) -> None:
+        too_long = {"config": {"workerShutdownGraceSeconds": 115}}
+        with pytest.raises(helm_python.HelmRenderError, match="must exceed"):
+            render(too_long)
+        config = render({"config": {"workerShutdownGraceSeconds": 60}}).get("ConfigMap", "")
+        assert config["data"]["HUB_WORKER_SHUTDOWN_GRACE_SECONDS"] == "60"
+
     def test_service_monitor_needs_metrics(self, render: Any) -> None:
         with pytest.raises(helm_python.HelmRenderError, match=r"needs metrics\.enabled"):
             render({"metrics": {"serviceMonitor": {"enabled": True}}})

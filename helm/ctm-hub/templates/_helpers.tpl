@@ -71,6 +71,9 @@ env (a pre-install hook runs before the ConfigMap exists), so every process read
 {{- if eq (trimSuffix "/" $c.ctmSandboxUrl) (trimSuffix "/" $c.ctmProductionUrl) -}}
 {{- fail "config.ctmProductionUrl must differ from config.ctmSandboxUrl (the hub refuses to start)" -}}
 {{- end -}}
+{{- if le (int64 .Values.worker.terminationGracePeriodSeconds) (add (int64 $c.workerShutdownGraceSeconds) 10) -}}
+{{- fail "worker.terminationGracePeriodSeconds must exceed config.workerShutdownGraceSeconds by more than 10 s (the worker then closes its connections)" -}}
+{{- end -}}
 HUB_ENV: "production"
 HUB_DATA_DIR: "/var/lib/ctm-hub"
 HUB_PUBLIC_URL: {{ $c.publicUrl | quote }}
@@ -93,6 +96,7 @@ HUB_WEBHOOK_RETRY_SCHEDULE: {{ $c.webhookRetrySchedule | quote }}
 HUB_WEBHOOK_TIMEOUT_SECONDS: {{ $c.webhookTimeoutSeconds | toString | quote }}
 HUB_WEBHOOK_DISABLE_AFTER_DAYS: {{ $c.webhookDisableAfterDays | toString | quote }}
 HUB_WEBHOOK_SECRET_GRACE_HOURS: {{ $c.webhookSecretGraceHours | toString | quote }}
+HUB_WORKER_SHUTDOWN_GRACE_SECONDS: {{ int64 $c.workerShutdownGraceSeconds | quote }}
 {{- end -}}
 
 {{/* The secret variables, each a reference to a key of the existing Secret. */}}
