@@ -22,7 +22,7 @@ from hub.settings import Settings
 from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
 from workers import alerts as alert_jobs
-from workers import events, keys, resolutions, syncs, webhooks
+from workers import events, health, keys, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -225,6 +225,9 @@ def create_worker(
         "job_timeout": jobs.JOB_TIMEOUT_SECONDS,
         "poll_delay": 0.1,
         "keep_result": 60,
+        # A heartbeat of this host's own, every minute: `python -m workers.health` (the
+        # chart's worker liveness probe) reads it.
+        **health.worker_options(),
     }
     options.update(overrides)
     if options["on_startup"] is None:

@@ -409,10 +409,12 @@ class TestProbes:
         # Longer than a job may hold the poll loop (jobs time out after 300 s).
         assert live["periodSeconds"] * live["failureThreshold"] > 300
 
-    def test_worker_liveness_off_by_default(self, render: Any) -> None:
+    def test_worker_liveness_reads_its_own_heartbeat(self, render: Any) -> None:
         container = render().container("worker")
-        assert "livenessProbe" not in container
-        assert "startupProbe" not in container
+        for probe in ("livenessProbe", "startupProbe"):
+            assert container[probe]["exec"]["command"][-2:] == ["-m", "workers.health"]
+        off = render({"worker": {"livenessProbe": {"enabled": False}}}).container("worker")
+        assert "livenessProbe" not in off
 
     def test_workers_have_time_to_stop(self, render: Any) -> None:
         rendered = render()

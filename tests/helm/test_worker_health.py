@@ -71,10 +71,11 @@ class TestHeartbeat:
         assert options["health_check_interval"] == health.HEALTH_CHECK_INTERVAL
         assert health.HEALTH_CHECK_INTERVAL.total_seconds() <= 120
 
-    def test_the_hubs_worker_takes_the_options(self) -> None:
+    def test_the_hubs_worker_beats_under_its_hosts_key(self) -> None:
+        """`hub worker` writes the key the probe in the same pod reads, every minute."""
         settings = Settings(database_url="postgresql://hub@db/hub", redis_url="redis://redis")
-        worker = create_worker(settings, burst=True, **health.worker_options("pod-x"))
-        assert worker.health_check_key == health.health_check_key("pod-x")
+        worker = create_worker(settings, burst=True)
+        assert worker.health_check_key == health.health_check_key()
         assert worker.health_check_interval == health.HEALTH_CHECK_INTERVAL.total_seconds()
 
 
