@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts.models import AlertKind, Severity, SubjectType
 from hub.alerts.service import Audience, Condition
-from hub.complaints.models import Complaint, ResolutionState
+from hub.complaints.doubt import settle_route
+from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.service import Deadlines, deadline_moment
 from hub.core.ids import TenantID
 from hub.keys.models import (
@@ -434,6 +435,51 @@ def _complaint_condition(
             "complaint_id": complaint_id,
             "contract": contract,
             "environment": environment.value,
+            "due_date": due.isoformat(),
+        },
+    )
+
+
+async def resolution_conditions(session: AsyncSession) -> list[Condition]:
+    """Resolutions whose upload's outcome stayed unknown until the hub stopped waiting for a
+    download to tell (`unconfirmed_at`): they hold until someone settles them."""
+    rows = await session.execute(
+        select(Resolution, Complaint.environment, Complaint.due_date)
+        .join(Complaint, Complaint.id == Resolution.complaint_pk)
+        .where(
+            Resolution.state == ResolutionState.UPLOADING,
+            Resolution.unconfirmed_at.is_not(None),
+        )
+    )
+    return [_unconfirmed_condition(r, environment, due) for r, environment, due in rows]
+
+
+def _unconfirmed_condition(r: Resolution, environment: Environment, due: date) -> Condition:
+    sandbox = environment is Environment.SANDBOX
+    where = f"{r.contract}{', sandbox' if sandbox else ''}"
+    began = r.in_doubt_since
+    since = f" on {began:%Y-%m-%d %H:%M} UTC" if began is not None else ""
+    return Condition(
+        tenant_id=TenantID(r.tenant_id),
+        kind=AlertKind.RESOLUTION_UNCONFIRMED,
+        severity=Severity.WARNING,
+        subject_type=SubjectType.COMPLAINT,
+        subject_id=r.complaint_pk,
+        qualifier=str(r.id),
+        subject_label=f"complaint {r.complaint_id} ({where})",
+        message=f"The resolution of complaint {r.complaint_id} ({where}, due "
+        f"{due.isoformat()}) went to CMS{since} and CMS's answer was lost; "
+        f"{r.doubt_misses} downloads since did not show the complaint, so the hub cannot tell "
+        "whether CMS has it, and will not send it again on its own.",
+        next_action=f"Check complaint {r.complaint_id} in HPMS CTM, then settle the resolution "
+        f'({settle_route(r)}): "accepted" if CMS shows it, "resend" if not, "release" to '
+        "write a new one.",
+        audience=frozenset({Audience.CASEWORKER}),
+        details={
+            "complaint_id": r.complaint_id,
+            "contract": r.contract,
+            "environment": environment.value,
+            "resolution_id": str(r.id),
             "due_date": due.isoformat(),
         },
     )

@@ -24,6 +24,8 @@ class AlertKind(enum.StrEnum):
     SYNC_FAILING = "sync.failing"
     COMPLAINT_DUE_SOON = "complaint.due_soon"
     COMPLAINT_OVERDUE = "complaint.overdue"
+    # An upload's outcome stayed unknown and no download could tell: a person must check HPMS.
+    RESOLUTION_UNCONFIRMED = "resolution.unconfirmed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled"
 
 

@@ -32,6 +32,7 @@ from hub.alerts.conditions import (
     failures_condition,
     key_conditions,
     key_idents,
+    resolution_conditions,
     sync_conditions,
 )
 from hub.alerts.models import AlertKind
@@ -184,6 +185,12 @@ async def evaluate(
             complaints,
             None,
             "the complaint was resolved, or its deadline passed (see complaint.overdue)",
+        ),
+        (
+            [AlertKind.RESOLUTION_UNCONFIRMED],
+            live(await resolution_conditions(session)),
+            None,
+            "the resolution was settled",
         ),
         (
             [AlertKind.WEBHOOK_ENDPOINT_DISABLED],
