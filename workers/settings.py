@@ -19,6 +19,7 @@ from hub.core.redis import arq_settings
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.service import EventBus, Subscription
 from hub.settings import Settings
+from hub.syncs import slots
 from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
 from workers import alerts as alert_jobs
@@ -61,7 +62,7 @@ def functions() -> list[Function]:
             "syncs.sync_contract",
             keep_result=0,
             max_tries=syncs.MAX_JOB_TRIES,
-            timeout=syncs.JOB_TIMEOUT,
+            timeout=slots.JOB_TIMEOUT,
         ),
         # No kept result: a later doubt must be able to ask for a recheck again.
         job(syncs.recheck_contract, "syncs.recheck", keep_result=0, max_tries=3),

@@ -3,31 +3,23 @@ deferred recheck that queues a sync to settle uploads in doubt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import structlog
 from arq import Retry
 
 from hub.core.ids import TenantID
-from hub.core.jobs import JOB_TIMEOUT_SECONDS, ArqQueue
+from hub.core.jobs import ArqQueue
 from hub.syncs import service
 from hub.syncs.models import RunOutcome
+from hub.syncs.slots import key_slot
 from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
 
-# How many syncs may use one key at once: protects CMS (and the key's rate limit) from us.
-PER_KEY_CONCURRENCY = 2
-# The longest one try of a sync runs: the worker cancels it then, and the slot is given back.
-JOB_TIMEOUT = timedelta(seconds=JOB_TIMEOUT_SECONDS)
-# Each holder leases its slot until a deadline of its own: only a worker that died without
-# giving the slot back (SIGKILL, a lost host) outlives its job, and its slot frees itself then.
-SLOT_LEASE = JOB_TIMEOUT + timedelta(seconds=60)
 BUSY_RETRY = timedelta(seconds=3)
 # Tries that ran the sync (a slot taken). A busy key spends none of them.
 MAX_TRIES = 6
@@ -43,47 +35,6 @@ MAX_SLOW_BUSY_TRIES = 120
 MAX_JOB_TRIES = MAX_TRIES + MAX_BUSY_TRIES + MAX_SLOW_BUSY_TRIES + 1
 # How long a job's count of busy tries is kept: far longer than a job lives.
 BUSY_RECORD_TTL = timedelta(days=1)
-
-# KEYS[1]: the key's holders, each scored with its deadline (ms on Redis's clock, so the
-# workers' clocks do not matter). ARGV: holder, lease in ms, slots. Drops the expired holders
-# and adds this one if a slot is free; never touches another holder's deadline. The set's
-# own expiry (garbage collection once every holder has gone) only ever grows.
-_TAKE_SLOT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local lease = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-    return 0
-end
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < lease then
-    redis.call('PEXPIRE', KEYS[1], lease)
-end
-return 1
-"""
-
-
-def slots_name(key_id: str) -> str:
-    return f"hub:sync-leases:{key_id}"
-
-
-@asynccontextmanager
-async def key_slot(
-    redis: Any, key_id: str, *, lease: timedelta = SLOT_LEASE
-) -> AsyncIterator[bool]:
-    """One of the key's `PER_KEY_CONCURRENCY` slots if one is free (True), held until exit."""
-    name, holder = slots_name(key_id), uuid4().hex
-    taken: bool | None = None
-    try:
-        take = redis.register_script(_TAKE_SLOT)
-        lease_ms = int(lease.total_seconds() * 1000)
-        taken = bool(await take(keys=[name], args=[holder, lease_ms, PER_KEY_CONCURRENCY]))
-        yield taken
-    finally:
-        # Also when cancelled while taking it: the script may have run.
-        if taken is not False:
-            await redis.zrem(name, holder)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from hub.gateway.service import Grant, grant, require_keys_in
 from hub.keys import service as keys
 from hub.keys.models import Environment
 from hub.settings import Settings
-from workers.syncs import key_slot
+from hub.syncs.slots import key_slot
 
 log = structlog.get_logger(__name__)
 

@@ -32,17 +32,11 @@ from hub.keys.schemas import KeyCreate, TechnicalPoc
 from hub.settings import Settings
 from hub.syncs import service as syncs
 from hub.syncs.models import RunOutcome, SyncCursor, SyncRun
+from hub.syncs.slots import PER_KEY_CONCURRENCY, key_slot, slots_name
 from tests.conftest import delete_all_rows
 from tests.support import Member, make_member, make_tenant
 from workers.settings import create_worker
-from workers.syncs import (
-    MAX_JOB_TRIES,
-    MAX_TRIES,
-    PER_KEY_CONCURRENCY,
-    key_slot,
-    slots_name,
-    sync_contract,
-)
+from workers.syncs import MAX_JOB_TRIES, MAX_TRIES, sync_contract
 
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
 

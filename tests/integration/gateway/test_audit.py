@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit.models import AuditEntry, AuditOutcome
 from hub.ctm.simulator.state import Faults
 from hub.gateway import passthrough
+from hub.syncs.slots import PER_KEY_CONCURRENCY, key_slot
 from tests.integration.gateway.conftest import World
 from tests.integration.gateway.test_upload import casework, known_complaint
-from workers.syncs import PER_KEY_CONCURRENCY, key_slot
 
 PHI_COLUMNS = ("BENE_IDENTIFIER", "CONTACT_FIRST_NAME", "CONTACT_LAST_NAME", "COMPLAINT_SUMMARY")
 

@@ -27,9 +27,9 @@ from hub.ctm.simulator import ContractPlan, bind
 from hub.ctm.simulator.state import Faults
 from hub.keys import service as keys
 from hub.keys.models import ApiKey, KeyStatus
+from hub.syncs.slots import PER_KEY_CONCURRENCY, key_slot
 from tests.integration.gateway.conftest import DOWNLOAD, END, START, World, create_key, mapping
 from tests.support import make_member, make_tenant
-from workers.syncs import PER_KEY_CONCURRENCY, key_slot
 
 
 class TestPassThrough:
