@@ -43,7 +43,7 @@ from hub.keys.models import (
     VersionState,
 )
 from hub.keys.schemas import KeyCreate, KeyRotate
-from hub.tenants.service import get_tenant
+from hub.tenants.service import get_tenant, require_active
 
 CONTRACT_PATTERN = re.compile(r"^[HRSEFX9][0-9]{4}$")
 SECRET_FIELD = "api_key_versions.secret"  # noqa: S105 - a column name
@@ -268,6 +268,7 @@ async def create_key(
         poc_email = auth.normalise_email(data.technical_poc.email)
     except Invalid:
         raise Invalid("technical_poc.email", "is not an email address") from None
+    await require_active(session, tenant_id)
     old, inherited = (
         await _replaced_key(session, tenant_id, data.replaces, environment)
         if data.replaces is not None

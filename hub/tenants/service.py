@@ -16,7 +16,7 @@ from hub.audit.service import Actor
 from hub.auth.models import ApiToken, User
 from hub.core import crypto
 from hub.core.crypto.service import destroy_tenant_keys
-from hub.core.db import utcnow
+from hub.core.db import postgres, utcnow
 from hub.core.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.core.ids import TenantID
 from hub.tenants.models import Tenant, TenantStatus
@@ -73,9 +73,28 @@ async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
 
 
 async def require_active(session: AsyncSession, tenant_id: TenantID) -> Tenant:
-    """The tenant, refusing an offboarded one: nobody is let back into a shredded tenant."""
-    tenant = await get_tenant(session, tenant_id)
-    if not tenant.is_active:
+    """The tenant, refusing an offboarded one: nobody is let back into a shredded tenant.
+
+    Called before something is made in the tenant (a key, an endpoint, a token, a member).
+    On PostgreSQL the tenant's row is then held (FOR SHARE) until the transaction ends, so an
+    offboarding, which takes it FOR UPDATE, waits for what is being made and then retires it
+    too; and what starts after an offboarding waits for it and is refused. (SQLite has one
+    writer: the two never overlap.)"""
+    return await _locked(session, tenant_id, exclusive=False, refuse_offboarded=True)
+
+
+async def _locked(
+    session: AsyncSession, tenant_id: TenantID, *, exclusive: bool, refuse_offboarded: bool
+) -> Tenant:
+    statement = (
+        select(Tenant).where(Tenant.id == tenant_id).execution_options(populate_existing=True)
+    )
+    if postgres.is_postgres(session):
+        statement = statement.with_for_update(read=not exclusive)
+    tenant = (await session.scalars(statement)).one_or_none()
+    if tenant is None:
+        raise NotFound("tenant", tenant_id)
+    if refuse_offboarded and not tenant.is_active:
         raise Conflict(f"tenant {tenant.slug} is offboarded", field="tenant")
     return tenant
 
@@ -100,6 +119,9 @@ async def offboard_tenant(session: AsyncSession, *, tenant: Tenant, operator: Us
 
     if not operator.is_operator or not operator.is_active:
         raise Forbidden(f"{operator.email} is not a platform operator")
+    # Whatever is being made in the tenant (`require_active`) commits first, and is retired
+    # below with the rest; whatever starts now waits for this and is refused.
+    tenant = await _locked(session, TenantID(tenant.id), exclusive=True, refuse_offboarded=False)
     if tenant.status is TenantStatus.OFFBOARDED:
         raise Conflict(f"tenant {tenant.slug} is already offboarded", field="slug")
     destroyed = await destroy_tenant_keys(session, tenant.id)

@@ -24,6 +24,7 @@ from hub.core.errors import Forbidden, Invalid
 from hub.core.ids import TenantID
 from hub.events.catalog import DOMAINS, is_subscribable
 from hub.settings import Settings
+from hub.tenants import service as tenants
 from hub.webhooks import repository, signing
 from hub.webhooks.guard import AddressPolicy, url_problem
 from hub.webhooks.models import (
@@ -164,6 +165,7 @@ async def create_endpoint(
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     if data.include_phi:
         _require_admin_for_phi(actor)
+    await tenants.require_active(session, actor.tenant)
     endpoint = WebhookEndpoint(
         tenant_id=actor.tenant,
         url=rules.check(data.url),
