@@ -270,4 +270,14 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/keys/{key_id:uuid}/tokens"): {"name": "probe"},
     # Multipart in real use; tenant B is refused (404) before any body is read.
     ("POST", "/api/v1/gateway/{environment:str}/api/ctm/casework/upload"): {},
+    ("POST", "/api/v1/gateway/{environment:str}/api/idm/OAuth/token"): {
+        "keyId": "K",
+        "keySecret": "hub_x",
+    },
 }
+
+# Routes that take no bearer token: the credential is in the body (CMS's token call at the
+# gateway). The sweep's bearer-token checks do not apply; their own tests cover tenancy.
+OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("POST", "/api/v1/gateway/{environment:str}/api/idm/OAuth/token")}
+)

@@ -48,10 +48,10 @@ def require_scope(
         # Litestar answers OPTIONS itself (the methods a path allows; no CORS is granted),
         # unauthenticated: there is no caller to check, and no data in the answer.
         return
-    principal: Principal = connection.user
     needed = handler.opt.get(SCOPE_OPT)
-    if needed == ANY_SCOPE:
+    if needed == ANY_SCOPE:  # any caller the middleware let in (or a route it leaves open)
         return
+    principal: Principal = connection.user
     if needed is None or Scope(needed) not in principal.scopes:
         raise PermissionDeniedException(f"This call needs the scope {needed}")
 

@@ -15,15 +15,24 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.auth.guards import scope
+from hub.audit import service as audit
+from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.auth.schemas import TokenCreated, TokenView
+from hub.core.db import utcnow
 from hub.core.errors import documented
 from hub.ctm import modeled
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.gateway import passthrough, service
-from hub.gateway.schemas import KeyTokenCreate, Rejected, UploadAnswer
+from hub.gateway.schemas import (
+    KeyTokenCreate,
+    Rejected,
+    TokenAnswer,
+    TokenRequest,
+    UploadAnswer,
+)
+from hub.keys import service as keys
 
 GATEWAY = scope(Scope.CTM_GATEWAY)
 ConsumerId = Annotated[
@@ -108,6 +117,40 @@ class GatewayController(Controller):
         return Stream(
             passed.body(), media_type=passed.media_type, background=BackgroundTask(passed.finish)
         )
+
+    @post(
+        f"/{{environment:str}}{modeled.TOKEN_PATH}",
+        opt={**scope(ANY_SCOPE), "exclude_from_auth": True},
+        security=[],
+        status_code=200,
+        responses=documented(400, 403, 404),
+    )
+    async def token(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        environment: FromPath[str],
+        data: JSONBody[TokenRequest],
+    ) -> TokenAnswer:
+        """CMS's token call, for a CTM client pointed at the gateway: `keySecret` is a hub
+        token (key-bound, or a designee's holding `ctm:gateway`), `keyId` the CMS key ID of
+        a key it may act with; the answer's `accessToken` is that same hub token (never a
+        CMS token, never the key's secret), `expires` its remaining seconds (1800 for one
+        that never expires). No bearer token is sent: the body is the credential, as at CMS.
+        A refusal is a 403, as CMS answers; a key ID of no key of the token's tenant, 404."""
+        exchanged = await service.exchange(
+            db_session, environment=keys.parse_environment(environment), key_id=data.key_id,
+            secret=data.key_secret, now=utcnow(),
+        )  # fmt: skip
+        await audit.record(
+            db_session,
+            actor=audit.Actor.of_principal(exchanged.principal),
+            action="ctm.gateway.token",
+            tenant_id=exchanged.principal.tenant,
+            target_type="api_key",
+            target_id=exchanged.key_id,
+            details={"environment": environment.lower()},
+        )
+        return TokenAnswer(access_token=data.key_secret.strip(), expires=exchanged.expires_in)
 
     @post(
         f"/{{environment:str}}{modeled.UPLOAD_PATH}",

@@ -27,3 +27,21 @@ class UploadAnswer(msgspec.Struct):
 
     accepted: list[str]
     rejected: list[Rejected]
+
+
+class TokenRequest(msgspec.Struct, rename="camel"):
+    """CMS's token call (`userName`, `keyId`, `keySecret`, `scopes`); other fields are
+    ignored, as a CTM client may send them. `keySecret` is a hub token here."""
+
+    key_id: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+    key_secret: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+    user_name: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | None = None
+    scopes: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | None = None
+
+
+class TokenAnswer(msgspec.Struct, rename="camel"):
+    """CMS's answer shape: the hub token as `accessToken`, its remaining lifetime in
+    seconds as `expires`."""
+
+    access_token: str
+    expires: int

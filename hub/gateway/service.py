@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import repository as auth_repository
 from hub.auth import service as auth
-from hub.auth.models import Scope
+from hub.auth.models import ApiToken, Scope
 from hub.auth.principal import Principal
 from hub.core.errors import Forbidden, Invalid, NotFound
 from hub.core.ids import TenantID
@@ -239,3 +241,41 @@ async def grant(
             )
     credentials = await keys.credentials_for(session, key)
     return Grant(TenantID(key.tenant_id), key.id, key.environment, credentials, tuple(contracts))
+
+
+# The token call, for clients written against CMS's own API ------------------------------
+
+# What the token call answers as the lifetime of a hub token that never expires: clients
+# exchange again at 80 % of it, as they would with CMS's 30-minute tokens.
+NEVER_EXPIRING_LIFETIME = 1800
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    principal: Principal
+    key_id: UUID
+    expires_in: int
+
+
+async def exchange(
+    session: AsyncSession, *, environment: Environment, key_id: str, secret: str, now: datetime
+) -> Exchanged:
+    """CMS's token call, answered for the gateway: `keySecret` is a hub token (a key-bound
+    token, or a designee's token holding `ctm:gateway`) and `keyId` the CMS key ID of a key
+    it may act with. The hub token itself is the access token: the key's secret is never
+    used here, nor a CMS token handed out. A refusal is CMS's 403 ("the key or secret is
+    not valid"); a key ID this tenant has no key for (another tenant's too) is a 404."""
+    actor = await auth.authenticate(session, secret.strip(), now=now)
+    if actor is None or Scope.CTM_GATEWAY not in actor.scopes:
+        raise Forbidden("keySecret: not a hub token holding ctm:gateway (or it is revoked)")
+    if not key_id.strip():
+        raise Invalid("keyId", "must name the CMS key ID of the key to act with")
+    try:  # another tenant's key ID is as unknown as one never issued (404)
+        given = await grant(
+            session, actor, environment=environment, consumer_id=key_id, contracts=()
+        )
+    except keys.KeyNotUsable as refused:  # CMS, too, answers 403 for a key no longer usable
+        raise Forbidden(f"keyId: {refused.detail}") from None
+    expires = await session.scalar(select(ApiToken.expires_at).where(ApiToken.id == actor.token_id))
+    lifetime = NEVER_EXPIRING_LIFETIME if expires is None else int((expires - now).total_seconds())
+    return Exchanged(actor, given.key_id, max(1, lifetime))
