@@ -36,16 +36,23 @@ def _choice(field: str, raw: str | None, default: str, allowed: tuple[str, ...])
     return value
 
 
-def _arguments(
-    environment: str | None, start: date | None, end: date | None, basis: str | None
-) -> tuple[Environment, Period]:
+async def _report(
+    session: AsyncSession,
+    principal: Principal,
+    environment: str | None,
+    start: date | None,
+    end: date | None,
+    basis: str | None,
+) -> service.Report:
     """Production and this calendar month (UTC) to today unless asked otherwise."""
-    today = utcnow().date()
+    now = utcnow()
     chosen = _choice("environment", environment, "production", tuple(e.value for e in Environment))
     by = _choice("basis", basis, PeriodBasis.DUE.value, tuple(b.value for b in PeriodBasis))
-    end = end or today
-    start = start or end.replace(day=1)
-    return Environment(chosen), Period.checked(start, end, PeriodBasis(by))
+    end = end or now.date()
+    period = Period.checked(start or end.replace(day=1), end, PeriodBasis(by))
+    return await service.timeliness(
+        session, principal.tenant, environment=Environment(chosen), period=period, now=now
+    )
 
 
 class ReportController(Controller):
@@ -67,10 +74,7 @@ class ReportController(Controller):
         all (`all`). `basis=due` (the default) takes the complaints due in the period,
         `basis=received` those CMS received in it. Resolved means CMS holds a resolution
         date (its file's, or ours that it accepted); counts only, no PHI."""
-        chosen, period = _arguments(environment, period_from, period_to, basis)
-        report = await service.timeliness(
-            db_session, principal.tenant, environment=chosen, period=period, now=utcnow()
-        )
+        report = await _report(db_session, principal, environment, period_from, period_to, basis)
         return TimelinessReport.of(report)
 
     @get(
@@ -89,15 +93,15 @@ class ReportController(Controller):
         basis: Choice = None,
     ) -> Response[str]:
         """The same report as a CSV file (a header row, then one row per line)."""
-        chosen, period = _arguments(environment, period_from, period_to, basis)
-        report = await service.timeliness(
-            db_session, principal.tenant, environment=chosen, period=period, now=utcnow()
-        )
+        report = await _report(db_session, principal, environment, period_from, period_to, basis)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(service.CSV_COLUMNS)
         writer.writerows(service.csv_values(t) for t in report.lines)
-        name = f"timeliness-{chosen.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+        period = report.period
+        name = (
+            f"timeliness-{report.environment.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+        )
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.app import create_app
-from hub.auth.models import Role
+from hub.auth import service as auth
+from hub.auth.models import Role, Scope
 from hub.core.db import Database
 from hub.ctm import modeled
 from hub.ctm.client import CtmClient, CtmEnvironment
@@ -67,6 +68,16 @@ class World:
         path = f"/api/v1/keys/{key_id or self.key['id']}/tokens"
         headers = bearer(token) if token else member.headers
         return await self.client.post(path, headers=headers, json={"name": "gateway", **body})
+
+    async def downstream_token(self, session: AsyncSession) -> auth.IssuedToken:
+        """A downstream system's token (the outsider's, holding `ctm:gateway`), committed:
+        designated by token, not by user."""
+        issued = await auth.issue_token(
+            session, user=self.outsider.user, tenant_id=self.outsider.tenant_id,
+            scopes=frozenset({Scope.CTM_GATEWAY}), name="downstream",
+        )  # fmt: skip
+        await session.commit()
+        return issued
 
     async def bound_token(self, member: Member, **body: Any) -> str:
         response = await self.key_token(member, **body)

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.app import create_app
 from hub.audit.models import AuditEntry
-from hub.auth import service as auth
-from hub.auth.models import Role, Scope
+from hub.auth.models import Role
 from hub.core.db import Database
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.ctm.simulator import ContractPlan, bind
@@ -49,11 +48,7 @@ class TestPassThrough:
     async def test_a_designated_token_downloads_while_its_user_is_no_designee(
         self, world: World, session: AsyncSession
     ) -> None:
-        system = await auth.issue_token(
-            session, user=world.outsider.user, tenant_id=world.outsider.tenant_id,
-            scopes=frozenset({Scope.CTM_GATEWAY}), name="downstream",
-        )  # fmt: skip
-        await session.commit()
+        system = await world.downstream_token(session)
         await world.client.put(
             f"{world.key_path}/designees", headers=world.rp.headers,
             json={"tokens": [str(system.token.id)]},

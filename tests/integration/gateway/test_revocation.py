@@ -9,8 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit.models import AuditEntry
-from hub.auth import service as auth
-from hub.auth.models import ApiToken, Scope
+from hub.auth.models import ApiToken
 from hub.events.models import Event
 from tests.integration.gateway.conftest import World
 from tests.support import bearer
@@ -88,11 +87,7 @@ class TestTheDesigneeGoes:
     async def test_a_designated_token_taken_off_is_refused_at_once(
         self, world: World, session: AsyncSession
     ) -> None:
-        system = await auth.issue_token(
-            session, user=world.outsider.user, tenant_id=world.outsider.tenant_id,
-            scopes=frozenset({Scope.CTM_GATEWAY}), name="downstream",
-        )  # fmt: skip
-        await session.commit()
+        system = await world.downstream_token(session)
         path = f"{world.key_path}/designees"
         await world.client.put(
             path, headers=world.rp.headers, json={"tokens": [str(system.token.id)]}

@@ -69,11 +69,7 @@ class TestIssuance:
     async def test_a_token_designee_is_not_given_tokens(
         self, world: World, session: AsyncSession
     ) -> None:
-        system = await auth.issue_token(
-            session, user=world.outsider.user, tenant_id=world.outsider.tenant_id,
-            scopes=frozenset({Scope.CTM_GATEWAY}), name="downstream",
-        )  # fmt: skip
-        await session.commit()
+        system = await world.downstream_token(session)
         put = await world.client.put(
             f"{world.key_path}/designees", headers=world.rp.headers,
             json={"users": [str(world.designee.user.id)], "tokens": [str(system.token.id)]},
