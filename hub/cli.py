@@ -435,6 +435,58 @@ def tenants_list() -> None:
         click.echo(f"{tenant.slug}\t{tenant.status.value}\t{tenant.name}")
 
 
+@tenants.command("health")
+@click.option(
+    "--slug", default=None, help="One tenant (offboarded too); default: every active one."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON, one object per tenant.")
+@click.option(
+    "--stale-hours", default=2.0, show_default=True, type=click.FloatRange(min=0),
+    help="A contract not synced successfully for longer needs attention.",
+)  # fmt: skip
+@fail_cleanly
+def tenants_health(slug: str | None, as_json: bool, stale_hours: float) -> None:
+    """Each tenant's keys, syncs, overdue complaints, resolutions, webhooks and alerts, and
+    what needs attention first (counts and ages only: no secret, no PHI)."""
+    from datetime import timedelta
+
+    from hub.core.db import utcnow
+    from hub.core.errors import NotFound
+    from hub.metrics.tenants import tenant_health
+
+    async def read() -> list[Any]:
+        database = _database(_settings())
+        try:
+            async with database.transaction(read_only=True) as session:
+                return await tenant_health(
+                    session, now=utcnow(), slug=slug, stale_after=timedelta(hours=stale_hours)
+                )
+        finally:
+            await database.dispose()
+
+    found = _run(read())
+    if slug is not None and not found:
+        raise NotFound("tenant", slug)
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in found], indent=2))
+        return
+    click.echo(
+        "tenant\tstatus\tkeys active/need RP\tcontracts failing/synced\tstalest sync h\t"
+        "overdue\tresolutions waiting (in doubt)\twebhooks pending (endpoints off)\t"
+        "outbox\talerts open (critical)\tattention"
+    )
+    for t in found:
+        stalest = "-" if t.stalest_sync_hours is None else f"{t.stalest_sync_hours:g}"
+        click.echo(
+            f"{t.slug}\t{t.status}\t{t.keys_active}/{t.keys_wanting_action}\t"
+            f"{t.pairs_failing}/{t.pairs}\t{stalest}\t{t.complaints_overdue}\t"
+            f"{t.resolutions_waiting} ({t.resolutions_in_doubt})\t"
+            f"{t.webhook_messages_pending} ({t.webhook_endpoints_disabled})\t"
+            f"{t.outbox_undispatched}\t{t.alerts_open} ({t.alerts_critical})\t"
+            f"{'; '.join(t.attention) or 'ok'}"
+        )
+
+
 @main.group()
 def users() -> None:
     """Users and their memberships."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -259,3 +260,21 @@ class TestKeys:
         assert result.exit_code == 1
         assert "did not answer" in last_line(result)
         assert hub(migrated, "keys", "list", "--tenant", "acme").output.strip() == ""
+
+
+class TestTenantsHealth:
+    def test_a_table_and_json(self, migrated: dict[str, str]) -> None:
+        assert hub(migrated, "tenants", "create", "--name", "Acme", "--slug", "acme").exit_code == 0
+        table = hub(migrated, "tenants", "health")
+        assert table.exit_code == 0, table.output
+        header, row = table.output.strip().splitlines()
+        assert header.startswith("tenant\tstatus\t")
+        assert row.startswith("acme\tactive\t0/0\t0/0\t-\t0\t")
+        assert row.endswith("\tok")
+        as_json = hub(migrated, "tenants", "health", "--json")
+        assert json.loads(as_json.output)[0]["slug"] == "acme"
+
+    def test_an_unknown_slug_is_one_clear_line(self, migrated: dict[str, str]) -> None:
+        result = CliRunner().invoke(main, ["tenants", "health", "--slug", "nosuch"], env=migrated)
+        assert result.exit_code != 0
+        assert "nosuch" in result.output
