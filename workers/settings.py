@@ -27,6 +27,8 @@ from workers import events, health, keys, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
+# The daily access probe (hub.syncs.probe), in the US night: CMS is quiet, plans asleep.
+ACCESS_PROBE_HOUR_UTC = 7
 # How long a cron tick's result is kept. arq's `unique` enqueues a tick under one job id on
 # every replica, which is a no-op only while that job or its result is there: a replica
 # reaching the tick later than this after another ran it (its loop held up) runs it again.
@@ -128,6 +130,10 @@ def crons(*, run_at_startup: bool) -> list[CronJob]:
         tick(syncs.schedule_syncs, "syncs.schedule", second=5),
         tick(resolutions.schedule_uploads, "resolutions.schedule", second=35),
         tick(keys.retire_key_versions, "keys.retire_versions", minute=every_10_minutes, second=15),
+        tick(
+            keys.probe_lost_access, "keys.probe_access",
+            hour=ACCESS_PROBE_HOUR_UTC, minute=20, second=25, run_at_startup=False,
+        ),
         tick(alert_jobs.evaluate_alerts, "alerts.evaluate", minute=every_5_minutes, second=45),
         tick(
             alert_jobs.schedule_digests, "alerts.digest",

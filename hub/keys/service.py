@@ -573,8 +573,6 @@ async def restore_access(
     """The RP (or a tenant admin) says CMS serves the contract to the key again (HPMS
     fixed the association): the access-lost mark goes, its alert resolves, and the pair is
     synced at once, which marks it lost again if CMS still refuses it."""
-    from hub.syncs.service import sync_job  # syncs build on keys, not the reverse
-
     key = await repository.lock_key(session, actor.tenant, key_id)
     _require_rp_or_admin(key, actor, "restore a contract's access for")
     number = normalise_contract(contract, field="contract")
@@ -587,14 +585,35 @@ async def restore_access(
         raise NotFound("contract", number, detail=f"the key does not cover contract {number}")
     if link.access_lost_at is None:
         raise Conflict(f"contract: access to {number} is not marked lost", field="contract")
+    await _restore(session, Actor.of_principal(actor), key, link, number)
+    return key
+
+
+async def restore_access_served(
+    session: AsyncSession, *, tenant_id: TenantID, key_id: UUID, contract: str
+) -> bool:
+    """CMS served the contract to the key again (the daily access probe saw it): as
+    `restore_access`, by the system. False when nothing was to restore any more (the mark
+    was cleared, the mapping removed or the key retired meanwhile)."""
+    key = await repository.lock_key(session, tenant_id, key_id)
+    link = await _mapping(session, key, contract)
+    if link is None or link.access_lost_at is None or not key.is_usable:
+        return False
+    await _restore(session, Actor.system("access-probe"), key, link, contract)
+    return True
+
+
+async def _restore(
+    session: AsyncSession, actor: Actor, key: ApiKey, link: ApiKeyContract, number: str
+) -> None:
+    """The access-lost mark goes (its alert resolves with the event) and the pair syncs."""
+    from hub.syncs.service import sync_job  # syncs build on keys, not the reverse
+
     link.access_lost_at, link.access_lost_reason = None, None
     await session.flush()
-    await _change(
-        session, Actor.of_principal(actor), key, "key.access_restored", {"contract": number}
-    )
+    await _change(session, actor, key, "key.access_restored", {"contract": number})
     if key.is_usable:  # a suspended key's pairs sync again once it is resumed
-        jobs.enqueue(session, sync_job(actor.tenant, key.id, number, "manual"))
-    return key
+        jobs.enqueue(session, sync_job(TenantID(key.tenant_id), key.id, number, "manual"))
 
 
 async def _mapping(session: AsyncSession, key: ApiKey, number: str) -> ApiKeyContract | None:

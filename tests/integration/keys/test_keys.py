@@ -30,6 +30,7 @@ from hub.keys import repository, service
 from hub.keys.models import ApiKey, ApiKeyVersion, KeyStatus, VersionState
 from hub.keys.verify import CtmVerifier
 from hub.settings import Settings
+from hub.syncs import probe
 from tests.support import Member, RecordingQueue, app_client, bearer, make_member, make_tenant
 
 POC = {"name": "Toni Tech", "email": "toni@plan.example"}
@@ -789,3 +790,53 @@ class TestServiceEdges:
         other = await make_tenant(session, "elsewhere")
         assert await repository.key_contracts(session, TenantID(other.id), [UUID(view["id"])]) == []
         assert await repository.key_versions(session, TenantID(other.id), [UUID(view["id"])]) == []
+
+
+class TestAccessProbe:
+    """The daily probe notices, by itself, a lost contract CMS serves to its key again."""
+
+    async def test_restores_once_cms_serves_the_contract_again(
+        self, world: World, db: Database, redis: Any, session: AsyncSession,
+        queue: RecordingQueue,
+    ) -> None:  # fmt: skip
+        sim_key = world.sim_key({"H1234"})  # HPMS serves this key H1234 only
+        view = await world.create(sim_key)
+        key_id = UUID(view["id"])
+        await service.mark_access_lost(
+            session, tenant_id=world.rp.tenant_id, key_id=key_id, contract="S5678", reason="403"
+        )
+        await session.commit()
+        clients = {
+            CtmEnvironment.SANDBOX: CtmClient(CtmEnvironment.SANDBOX, base_url=world.sim.url)
+        }
+        try:
+            still = await probe.probe_lost_access(db, clients, redis, now=utcnow())
+            assert (still.restored, still.still_lost) == (0, 1)
+            assert await events_of(session, "key.access_restored") == []
+            sim_key.contracts.add("S5678")  # HPMS fixed the association
+            probed = await probe.probe_lost_access(db, clients, redis, now=utcnow())
+        finally:
+            await clients[CtmEnvironment.SANDBOX].aclose()
+        assert (probed.restored, probed.still_lost) == (1, 0)
+        [event] = await events_of(session, "key.access_restored")
+        assert event.payload["contract"] == "S5678"
+        entry = await session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "key.access_restored")
+        )
+        assert entry is not None
+        assert entry.actor_label == "access-probe"
+        alerts = (
+            await session.scalars(
+                select(Alert)
+                .where(Alert.kind == AlertKind.KEY_ACCESS_LOST)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        assert [a.resolved_at is not None for a in alerts] == [True]
+        sync_jobs = [j for j in queue.sent if j.function == "syncs.sync_contract"]
+        assert [(j.args[1], j.args[2]) for j in sync_jobs] == [(view["id"], "S5678")]
+        # Nothing is lost any more: the next day's probe asks CMS nothing.
+        before = len(world.sim.state.requests)
+        nothing = await probe.probe_lost_access(db, {}, redis, now=utcnow())
+        assert (nothing.restored, nothing.still_lost, nothing.skipped) == (0, 0, 0)
+        assert len(world.sim.state.requests) == before
