@@ -111,8 +111,9 @@ async def _keys(session: AsyncSession) -> list[Sample]:
     ]
 
 
-async def _syncs(session: AsyncSession, now: datetime) -> list[Sample]:
-    """The (key, contract) pairs that sync (each contract's serving key), by state."""
+async def serving_cursors(session: AsyncSession) -> list[tuple[sync_service.Pair, Any]]:
+    """Each (key, contract) pair that syncs (each contract's serving key), with its cursor's
+    state (failures, blocked, last success), or None before its first sync."""
     cursors = {
         (c.api_key_id, c.contract): c
         for c in await session.execute(
@@ -125,11 +126,18 @@ async def _syncs(session: AsyncSession, now: datetime) -> list[Sample]:
             )
         )
     }
+    return [
+        (pair, cursors.get((pair.key_id, pair.contract)))
+        for pair in await sync_service.serving_pairs(session)
+    ]
+
+
+async def _syncs(session: AsyncSession, now: datetime) -> list[Sample]:
+    """The (key, contract) pairs that sync (each contract's serving key), by state."""
     states = ("ok", "failing", "blocked", "never_synced")
     pairs = {(e.value, s): 0 for e in Environment for s in states}
     stalest = {e.value: 0.0 for e in Environment}
-    for pair in await sync_service.serving_pairs(session):
-        cursor = cursors.get((pair.key_id, pair.contract))
+    for pair, cursor in await serving_cursors(session):
         environment = pair.environment.value
         if cursor is None or (cursor.last_success_at is None and not cursor.consecutive_failures):
             state = "never_synced"

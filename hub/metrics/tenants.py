@@ -18,8 +18,7 @@ from hub.alerts.models import Alert, Severity
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.events.models import Event
 from hub.keys.models import ApiKey, KeyStatus
-from hub.syncs import service as sync_service
-from hub.syncs.models import SyncCursor
+from hub.metrics.snapshot import serving_cursors
 from hub.tenants.models import Tenant, TenantStatus
 from hub.webhooks.models import MessageStatus, WebhookEndpoint, WebhookMessage
 
@@ -76,24 +75,11 @@ async def _keys(session: AsyncSession, health: dict[UUID, TenantHealth]) -> None
 
 
 async def _syncs(session: AsyncSession, health: dict[UUID, TenantHealth], now: datetime) -> None:
-    cursors = {
-        (c.api_key_id, c.contract): c
-        for c in await session.execute(
-            select(
-                SyncCursor.api_key_id,
-                SyncCursor.contract,
-                SyncCursor.is_blocked,
-                SyncCursor.consecutive_failures,
-                SyncCursor.last_success_at,
-            )
-        )
-    }
-    for pair in await sync_service.serving_pairs(session):
+    for pair, cursor in await serving_cursors(session):
         tenant = health.get(pair.tenant_id)
         if tenant is None:
             continue
         tenant.pairs += 1
-        cursor = cursors.get((pair.key_id, pair.contract))
         if cursor is None:
             continue
         if cursor.is_blocked or cursor.consecutive_failures:

@@ -91,6 +91,16 @@ async def world(
         await verifier.aclose()
 
 
+async def access_lost_alerts_resolved(session: AsyncSession) -> list[bool]:
+    """Whether each `key.access_lost` alert is resolved, as the database has it now."""
+    alerts = await session.scalars(
+        select(Alert)
+        .where(Alert.kind == AlertKind.KEY_ACCESS_LOST)
+        .execution_options(populate_existing=True)
+    )
+    return [alert.resolved_at is not None for alert in alerts]
+
+
 async def events_of(session: AsyncSession, type_: str) -> list[Event]:
     return list(
         (await session.scalars(select(Event).where(Event.type == type_).order_by(Event.id))).all()
@@ -513,14 +523,7 @@ class TestWhatCmsAndPeopleDo:
         assert all(c["access_lost_at"] is None for c in restored.json()["contracts"])
         [event] = await events_of(session, "key.access_restored")
         assert event.payload["contract"] == "S5678"
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(Alert.kind == AlertKind.KEY_ACCESS_LOST)
-                .execution_options(populate_existing=True)
-            )
-        ).all()
-        assert [a.resolved_at is not None for a in alerts] == [True]
+        assert await access_lost_alerts_resolved(session) == [True]
         sync_jobs = [j for j in queue.sent if j.function == "syncs.sync_contract"]
         assert [(j.args[1], j.args[2], j.args[3]) for j in sync_jobs] == [
             (view["id"], "S5678", "manual")
@@ -825,14 +828,7 @@ class TestAccessProbe:
         )
         assert entry is not None
         assert entry.actor_label == "access-probe"
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(Alert.kind == AlertKind.KEY_ACCESS_LOST)
-                .execution_options(populate_existing=True)
-            )
-        ).all()
-        assert [a.resolved_at is not None for a in alerts] == [True]
+        assert await access_lost_alerts_resolved(session) == [True]
         sync_jobs = [j for j in queue.sent if j.function == "syncs.sync_contract"]
         assert [(j.args[1], j.args[2]) for j in sync_jobs] == [(view["id"], "S5678")]
         # Nothing is lost any more: the next day's probe asks CMS nothing.
