@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Response, get, post
@@ -34,7 +33,7 @@ from hub.complaints.schemas import (
 from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_phi, status_of
 from hub.core import crypto
 from hub.core.db import utcnow
-from hub.core.errors import Invalid, documented
+from hub.core.errors import Invalid, choice, documented
 from hub.keys.models import Environment
 from hub.keys.service import normalise_contract
 from hub.syncs.service import SyncPolicy
@@ -53,20 +52,6 @@ REPLAYED_RESPONSE = ResponseSpec(
 
 def _deadlines(state: State) -> Deadlines:
     return SyncPolicy.from_settings(state.settings).deadlines
-
-
-E = TypeVar("E", bound=enum.StrEnum)
-
-
-def _choice(field: str, raw: str | None, choices: type[E]) -> E | None:
-    """An optional enum query parameter, any case; a value outside it is a 400 naming both."""
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return choices(raw.strip().lower())
-    except ValueError:
-        allowed = ", ".join(c.value for c in choices)
-        raise Invalid(field, f"must be one of {allowed}") from None
 
 
 class ComplaintController(Controller):
@@ -99,8 +84,8 @@ class ComplaintController(Controller):
                 db_session, beneficiary.strip(), tenant=tenant_id, field=BENE_FIELD
             )
         where = repository.ComplaintFilter(
-            status=_choice("status", status, ComplaintStatus),
-            environment=_choice("environment", environment, Environment),
+            status=choice("status", status, ComplaintStatus),
+            environment=choice("environment", environment, Environment),
             contract=normalise_contract(contract, field="contract") if contract else None,
             due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
         )  # fmt: skip

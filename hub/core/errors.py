@@ -3,7 +3,8 @@ and documents those answers in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -82,6 +83,21 @@ class Invalid(DomainError):
         super().__init__(f"{field}: {reason}", extra=[{"key": field, "message": reason}])
         self.field = field
         self.reason = reason
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def choice(field: str, raw: str | None, choices: type[E]) -> E | None:
+    """An optional enum value given as text (a query parameter), any case; None when blank,
+    a 400 naming `field` and every allowed value when it is none of them."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return choices(raw.strip().lower())
+    except ValueError:
+        allowed = ", ".join(c.value for c in choices)
+        raise Invalid(field, f"must be one of {allowed}") from None
 
 
 class Unavailable(DomainError):

@@ -16,7 +16,7 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core.db import utcnow
-from hub.core.errors import Invalid, documented
+from hub.core.errors import choice, documented
 from hub.keys.models import Environment
 from hub.reports import service
 from hub.reports.schemas import TimelinessReport
@@ -29,13 +29,6 @@ ToDate = Annotated[date | None, QueryParameter(name="to")]
 Choice = Annotated[str | None, QueryParameter(max_length=20)]
 
 
-def _choice(field: str, raw: str | None, default: str, allowed: tuple[str, ...]) -> str:
-    value = (raw or default).strip().lower()
-    if value not in allowed:
-        raise Invalid(field, f"must be one of {', '.join(allowed)}")
-    return value
-
-
 async def _report(
     session: AsyncSession,
     principal: Principal,
@@ -46,12 +39,12 @@ async def _report(
 ) -> service.Report:
     """Production and this calendar month (UTC) to today unless asked otherwise."""
     now = utcnow()
-    chosen = _choice("environment", environment, "production", tuple(e.value for e in Environment))
-    by = _choice("basis", basis, PeriodBasis.DUE.value, tuple(b.value for b in PeriodBasis))
+    chosen = choice("environment", environment, Environment) or Environment.PRODUCTION
+    by = choice("basis", basis, PeriodBasis) or PeriodBasis.DUE
     end = end or now.date()
-    period = Period.checked(start or end.replace(day=1), end, PeriodBasis(by))
+    period = Period.checked(start or end.replace(day=1), end, by)
     return await service.timeliness(
-        session, principal.tenant, environment=Environment(chosen), period=period, now=now
+        session, principal.tenant, environment=chosen, period=period, now=now
     )
 
 
