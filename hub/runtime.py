@@ -36,49 +36,51 @@ class _Server(uvicorn.Server):
 
 
 async def check_database(settings: Settings) -> None:
-    """Connect once, and check the schema is at the code's migration head."""
+    """Connect once, check the schema is at the code's migration head, and that the master
+    key ring unwraps the tenant keys stored."""
     from sqlalchemy import text
 
     database = Database.from_url(settings.effective_database_url)
     try:
-        async with database.engine.connect() as connection:
-            try:
-                version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-            except (OperationalError, DBAPIError) as error:
-                if "alembic_version" not in str(error):
-                    raise
-                version = None
-    except (OSError, OperationalError, DBAPIError) as error:
-        reason = str(getattr(error, "orig", error)).splitlines()[0][:200]
-        raise StartupError(f"HUB_DATABASE_URL: cannot connect to the database ({reason})") from None
+        try:
+            async with database.engine.connect() as connection:
+                try:
+                    version = await connection.scalar(
+                        text("SELECT version_num FROM alembic_version")
+                    )
+                except (OperationalError, DBAPIError) as error:
+                    if "alembic_version" not in str(error):
+                        raise
+                    version = None
+        except (OSError, OperationalError, DBAPIError) as error:
+            reason = str(getattr(error, "orig", error)).splitlines()[0][:200]
+            raise StartupError(
+                f"HUB_DATABASE_URL: cannot connect to the database ({reason})"
+            ) from None
+        heads = migrate.current_heads()
+        if version not in heads:
+            raise StartupError(
+                f"database schema is at {version or 'nothing'}, this code expects {heads[0]}: "
+                "run `hub db upgrade`"
+            )
+        await _check_master_keys(database, settings)
     finally:
         await database.dispose()
-    heads = migrate.current_heads()
-    if version not in heads:
-        raise StartupError(
-            f"database schema is at {version or 'nothing'}, this code expects {heads[0]}: "
-            "run `hub db upgrade`"
-        )
-    await check_master_keys(settings)
 
 
-async def check_master_keys(settings: Settings) -> None:
+async def _check_master_keys(database: Database, settings: Settings) -> None:
     """The master key ring must unwrap the tenant keys stored. A wrong key (or a lost
     `master.key` that the embedded mode replaced with a new one) would otherwise start a
     ready-looking hub whose every secret, sync and webhook fails."""
     from hub.core.crypto import Crypto, CryptoError
     from hub.core.crypto.service import check_master_keys as check_ring
 
-    database = Database.from_url(
-        settings.effective_database_url, crypto=Crypto.from_settings(settings)
-    )
+    database.crypto = Crypto.from_settings(settings)
     try:
         async with database.transaction(read_only=True) as session:
             await check_ring(session)
     except CryptoError as error:
         raise StartupError(f"HUB_MASTER_KEYS: {error}") from None
-    finally:
-        await database.dispose()
 
 
 def _install_stop(stop: asyncio.Event) -> None:
