@@ -44,6 +44,8 @@ from hub.keys.service import KeyVerifier
 from hub.keys.verify import CtmVerifier
 from hub.metrics.api import metrics
 from hub.metrics.http import observe_response
+from hub.portal import routes as portal
+from hub.portal.templates import template_config
 from hub.reports.api import ReportController
 from hub.settings import Settings
 from hub.syncs.api import SyncController
@@ -155,13 +157,14 @@ def create_app(
             await gateway.close_clients(app.state.ctm_clients)
 
     app = Litestar(
-        route_handlers=[healthz, readyz, metrics, _api_router()],
+        route_handlers=[healthz, readyz, metrics, _api_router(), *portal.routers()],
         dependencies={"db_session": Provide(provide_session)},
         exception_handlers=exception_handlers(),
         middleware=[RequestContextMiddleware()],
         before_send=[add_security_headers, observe_response],
         lifespan=[lifespan, gateway_clients],
         plugins=[ClosedStructSchemaPlugin()],
+        template_config=template_config(),
         state=state,
         openapi_config=OpenAPIConfig(
             title="CTM Hub",
@@ -179,4 +182,5 @@ def create_app(
         debug=False,
     )
     _check_scopes(app)
+    portal.check_pages(app)
     return app

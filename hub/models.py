@@ -8,6 +8,7 @@ from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
 from hub.events.models import Event
 from hub.keys.models import ApiKey, ApiKeyContract, ApiKeyDesignee, ApiKeyVersion, Contract
+from hub.portal.models import PortalSession
 from hub.syncs.models import QuarantinedRow, SyncCursor, SyncRun, SyncSchedule
 from hub.tenants.models import Tenant
 from hub.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -31,6 +32,7 @@ __all__ = [
     "Contract",
     "Event",
     "Membership",
+    "PortalSession",
     "QuarantinedRow",
     "Resolution",
     "SyncCursor",

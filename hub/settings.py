@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: int = Field(default=25, ge=0, le=3600)
     # `GET /metrics` answers only a bearer of this token; unset, it is off (404).
     metrics_token: str | None = Field(default=None, repr=False)
+    # The portal: a sign-in ends after this long without a request, and after this many
+    # hours whatever happens; failed sign-ins of one email lock it for 15 minutes after 5.
+    portal_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    portal_session_hours: int = Field(default=12, ge=1, le=24 * 7)
 
     @field_validator("database_url")
     @classmethod

@@ -37,6 +37,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 API_PATH_PREFIX = "/api/"
+PAGE_PATH_PREFIXES = ("/portal", "/console")
 
 
 async def provide_session(
@@ -92,8 +93,13 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers[name] = value
     headers["X-Request-ID"] = request_id_of(scope)
-    if scope.get("path", "").startswith(API_PATH_PREFIX):
+    path = scope.get("path", "")
+    if path.startswith(API_PATH_PREFIX):
         headers["Cache-Control"] = "no-store"
+    elif path.startswith(PAGE_PATH_PREFIXES):
+        # With `no-referrer` a browser sends `Origin: null` on the portal's own forms, and
+        # the portal refuses forms whose origin is not its own.
+        headers["Referrer-Policy"] = "same-origin"
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):

@@ -1,0 +1,7 @@
+"""The auth pages of the portal (being built)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAGES: list[Any] = []
