@@ -31,7 +31,7 @@ from hub.alerts import repository as alerts_repository
 from hub.auth.models import Scope as TokenScope
 from hub.auth.principal import Principal
 from hub.core.db import Database, utcnow
-from hub.core.errors import DomainError, Invalid
+from hub.core.errors import Conflict, DomainError, Invalid
 from hub.portal import service
 from hub.portal.nav import NAV, NavItem
 from hub.settings import Settings
@@ -286,9 +286,13 @@ def go(request: Request[Any, Any, Any], path: str) -> Response[Any]:
     return Redirect(path, status_code=303, headers=PAGE_HEADERS)
 
 
-def form_errors(error: Invalid) -> dict[str, str]:
-    """An `Invalid` as the form shows it: the message beside its field."""
-    return {error.extra["field"] if isinstance(error.extra, dict) else "": error.detail}
+def form_errors(error: Invalid | Conflict, *, default: str = "") -> dict[str, str]:
+    """A refusal as a form shows it: its message beside the field it names (`default` when
+    it names none)."""
+    field = error.field or default
+    if isinstance(error, Invalid):
+        return {field: error.reason}
+    return {field: error.detail.removeprefix(f"{error.field}: ")}
 
 
 # Errors as pages -------------------------------------------------------------------------

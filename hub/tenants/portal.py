@@ -1,7 +1,147 @@
-"""The operator console (being built)."""
+"""The operator console (`/console`): every tenant's health, onboarding a tenant and its
+first people. Operators see counts and people, never a secret and no PHI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-PAGES: list[Any] = []
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, URLEncodedBody
+from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.audit.service import Actor
+from hub.auth import repository as auth_repository
+from hub.auth import service as auth
+from hub.auth import tokens
+from hub.auth.models import Role
+from hub.core.db import utcnow
+from hub.core.errors import Conflict, Invalid, choice
+from hub.core.ids import TenantID
+from hub.metrics.tenants import tenant_health
+from hub.portal.web import Access, form_errors, go, page, render, signed_of
+from hub.tenants import service
+from hub.tenants.models import Tenant
+
+OPERATOR = page(Access.OPERATOR)
+
+
+class TenantForm(msgspec.Struct):
+    name: str = ""
+    slug: str = ""
+
+
+class PersonForm(msgspec.Struct):
+    email: str = ""
+    role: str = Role.ADMIN.value
+
+
+def _operator(request: Request[Any, Any, Any]) -> Actor:
+    signed = signed_of(request)
+    assert signed is not None  # the guard: a signed-in operator
+    return Actor.operator(signed.user)
+
+
+@get("/", opt=OPERATOR)
+async def console(
+    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+) -> Template:
+    """Every active tenant's figures, what needs attention first at the top."""
+    health = await tenant_health(db_session, now=utcnow())
+    health.sort(key=lambda tenant: (-len(tenant.attention), tenant.slug))
+    return await render(
+        request, db_session, "console/index.html", title="Console", tenants=health,
+        form=TenantForm(), errors={},
+    )  # fmt: skip
+
+
+@post("/tenants", opt=OPERATOR, status_code=200)
+async def create_tenant(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    data: URLEncodedBody[TenantForm],
+) -> Response[Any]:
+    try:
+        tenant = await service.create_tenant(
+            db_session, name=data.name, slug=data.slug, actor=_operator(request)
+        )
+    except (Invalid, Conflict) as error:
+        health = await tenant_health(db_session, now=utcnow())
+        return await render(
+            request, db_session, "console/index.html", title="Console", status_code=400,
+            tenants=health, form=data, errors=form_errors(error, default="name"),
+        )  # fmt: skip
+    return go(request, f"/console/tenants/{tenant.slug}")
+
+
+async def _tenant_page(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    tenant: Tenant,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> Template:
+    found = await tenant_health(session, now=utcnow(), slug=tenant.slug)
+    members = await auth_repository.list_members(session, TenantID(tenant.id))
+    return await render(
+        request, session, "console/tenant.html", title=tenant.name, status_code=status_code,
+        tenant=tenant, health=found[0] if found else None, members=members,
+        roles=[role.value for role in Role], **{"form": PersonForm(), "errors": {}, **context},
+    )  # fmt: skip
+
+
+@get("/tenants/{slug:str}", opt=OPERATOR)
+async def tenant_page(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    slug: FromPath[str],
+) -> Template:
+    tenant = await service.get_tenant_by_slug(db_session, slug)
+    return await _tenant_page(request, db_session, tenant)
+
+
+@post("/tenants/{slug:str}/members", opt=OPERATOR, status_code=200)
+async def add_person(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    slug: FromPath[str],
+    data: URLEncodedBody[PersonForm],
+) -> Template:
+    """Add someone to the tenant (its first admin, usually). A new user gets a generated
+    password, shown on this page once, to hand over by a channel of the operator's choice."""
+    tenant = await service.get_tenant_by_slug(db_session, slug)
+    actor = _operator(request)
+    password = None
+    try:
+        # Everything that may refuse is checked before the first write: a refusal answers
+        # the form (and commits), so it must leave nothing half done.
+        role = choice("role", data.role, Role) or Role.ADMIN
+        await service.require_active(db_session, TenantID(tenant.id))
+        user = await auth.find_user_by_email(db_session, data.email)
+        if user is not None and await auth_repository.find_member_by_user(
+            db_session, TenantID(tenant.id), user.id
+        ):
+            raise Conflict(f"{user.email} is already a member of this tenant", field="email")
+        if user is None:
+            password = tokens.generate_password()
+            user = await auth.create_user(
+                db_session, email=data.email, password=password, actor=actor
+            )
+        await auth.add_member(
+            db_session, tenant_id=TenantID(tenant.id), user=user, role=role, actor=actor
+        )
+    except (Invalid, Conflict) as error:
+        return await _tenant_page(
+            request, db_session, tenant, status_code=400, form=data,
+            errors=form_errors(error, default="email"),
+        )  # fmt: skip
+    return await _tenant_page(
+        request, db_session, tenant, added=user.email, password=password,
+        flash=f"{user.email} is now a member ({role.value}).",
+    )  # fmt: skip
+
+
+PAGES = [console, create_tenant, tenant_page, add_person]
