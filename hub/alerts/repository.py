@@ -38,10 +38,14 @@ async def list_alerts(
     *,
     state: AlertState | None = None,
     kind: AlertKind | None = None,
+    is_unresolved: bool = False,
     limit: int = 100,
 ) -> Sequence[Alert]:
-    """Newest first."""
+    """Newest first; `is_unresolved` keeps the open and acknowledged ones (the portal's
+    default view)."""
     statement = alerts(tenant_id)
+    if is_unresolved:
+        statement = statement.where(Alert.resolved_at.is_(None))
     if state is not None:
         statement = statement.where(Alert.state == state)
     if kind is not None:

@@ -382,15 +382,19 @@ async def acknowledge(session: AsyncSession, actor: Principal, *, alert_id: UUID
     return alert
 
 
-async def _require_may_acknowledge(session: AsyncSession, actor: Principal, alert: Alert) -> None:
+def may_acknowledge(actor: Principal, alert: Alert, recipients: Sequence[AlertRecipient]) -> bool:
     """Acknowledging says "I am on it": the alert's own recipients and tenant admins may;
     a caseworker may for a non-critical alert too; a viewer only for one sent to them."""
     if actor.is_tenant_admin:
-        return
+        return True
     if actor.role is Role.CASEWORKER and alert.severity is not Severity.CRITICAL:
-        return
+        return True
+    return any(r.user_id == actor.user_id for r in recipients)
+
+
+async def _require_may_acknowledge(session: AsyncSession, actor: Principal, alert: Alert) -> None:
     recipients = await repository.recipients_of(session, actor.tenant, [alert.id])
-    if any(r.user_id == actor.user_id for r in recipients):
+    if may_acknowledge(actor, alert, recipients):
         return
     raise Forbidden(
         "only the people this alert is for, and tenant admins, may acknowledge it"
