@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import FromQuery, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import repository
@@ -34,10 +35,18 @@ class AuditController(Controller):
         action: Annotated[str | None, QueryParameter(max_length=100, pattern=NO_NUL)] = None,
         after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        actor: Annotated[str | None, QueryParameter(max_length=320, pattern=NO_NUL)] = None,
+        target: Annotated[str | None, QueryParameter(max_length=100, pattern=NO_NUL)] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
     ) -> list[AuditEntryView]:
         """Entries oldest first; pass the last `seq` seen as `after` to page. `action`
-        filters by prefix (e.g. `token.`)."""
+        filters by prefix (e.g. `token.`); `actor` is an actor's email, label or id;
+        `target` a target type or id; `since` and `until` a time range (until excluded)."""
+        where = repository.EntryFilter(
+            action=action, actor=actor, target=target, since=since, until=until
+        )
         found = await repository.list_entries(
-            db_session, principal.tenant, after=after, limit=limit, action_prefix=action
+            db_session, principal.tenant, after=after, limit=limit, where=where
         )
         return [AuditEntryView.of(e) for e in found]

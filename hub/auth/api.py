@@ -77,8 +77,7 @@ class AuthController(Controller):
         self, db_session: NamedDependency[AsyncSession], principal: NamedDependency[Principal]
     ) -> list[TokenView]:
         # Tenant admins see every token of the tenant; others see their own.
-        owner = None if service.manages_tokens(principal) else principal.user_id
-        found = await repository.list_tokens(db_session, principal.tenant, user_id=owner)
+        found = await service.list_visible_tokens(db_session, principal)
         return [TokenView.of(t) for t in found]
 
     @get("/tokens/{token_id:uuid}", opt=scope(ANY_SCOPE), responses=documented(401, 403, 404))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from hub.auth.models import ApiToken, Membership, User
+from hub.auth.models import ApiToken, Membership, Role, User
 from hub.core.errors import NotFound
 from hub.core.ids import TenantID
 
@@ -58,3 +58,12 @@ async def list_tokens(
     if user_id is not None:
         statement = statement.where(ApiToken.user_id == user_id)
     return (await session.scalars(statement.order_by(ApiToken.created_at))).all()
+
+
+async def count_admins(session: AsyncSession, tenant_id: TenantID) -> int:
+    statement = (
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.tenant_id == tenant_id, Membership.role == Role.ADMIN)
+    )
+    return int(await session.scalar(statement) or 0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
@@ -29,6 +32,11 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 MAX_TOKEN_LIFETIME = timedelta(days=366)
 DURATION_PATTERN = re.compile(r"^(\d{1,4})([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# A new member's generated one-time password: 16 URL-safe characters.
+GENERATED_PASSWORD_BYTES = 12
+MEMBERSHIP_ROLE_CHANGED = "membership.role_changed"
+USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an action name
+USER_SESSIONS_ENDED = "user.sessions_ended"
 
 
 def normalise_email(email: str) -> str:
@@ -362,3 +370,177 @@ async def revoke_token(
         details={"prefix": token.prefix, "already_revoked": already_revoked},
     )
     return token
+
+
+# Shared by the API and the portal ----------------------------------------------------------
+
+
+async def list_visible_tokens(session: AsyncSession, actor: Principal) -> Sequence[ApiToken]:
+    """The tokens the caller may see: every token of the tenant for a tenant admin acting
+    with `tenant:admin`, else their own."""
+    owner = None if manages_tokens(actor) else actor.user_id
+    return await repository.list_tokens(session, actor.tenant, user_id=owner)
+
+
+async def issue_session_token(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    scopes: frozenset[Scope],
+    name: str,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Mint a token for a member signed in to the portal: a sign-in session has no token to
+    bound the new one, so its limit is what the member's role holds (checked again by
+    `issue_token` against the membership as it is now)."""
+    if actor.token_id is not None:
+        raise Forbidden("a token mints tokens through the API, within its own scopes")
+    beyond = scopes - actor.scopes
+    if beyond:
+        names = ", ".join(sorted(s.value for s in beyond))
+        raise Invalid("scopes", f"your role may not grant: {names}")
+    user = await get_user(session, actor.user_id)
+    return await issue_token(
+        session, user=user, tenant_id=actor.tenant, scopes=scopes, name=name,
+        expires_in=expires_in, now=now,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class NewMember:
+    membership: Membership
+    user: User
+    password: str | None  # a new user's one-time password, shown once; None for an existing user
+
+
+async def add_member_by_email(
+    session: AsyncSession, actor: Principal, *, email: str, role: Role, display_name: str = ""
+) -> NewMember:
+    """A tenant admin adds someone: the user with this email if there is one, else a new user
+    with a generated password that the admin hands over once (it is never shown again)."""
+    who = Actor.of_principal(actor)
+    user = await find_user_by_email(session, email)
+    password = None
+    if user is None:
+        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+        user = await create_user(
+            session, email=email, password=password, display_name=display_name, actor=who
+        )
+    membership = await add_member(session, tenant_id=actor.tenant, user=user, role=role, actor=who)
+    return NewMember(membership=membership, user=user, password=password)
+
+
+async def change_role(
+    session: AsyncSession, actor: Principal, *, membership_id: UUID, role: Role
+) -> Membership:
+    """A tenant admin changes a member's role; the tenant always keeps one admin. Tokens
+    already issued are cut to the new role's scopes when they are next used."""
+    membership = await repository.get_member(session, actor.tenant, membership_id)
+    before = membership.role
+    if before is role:
+        return membership
+    if before is Role.ADMIN and await repository.count_admins(session, actor.tenant) <= 1:
+        raise Conflict(
+            "the tenant's last admin keeps that role; make another admin first", field="role"
+        )
+    membership.role = role
+    await session.flush()
+    await audit.record(
+        session,
+        actor=Actor.of_principal(actor),
+        action=MEMBERSHIP_ROLE_CHANGED,
+        tenant_id=actor.tenant,
+        target_type="membership",
+        target_id=membership.id,
+        details={"user_id": str(membership.user_id), "from": before.value, "to": role.value},
+    )
+    return membership
+
+
+async def change_password(
+    session: AsyncSession,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    keep_session: UUID | None = None,
+    now: datetime | None = None,
+) -> int:
+    """A user changes their own password (the current one checked first); every other portal
+    session of theirs ends, `keep_session` (the one they are using) stays. Audited on the
+    platform chain, as sign-ins are; returns how many sessions ended."""
+    if not await asyncio.to_thread(tokens.verify_password, user.password_hash, current):
+        raise Invalid("current", "is not your current password")
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if new == current:
+        raise Invalid("password", "must differ from the current one")
+    user.password_hash = await asyncio.to_thread(tokens.hash_password, new)
+    ended = await end_other_sessions(
+        session, user, keep_session=keep_session, now=now, audited=False
+    )
+    await audit.record(
+        session,
+        actor=Actor.of_user(user),
+        action=USER_PASSWORD_CHANGED,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        details={"sessions_ended": ended},
+    )
+    return ended
+
+
+async def end_other_sessions(
+    session: AsyncSession,
+    user: User,
+    *,
+    keep_session: UUID | None,
+    now: datetime | None = None,
+    audited: bool = True,
+) -> int:
+    """End every live portal session of the user but `keep_session` ("sign out everywhere
+    else"); returns how many ended."""
+    from hub.portal.models import PortalSession  # the portal builds on auth
+
+    statement = update(PortalSession).where(
+        PortalSession.user_id == user.id, PortalSession.ended_at.is_(None)
+    )
+    if keep_session is not None:
+        statement = statement.where(PortalSession.id != keep_session)
+    result = await session.execute(
+        statement.values(ended_at=now or utcnow()).execution_options(synchronize_session=False)
+    )
+    ended = int(getattr(result, "rowcount", 0) or 0)
+    if audited:
+        await audit.record(
+            session,
+            actor=Actor.of_user(user),
+            action=USER_SESSIONS_ENDED,
+            tenant_id=None,
+            target_type="user",
+            target_id=user.id,
+            details={"sessions_ended": ended},
+        )
+    return ended
+
+
+async def list_live_sessions(
+    session: AsyncSession, user_id: UUID, *, idle: timedelta, now: datetime | None = None
+) -> Sequence[Any]:
+    """The user's portal sessions that still open pages, most recently used first."""
+    from hub.portal.models import PortalSession  # the portal builds on auth
+
+    now = now or utcnow()
+    statement = (
+        select(PortalSession)
+        .where(
+            PortalSession.user_id == user_id,
+            PortalSession.ended_at.is_(None),
+            PortalSession.expires_at > now,
+            PortalSession.last_seen_at >= now - idle,
+        )
+        .order_by(PortalSession.last_seen_at.desc())
+    )
+    return (await session.scalars(statement)).all()
