@@ -33,6 +33,8 @@ DEMO_PEOPLE: tuple[tuple[str, str, Role], ...] = (
     ("rp@demo.example", "Riley Responsible", Role.ADMIN),
     ("caseworker@demo.example", "Casey Worker", Role.CASEWORKER),
 )
+# The vendor's operator: the console (/console), no tenant.
+DEMO_OPERATOR = "operator@demo.example"
 
 
 @dataclass
@@ -84,6 +86,13 @@ async def seed(session: AsyncSession, data_dir: Path) -> DemoLogins:
             logins.passwords[email] = password
         if await auth_repository.find_member_by_user(session, tenant_id, user.id) is None:
             await auth.add_member(session, tenant_id=tenant_id, user=user, role=role)
+    if await auth.find_user_by_email(session, DEMO_OPERATOR) is None:
+        password = generate_password()
+        await auth.create_user(
+            session, email=DEMO_OPERATOR, password=password, display_name="Oli Operator",
+            is_operator=True,
+        )  # fmt: skip
+        logins.passwords[DEMO_OPERATOR] = password
     if logins.api_token is None:
         admin = await auth.get_user_by_email(session, DEMO_PEOPLE[0][0])
         issued = await auth.issue_token(
@@ -150,6 +159,7 @@ def banner(url: str, logins: DemoLogins, simulator_url: str | None = None) -> st
     lines = [
         "",
         f"  CTM Hub demo is running at {url}",
+        f"  Portal: {url}/portal/   (sign in with a demo login below)",
         f"  API docs: {url}/schema   readiness: {url}/readyz",
     ]
     if simulator_url:
@@ -164,6 +174,8 @@ def banner(url: str, logins: DemoLogins, simulator_url: str | None = None) -> st
     for email, _, role in DEMO_PEOPLE:
         password = logins.passwords.get(email, "(set before this data dir kept logins)")
         lines.append(f"    {email:<26} {password:<26} {role.value}")
+    operator = logins.passwords.get(DEMO_OPERATOR, "(set before this data dir kept logins)")
+    lines.append(f"    {DEMO_OPERATOR:<26} {operator:<26} operator (console: {url}/console/)")
     if logins.api_token:
         lines += ["", f"  API token (tenant admin): {logins.api_token}"]
         lines.append(f"    curl -H 'Authorization: Bearer {logins.api_token}' {url}/api/v1/me")

@@ -100,6 +100,25 @@ class TestDemo:
                 complaints = listed.json()
             assert complaints, "no complaint arrived within a minute of start"
             assert {c["contract"] for c in complaints} <= {"H1234", "S5678"}
+            # The printed logins open the portal (the caseworker sees those complaints) and
+            # the operator's console.
+            passwords = json.loads((first / "demo-logins.json").read_text())["passwords"]
+            with httpx.Client(base_url=url) as browser:
+                signed = browser.post(
+                    "/portal/login",
+                    data={"email": "caseworker@demo.example",
+                          "password": passwords["caseworker@demo.example"]},
+                )  # fmt: skip
+                assert signed.status_code == 303, signed.text
+                assert "Demo Health Plan" in browser.get("/portal/").text
+            with httpx.Client(base_url=url) as browser:
+                signed = browser.post(
+                    "/portal/login",
+                    data={"email": "operator@demo.example",
+                          "password": passwords["operator@demo.example"]},
+                )  # fmt: skip
+                assert signed.headers["location"] == "/console/"
+                assert 'href="/console/tenants/demo"' in browser.get("/console/").text
             # The other demo has its own database: this token means nothing there.
             there = httpx.get(
                 f"{other_url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
@@ -118,6 +137,7 @@ class TestDemo:
             output = interrupt(process)
             assert process.returncode == 0, output
             assert "admin@demo.example" in output
+            assert f"Portal: {url}/portal/" in output
             assert "Traceback" not in output
             assert redis_processes(first) == [], "the embedded Redis outlived the demo"
             assert not (first / "redis.sock").exists()
