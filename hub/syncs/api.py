@@ -12,9 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.audit import service as audit
 from hub.audit.reads import PhiView, record_phi_read
-from hub.audit.service import Actor
 from hub.auth.guards import ANY_SCOPE, scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
@@ -81,23 +79,10 @@ class SyncController(Controller):
     ) -> ScheduleView:
         """Set the interval (minutes, 1 to 1440) or pause; 404 for an environment in which
         the tenant has no key."""
-        env = parse_environment(environment)
-        policy = _policy(state)
-        schedule = await service.set_schedule(
-            db_session, principal.tenant, environment=env, interval_minutes=data.interval_minutes,
-            is_paused=data.paused, policy=policy,
+        view = await service.change_schedule(
+            db_session, principal, environment=parse_environment(environment),
+            interval_minutes=data.interval_minutes, is_paused=data.paused, policy=_policy(state),
         )  # fmt: skip
-        await audit.record(
-            db_session, actor=Actor.of_principal(principal), action="sync.schedule_changed",
-            tenant_id=principal.tenant, target_type="sync_schedule", target_id=schedule.id,
-            details={"environment": env.value, "interval_minutes": schedule.interval_minutes,
-                     "paused": schedule.is_paused},
-        )  # fmt: skip
-        [view] = [
-            s
-            for s in await service.list_schedules(db_session, principal.tenant, policy=policy)
-            if s.environment is env
-        ]
         return _schedule_view(view)
 
     @post(

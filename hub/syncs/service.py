@@ -24,6 +24,8 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.alerts import rules as alert_rules
+from hub.audit import service as audit
+from hub.auth.principal import Principal
 from hub.complaints import doubt
 from hub.complaints.service import Deadlines, Importer
 from hub.core import crypto, jobs
@@ -783,3 +785,32 @@ async def set_schedule(
         schedule.is_paused = is_paused
     await session.flush()
     return schedule
+
+
+async def change_schedule(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    environment: Environment,
+    interval_minutes: int | None = None,
+    is_paused: bool | None = None,
+    policy: SyncPolicy,
+) -> ScheduleState:
+    """A tenant admin's change of a schedule (the API's PUT and the portal's form), audited;
+    the schedule as it stands after."""
+    schedule = await set_schedule(
+        session, actor.tenant, environment=environment, interval_minutes=interval_minutes,
+        is_paused=is_paused, policy=policy,
+    )  # fmt: skip
+    await audit.record(
+        session, actor=audit.Actor.of_principal(actor), action="sync.schedule_changed",
+        tenant_id=actor.tenant, target_type="sync_schedule", target_id=schedule.id,
+        details={"environment": environment.value, "interval_minutes": schedule.interval_minutes,
+                 "paused": schedule.is_paused},
+    )  # fmt: skip
+    [state] = [
+        s
+        for s in await list_schedules(session, actor.tenant, policy=policy)
+        if s.environment is environment
+    ]
+    return state
