@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -117,12 +116,7 @@ class WebhookController(Controller):
         data: JSONBody[RotateSecret | None] = None,
     ) -> EndpointWithSecret:
         """A new secret, shown this once; the old one is signed with until the grace ends."""
-        grace_seconds = data.grace_seconds if data is not None else None
-        grace = (
-            timedelta(seconds=grace_seconds)
-            if grace_seconds is not None
-            else _rules(state).secret_grace
-        )
+        grace = _rules(state).grace(data.grace_seconds if data is not None else None)
         endpoint, secret = await service.rotate_secret(
             db_session, principal, endpoint_id=endpoint_id, grace=grace
         )

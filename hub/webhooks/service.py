@@ -56,6 +56,10 @@ class UrlRules:
             secret_grace=timedelta(hours=settings.webhook_secret_grace_hours),
         )
 
+    def grace(self, seconds: int | None) -> timedelta:
+        """How long a rotated-out secret stays valid: as asked, else the operator's default."""
+        return timedelta(seconds=seconds) if seconds is not None else self.secret_grace
+
     def check(self, url: str) -> str:
         problem = url_problem(url, http_hosts=self.http_hosts, policy=self.policy)
         if problem is not None:
