@@ -153,8 +153,13 @@ async def remove_member(
 
 class TokenForm(msgspec.Struct):
     name: str = ""
-    scopes: list[str] = msgspec.field(default_factory=list)
+    # One ticked box arrives as a single value, several as a list.
+    scopes: list[str] | str = msgspec.field(default_factory=list)
     expires_in: str = "90d"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scopes, str):
+            self.scopes = [self.scopes]
 
 
 async def _tokens_page(
