@@ -18,7 +18,6 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.complaints import doubt_review, repository, resolutions
-from hub.complaints.models import ComplaintChange
 from hub.complaints.resolutions import ResolutionInput, open_resolutions
 from hub.complaints.schemas import (
     ChangeView,
@@ -30,12 +29,10 @@ from hub.complaints.schemas import (
     SettledView,
     due_basis_note,
 )
-from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, open_phi, status_of
+from hub.complaints.service import BENE_FIELD, Deadlines, open_phi, status_of
 from hub.core import crypto
 from hub.core.db import utcnow
-from hub.core.errors import Invalid, choice, documented
-from hub.keys.models import Environment
-from hub.keys.service import normalise_contract
+from hub.core.errors import Invalid, documented
 from hub.syncs.service import SyncPolicy
 
 READ = scope(Scope.COMPLAINTS_READ)
@@ -83,11 +80,9 @@ class ComplaintController(Controller):
             bene_index = await crypto.blind_index(
                 db_session, beneficiary.strip(), tenant=tenant_id, field=BENE_FIELD
             )
-        where = repository.ComplaintFilter(
-            status=choice("status", status, ComplaintStatus),
-            environment=choice("environment", environment, Environment),
-            contract=normalise_contract(contract, field="contract") if contract else None,
-            due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
+        where = repository.complaint_filter(
+            status=status, environment=environment, contract=contract, due_before=due_before,
+            bene_index=bene_index, limit=limit, offset=offset,
         )  # fmt: skip
         found = await repository.list_complaints(
             db_session, tenant_id, where, now=now, deadlines=deadlines
@@ -134,13 +129,8 @@ class ComplaintController(Controller):
         complaint_id: FromPath[UUID],
     ) -> list[ChangeView]:
         """What changed and which sync saw it: column names, never values."""
-        complaint = await repository.get_complaint(db_session, principal.tenant, complaint_id)
-        changes = await repository.list_changes(db_session, principal.tenant, complaint_id)
-        views = [_change_view(c) for c in changes]
-        if not any(c.kind == "created" for c in changes):
-            # Creation is not always a history row: first seen says when it arrived.
-            views.insert(0, ChangeView("created", [], None, complaint.first_seen_at))
-        return views
+        history = await repository.list_history(db_session, principal.tenant, complaint_id)
+        return [ChangeView(h.kind, h.changed, h.sync_run_id, h.at) for h in history]
 
     @get("/{complaint_id:uuid}/resolutions", opt=READ, responses=documented(401, 403, 404))
     async def list_resolutions(
@@ -212,8 +202,3 @@ class ComplaintController(Controller):
             outcome=data.outcome,
         )  # fmt: skip
         return SettledView.of(settled)
-
-
-def _change_view(change: ComplaintChange) -> ChangeView:
-    return ChangeView(change.kind, [str(c) for c in change.changed], change.sync_run_id,
-                      change.created_at)  # fmt: skip

@@ -6,6 +6,7 @@ tenant's complaint finds nothing and answers 404.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -16,9 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, ComplaintChange, Resolution, ResolutionState
 from hub.complaints.service import ComplaintStatus, Deadlines
-from hub.core.errors import NotFound
+from hub.core.errors import NotFound, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
+from hub.keys.service import normalise_contract
+
+_LIKE_SPECIALS = re.compile(r"[\\%_]")
 
 
 def complaints(tenant_id: TenantID) -> Select[Complaint]:
@@ -78,8 +82,41 @@ class ComplaintFilter:
     contract: str | None = None
     due_before: date | None = None
     bene_index: str | None = None  # the blind index of a beneficiary identifier
+    issue_level: str | None = None  # exactly as CMS's file writes it
+    complaint_id: str | None = None  # a part of the complaint ID, any case
+    resolution: ResolutionState | None = None  # the state of the complaint's resolution
     limit: int = 100
     offset: int = 0
+
+
+def complaint_filter(
+    *,
+    status: str | None = None,
+    environment: str | None = None,
+    contract: str | None = None,
+    issue_level: str | None = None,
+    complaint_id: str | None = None,
+    resolution: str | None = None,
+    due_before: date | None = None,
+    bene_index: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> ComplaintFilter:
+    """A list's filter from its query's words (API or portal); a 400 names a bad one."""
+    contract = _text(contract)
+    return ComplaintFilter(
+        status=choice("status", status, ComplaintStatus),
+        environment=choice("environment", environment, Environment),
+        contract=normalise_contract(contract, field="contract") if contract else None,
+        issue_level=_text(issue_level), complaint_id=_text(complaint_id),
+        resolution=choice("resolution", resolution, ResolutionState),
+        due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
+    )  # fmt: skip
+
+
+def _text(value: str | None) -> str | None:
+    """A query's word trimmed; None when it is missing or blank."""
+    return value.strip() or None if value is not None else None
 
 
 async def list_complaints(
@@ -101,6 +138,13 @@ async def list_complaints(
         statement = statement.where(Complaint.due_date < where.due_before)
     if where.bene_index is not None:
         statement = statement.where(Complaint.bene_index == where.bene_index)
+    if where.issue_level is not None:
+        statement = statement.where(Complaint.issue_level == where.issue_level)
+    if where.complaint_id is not None:
+        pattern = "%" + _LIKE_SPECIALS.sub(r"\\\g<0>", where.complaint_id) + "%"
+        statement = statement.where(Complaint.complaint_id.ilike(pattern, escape="\\"))
+    if where.resolution is not None:
+        statement = statement.where(Complaint.resolution_state == where.resolution)
     # A total order, so that pages neither repeat nor skip a complaint: one contract's
     # complaint ID may be in both environments (the row id breaks any tie left).
     statement = statement.order_by(
@@ -124,6 +168,43 @@ async def list_changes(
             .order_by(ComplaintChange.created_at, ComplaintChange.id)
         )
     ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    kind: str  # created | updated
+    changed: list[str]  # column names, never values
+    sync_run_id: UUID | None
+    at: datetime
+
+
+async def list_history(
+    session: AsyncSession, tenant_id: TenantID, complaint_pk: UUID
+) -> list[HistoryEntry]:
+    """What changed and which sync saw it, oldest first: column names, never values."""
+    complaint = await get_complaint(session, tenant_id, complaint_pk)
+    changes = await list_changes(session, tenant_id, complaint_pk)
+    entries = [
+        HistoryEntry(c.kind, [str(name) for name in c.changed], c.sync_run_id, c.created_at)
+        for c in changes
+    ]
+    if not any(c.kind == "created" for c in changes):
+        # Creation is not always a history row: first seen says when it arrived.
+        entries.insert(0, HistoryEntry("created", [], None, complaint.first_seen_at))
+    return entries
+
+
+async def distinct_values(
+    session: AsyncSession, tenant_id: TenantID
+) -> tuple[list[str], list[str]]:
+    """The tenant's contracts and issue levels, sorted: what a list can be filtered by."""
+    contracts = await session.scalars(
+        select(Complaint.contract).where(Complaint.tenant_id == tenant_id).distinct()
+    )
+    levels = await session.scalars(
+        select(Complaint.issue_level).where(Complaint.tenant_id == tenant_id).distinct()
+    )
+    return sorted(contracts), sorted(levels)
 
 
 async def list_resolutions(

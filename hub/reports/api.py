@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Annotated
 
@@ -16,11 +14,9 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core.db import utcnow
-from hub.core.errors import choice, documented
-from hub.keys.models import Environment
+from hub.core.errors import documented
 from hub.reports import service
 from hub.reports.schemas import TimelinessReport
-from hub.reports.service import Period, PeriodBasis
 
 READ = scope(Scope.COMPLAINTS_READ)
 
@@ -37,15 +33,10 @@ async def _report(
     end: date | None,
     basis: str | None,
 ) -> service.Report:
-    """Production and this calendar month (UTC) to today unless asked otherwise."""
-    now = utcnow()
-    chosen = choice("environment", environment, Environment) or Environment.PRODUCTION
-    by = choice("basis", basis, PeriodBasis) or PeriodBasis.DUE
-    end = end or now.date()
-    period = Period.checked(start or end.replace(day=1), end, by)
-    return await service.timeliness(
-        session, principal.tenant, environment=chosen, period=period, now=now
-    )
+    return await service.timeliness_asked(
+        session, principal.tenant, environment=environment, start=start, end=end, basis=basis,
+        now=utcnow(),
+    )  # fmt: skip
 
 
 class ReportController(Controller):
@@ -87,16 +78,9 @@ class ReportController(Controller):
     ) -> Response[str]:
         """The same report as a CSV file (a header row, then one row per line)."""
         report = await _report(db_session, principal, environment, period_from, period_to, basis)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(service.CSV_COLUMNS)
-        writer.writerows(service.csv_values(t) for t in report.lines)
-        period = report.period
-        name = (
-            f"timeliness-{report.environment.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
-        )
+        file = service.csv_file(report)
         return Response(
-            out.getvalue(),
+            file.text,
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            headers={"Content-Disposition": f'attachment; filename="{file.name}"'},
         )

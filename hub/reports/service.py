@@ -11,7 +11,9 @@ On time means resolved no later than the due date. No PHI is read.
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
 import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.service import deadline_moment
-from hub.core.errors import Invalid
+from hub.core.errors import Invalid, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
 
@@ -215,3 +217,39 @@ def csv_values(tally: Tally) -> list[Any]:
         "" if tally.timely_percent is None else tally.timely_percent,
         "" if tally.median_days_to_resolve is None else tally.median_days_to_resolve,
     ]
+
+
+async def timeliness_asked(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    *,
+    environment: str | None,
+    start: date | None,
+    end: date | None,
+    basis: str | None,
+    now: datetime,
+) -> Report:
+    """The report as a query asks for it (API or portal): production and this calendar
+    month (UTC) to today unless asked otherwise; a 400 names a bad value."""
+    chosen = choice("environment", environment, Environment) or Environment.PRODUCTION
+    by = choice("basis", basis, PeriodBasis) or PeriodBasis.DUE
+    end = end or now.date()
+    period = Period.checked(start or end.replace(day=1), end, by)
+    return await timeliness(session, tenant_id, environment=chosen, period=period, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvFile:
+    name: str
+    text: str
+
+
+def csv_file(report: Report) -> CsvFile:
+    """The report as a CSV file: a header row, then one row per line."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(csv_values(t) for t in report.lines)
+    period = report.period
+    name = f"timeliness-{report.environment.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
+    return CsvFile(name, out.getvalue())
