@@ -36,10 +36,12 @@ async def locked(redis: Any, *, email: str, address: str) -> Lockout | None:
 
 
 async def failed(redis: Any, *, email: str, address: str) -> None:
+    # The window starts at the first failure (SET NX with its expiry; INCR keeps it). Not
+    # EXPIRE NX: the embedded Redis (6.2) lacks it.
     pipe = redis.pipeline(transaction=True)
     for key in _keys(email, address):
+        pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
         pipe.incr(key)
-        pipe.expire(key, WINDOW_SECONDS, nx=True)
     await pipe.execute()
 
 

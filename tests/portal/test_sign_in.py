@@ -133,6 +133,14 @@ class TestSignIn:
         )
         assert other.status_code == 303
 
+    async def test_a_lockout_ends_by_itself(
+        self, portal: httpx.AsyncClient, acme: Any, redis: Any
+    ) -> None:
+        await portal.post("/portal/login", data={"email": "admin@acme.test", "password": "no"})
+        by_email, _ = throttle._keys("admin@acme.test", "")
+        assert 0 < await redis.ttl(by_email) <= throttle.WINDOW_SECONDS
+        assert await redis.get(by_email) == b"1"
+
     async def test_sign_in_is_audited(
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
