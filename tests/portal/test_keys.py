@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -306,7 +307,7 @@ class TestRpActions:
         csrf = await world.sign_in("rp@plan.example")
         path = await world.add(world.sim_key(), csrf)
         key_id = path.rsplit("/", 1)[1]
-        key = await session.get(ApiKey, key_id)
+        key = await session.get(ApiKey, UUID(key_id))
         assert key is not None
         await service.mark_access_lost(
             session, tenant_id=world.rp.tenant_id, key_id=key.id, contract="S5678",
