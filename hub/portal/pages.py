@@ -90,6 +90,9 @@ async def login(
         await service.record_failed_sign_in(db_session, email=data.email, locked=False)
         return await refused(service.WRONG_LOGIN, 401)
     await throttle.succeeded(redis, email=data.email)
+    previous = signed_of(request)
+    if previous is not None:  # signing in again in the same browser: the old session ends
+        await service.end(db_session, previous)
     started = await service.start(
         db_session,
         user,

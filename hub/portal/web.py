@@ -126,7 +126,9 @@ class PortalMiddleware(ASGIMiddleware):
         scope["user"] = signed.principal if signed else None
         if request.method not in SAFE_METHODS:
             _check_origin(request, settings)
-            if signed is not None or _access_of(scope) is not Access.PUBLIC:
+            # The sign-in form carries no token (there is no session yet, or the one there
+            # is being replaced): its origin is checked, and it grants nothing by itself.
+            if _access_of(scope) is not Access.PUBLIC:
                 await _check_csrf(request, cookie if signed else "")
         await next_app(scope, receive, send)
 

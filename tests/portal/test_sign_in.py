@@ -39,7 +39,8 @@ async def acme(session: AsyncSession) -> Any:
 
 
 async def sessions_of(session: AsyncSession) -> list[PortalSession]:
-    return list(await session.scalars(select(PortalSession)))
+    statement = select(PortalSession).execution_options(populate_existing=True)
+    return list(await session.scalars(statement))
 
 
 class TestSignIn:
@@ -155,6 +156,18 @@ class TestSignIn:
 
 
 class TestSession:
+    async def test_signing_in_again_replaces_the_session(
+        self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
+    ) -> None:
+        await sign_in(portal, "admin@acme.test")
+        first = portal.cookies["hub_session"]
+        await sign_in(portal, "viewer@acme.test")  # the same browser, the old cookie sent
+        assert portal.cookies["hub_session"] != first
+        overview = await portal.get("/portal/")
+        assert "viewer@acme.test · viewer" in overview.text
+        live = [s for s in await sessions_of(session) if s.ended_at is None]
+        assert len(live) == 1
+
     async def test_sign_out_ends_the_session_for_good(
         self, portal: httpx.AsyncClient, acme: Any
     ) -> None:
