@@ -2,7 +2,7 @@
 
 from hub.alerts.models import Alert, AlertEmail, AlertPreference, AlertRecipient
 from hub.audit.models import AuditChainHead, AuditEntry
-from hub.auth.models import ApiToken, Membership, User
+from hub.auth.models import ApiToken, Membership, User, UserTotp
 from hub.complaints.models import Complaint, ComplaintChange, Resolution
 from hub.core.crypto.models import TenantKey
 from hub.core.db import Base
@@ -41,6 +41,7 @@ __all__ = [
     "Tenant",
     "TenantKey",
     "User",
+    "UserTotp",
     "WebhookAttempt",
     "WebhookEndpoint",
     "WebhookMessage",

@@ -72,6 +72,7 @@ async def _check_master_keys(database: Database, settings: Settings) -> None:
     """The master key ring must unwrap the tenant keys stored. A wrong key (or a lost
     `master.key` that the embedded mode replaced with a new one) would otherwise start a
     ready-looking hub whose every secret, sync and webhook fails."""
+    from hub.auth import mfa
     from hub.core.crypto import Crypto, CryptoError
     from hub.core.crypto.service import check_master_keys as check_ring
 
@@ -79,6 +80,7 @@ async def _check_master_keys(database: Database, settings: Settings) -> None:
     try:
         async with database.transaction(read_only=True) as session:
             await check_ring(session)
+            await mfa.check_ring(session)
     except CryptoError as error:
         raise StartupError(f"HUB_MASTER_KEYS: {error}") from None
 

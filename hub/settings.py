@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # hours whatever happens; failed sign-ins of one email lock it for 15 minutes after 5.
     portal_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     portal_session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    # Every portal user must turn on two-step sign-in (an authenticator app's codes) before
+    # anything else; recommended in production, where PHI is behind the portal.
+    portal_require_two_step: bool = False
 
     @field_validator("database_url")
     @classmethod

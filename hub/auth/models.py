@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.core.db import Base, Entity, TenantOwned, enum_column
@@ -96,3 +96,18 @@ class ApiToken(Entity, Base):
     api_key_id: Mapped[UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
+
+
+class UserTotp(Entity, Base):
+    """A user's second sign-in step: a TOTP secret (RFC 6238), wrapped by the master key ring
+    with the user's id bound as context, as a tenant's data key is (see hub/auth/mfa.py)."""
+
+    __tablename__ = "user_totp"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    wrapped_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_version: Mapped[str] = mapped_column(String(64))
+    # None while the user is enrolling (the code from their app not yet confirmed).
+    enabled_at: Mapped[datetime | None]
+    # The last 30-second step a code was accepted for: the same code is never taken twice.
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)

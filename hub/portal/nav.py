@@ -34,5 +34,6 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Members", "/portal/members", Scope.TENANT_ADMIN),
     NavItem("Tokens", "/portal/tokens", None),
     NavItem("Audit log", "/portal/audit", Scope.AUDIT_READ),
+    NavItem("Account", "/portal/account", None),
     NavItem("Console", "/console/", None, console=True),
 )

@@ -12,9 +12,11 @@ from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.auth import mfa
+from hub.auth.models import User
 from hub.core.db import utcnow
 from hub.metrics.tenants import tenant_health
-from hub.portal import service, throttle
+from hub.portal import challenge, service, throttle
 from hub.portal.web import (
     PAGE_HEADERS,
     Access,
@@ -24,6 +26,7 @@ from hub.portal.web import (
     render,
     session_cookie,
     signed_of,
+    step_cookie,
 )
 from hub.settings import Settings
 from hub.tenants.models import Tenant
@@ -89,18 +92,38 @@ async def login(
         await throttle.failed(redis, email=data.email, address=address)
         await service.record_failed_sign_in(db_session, email=data.email, locked=False)
         return await refused(service.WRONG_LOGIN, 401)
+    if await mfa.is_enabled(db_session, user.id):
+        # The password was right; the session waits for the code from the user's app.
+        cookie = await challenge.start(redis, user_id=user.id, next=data.next)
+        response = Redirect("/portal/login/code", status_code=303, headers=PAGE_HEADERS)
+        response.set_cookie(step_cookie(settings, cookie))
+        return response
     await throttle.succeeded(redis, email=data.email)
+    return await signed_in(request, db_session, user, next=data.next, two_step=False)
+
+
+async def signed_in(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    user: User,
+    *,
+    next: str,
+    two_step: bool,
+) -> Response[Any]:
+    """Start the session (ending one this browser had) and go on to `next`."""
+    settings: Settings = request.app.state.settings
     previous = signed_of(request)
     if previous is not None:  # signing in again in the same browser: the old session ends
-        await service.end(db_session, previous)
+        await service.end(session, previous)
     started = await service.start(
-        db_session,
+        session,
         user,
         limits=service.SessionLimits.from_settings(settings),
-        client_ip=address,
+        client_ip=_address(request),
         user_agent=request.headers.get("user-agent", ""),
+        two_step=two_step,
     )
-    target = service.safe_next(data.next)
+    target = service.safe_next(next)
     if started.session.tenant_id is None:
         target = "/console/" if user.is_operator and target == "/portal/" else "/portal/tenants"
     response = Redirect(target, status_code=303, headers=PAGE_HEADERS)
@@ -108,7 +131,7 @@ async def login(
     return response
 
 
-@post("/logout", opt=page(Access.SIGNED_IN), status_code=200)
+@post("/logout", opt=page(Access.ENROLLING), status_code=200)
 async def logout(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
 ) -> Response[Any]:

@@ -20,7 +20,7 @@ from hub.auth import portal as auth
 from hub.complaints import portal as complaints
 from hub.core.errors import NotFound
 from hub.keys import portal as keys
-from hub.portal import pages
+from hub.portal import pages, two_step
 from hub.portal.web import (
     Access,
     PortalMiddleware,
@@ -67,6 +67,7 @@ def _router(path: str, handlers: list[Any]) -> Router:
 def routers() -> list[Any]:
     portal = [
         *pages.PAGES,
+        *two_step.PAGES,
         *complaints.PAGES,
         *reports.PAGES,
         *keys.PAGES,

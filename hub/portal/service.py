@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit import service as audit
 from hub.audit.models import AuditOutcome
 from hub.audit.service import Actor
+from hub.auth import mfa, tokens
 from hub.auth import repository as auth_repository
-from hub.auth import tokens
 from hub.auth.models import ROLE_SCOPES, Membership, User
 from hub.auth.principal import Principal, member_principal
 from hub.core.db import utcnow
@@ -66,6 +66,7 @@ class Signed:
     user: User
     principal: Principal | None
     csrf: str
+    has_two_step: bool = False
 
     @property
     def console(self) -> Principal:
@@ -115,6 +116,10 @@ async def check_password(session: AsyncSession, *, email: str, password: str) ->
     return user
 
 
+async def password_matches(user: User, password: str) -> bool:
+    return bool(password) and await _verify(user.password_hash, password)
+
+
 async def memberships_of(session: AsyncSession, user_id: UUID) -> list[tuple[Membership, Tenant]]:
     """The user's memberships in tenants still active, by tenant name."""
     rows = await session.execute(
@@ -133,6 +138,7 @@ async def start(
     limits: SessionLimits,
     client_ip: str,
     user_agent: str,
+    two_step: bool = False,
     now: datetime | None = None,
 ) -> Started:
     """A new session for a user whose password was checked. With one membership it works in
@@ -159,12 +165,14 @@ async def start(
         tenant_id=None,
         target_type="portal_session",
         target_id=row.id,
-        details={},
+        details={"two_step": two_step},
     )
     return Started(row, cookie)
 
 
-async def record_failed_sign_in(session: AsyncSession, *, email: str, locked: bool) -> None:
+async def record_failed_sign_in(
+    session: AsyncSession, *, email: str, locked: bool, step: str = "password"
+) -> None:
     """Audit a refused sign-in on the platform chain (the email as typed, never the password;
     the client's address comes from the request)."""
     await audit.record(
@@ -174,7 +182,7 @@ async def record_failed_sign_in(session: AsyncSession, *, email: str, locked: bo
         tenant_id=None,
         target_type="user",
         outcome=AuditOutcome.DENIED,
-        details={"email": email.strip().lower()[:320], "locked": locked},
+        details={"email": email.strip().lower()[:320], "locked": locked, "step": step},
     )
 
 
@@ -205,7 +213,8 @@ async def authenticate(
     if now - found.last_seen_at > SEEN_RESOLUTION:
         found.last_seen_at = now
     principal = await _principal(session, found, user)
-    return Signed(found, user, principal, csrf_token(cookie))
+    has_two_step = await mfa.is_enabled(session, user.id)
+    return Signed(found, user, principal, csrf_token(cookie), has_two_step)
 
 
 async def _principal(session: AsyncSession, found: PortalSession, user: User) -> Principal | None:

@@ -32,7 +32,7 @@ from hub.auth.models import Scope as TokenScope
 from hub.auth.principal import Principal
 from hub.core.db import Database, utcnow
 from hub.core.errors import Conflict, DomainError, Invalid
-from hub.portal import service
+from hub.portal import challenge, service
 from hub.portal.nav import NAV, NavItem
 from hub.settings import Settings
 from hub.tenants.models import Tenant
@@ -59,6 +59,9 @@ class Access(enum.StrEnum):
 
     PUBLIC = "public"  # signed out too (the sign-in page)
     SIGNED_IN = "signed-in"  # any signed-in user, with or without a tenant chosen
+    # Signed in, even before turning on the two-step sign-in the hub requires (the pages
+    # that turn it on, and signing out).
+    ENROLLING = "enrolling"
     MEMBER = "member"  # a member working in a tenant, any role
     OPERATOR = "operator"  # a platform operator (the console)
 
@@ -76,6 +79,10 @@ class TenantRequired(Exception):
     """Signed in, but working in no tenant yet: choose one."""
 
 
+class TwoStepRequired(Exception):
+    """The hub requires two-step sign-in, and this user has not turned it on yet."""
+
+
 def cookie_name(settings: Settings) -> str:
     # `__Host-`: only set over https, for this host and path /, never by a subdomain.
     return "__Host-hub_session" if settings.public_url.startswith("https://") else "hub_session"
@@ -90,6 +97,20 @@ def session_cookie(settings: Settings, value: str, *, clear: bool = False) -> Co
         secure=settings.public_url.startswith("https://"),
         samesite="lax",
         max_age=0 if clear else None,
+    )
+
+
+def step_cookie(settings: Settings, value: str, *, clear: bool = False) -> Cookie:
+    """The pending two-step sign-in's cookie (see hub/portal/challenge.py)."""
+    secure = settings.public_url.startswith("https://")
+    return Cookie(
+        key=("__Host-" if secure else "") + challenge.COOKIE,
+        value="" if clear else value,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        max_age=0 if clear else challenge.TTL_SECONDS,
     )
 
 
@@ -183,6 +204,11 @@ def require_page(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
     signed = signed_of(connection)
     if signed is None:
         raise LoginRequired
+    if access is Access.ENROLLING:
+        return
+    settings: Settings = connection.app.state.settings
+    if settings.portal_require_two_step and not signed.has_two_step:
+        raise TwoStepRequired
     if access is Access.SIGNED_IN:
         return
     if access is Access.OPERATOR:
@@ -336,6 +362,10 @@ def _to_tenants(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
     return go(request, "/portal/tenants")
 
 
+def _to_two_step(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
+    return go(request, "/portal/account/two-step")
+
+
 def _domain(request: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
     return _error_page(request, error.status_code, error.detail)
 
@@ -364,6 +394,7 @@ def page_exception_handlers() -> dict[Any, Any]:
     return {
         LoginRequired: _to_login,
         TenantRequired: _to_tenants,
+        TwoStepRequired: _to_two_step,
         DomainError: _domain,
         # The app's handlers answer these (and HTTPException) in JSON: the closer layer wins.
         ValidationException: _http,

@@ -15,6 +15,7 @@ from sqlalchemy import MetaData
 
 from hub.audit import service as audit
 from hub.audit.service import Actor
+from hub.auth import mfa
 from hub.core.crypto import service as keys
 from hub.core.crypto.cache import DEFAULT_CACHE_TTL_SECONDS
 from hub.core.crypto.errors import (
@@ -65,6 +66,21 @@ class DiscardedKeys:
     discarded: list[int]  # the retired versions erased
 
 
+async def _rewrap_two_step(database: Database, *, actor: Actor, active: str) -> None:
+    """Users' two-step secrets, wrapped by the same ring: one transaction (one per user)."""
+    async with database.transaction() as session:
+        rewrapped = await mfa.rewrap_all(session)
+        await audit.record(
+            session,
+            actor=actor,
+            action=audit.MASTER_KEY_ROTATED,
+            tenant_id=None,
+            target_type="master_key",
+            target_id=active,
+            details={"two_step_secrets": rewrapped},
+        )
+
+
 def _check_batch_size(batch_size: int) -> None:
     if not 1 <= batch_size <= 10_000:
         raise ValueError(f"batch size must be 1..10000, not {batch_size}")
@@ -87,7 +103,10 @@ async def rotate_master_key(
         raise CryptoNotConfigured("rotate_master_key: the database was built without crypto")
     async with database.transaction() as session:
         pending = await keys.count_keys_to_rewrap(session)
+        two_step = await mfa.count_to_rewrap(session)
     report = MasterKeyRotation(crypto.provider.active_version, pending)
+    if two_step:
+        await _rewrap_two_step(database, actor=actor, active=report.active_version)
     after: UUID | None = None
     while True:
         async with database.transaction() as session:

@@ -99,6 +99,7 @@ HUB_WEBHOOK_SECRET_GRACE_HOURS: {{ $c.webhookSecretGraceHours | toString | quote
 HUB_WORKER_SHUTDOWN_GRACE_SECONDS: {{ int64 $c.workerShutdownGraceSeconds | quote }}
 HUB_PORTAL_IDLE_MINUTES: {{ int64 $c.portalIdleMinutes | quote }}
 HUB_PORTAL_SESSION_HOURS: {{ int64 $c.portalSessionHours | quote }}
+HUB_PORTAL_REQUIRE_TWO_STEP: {{ $c.portalRequireTwoStep | toString | quote }}
 {{- end -}}
 
 {{/* The secret variables, each a reference to a key of the existing Secret. */}}
