@@ -58,3 +58,18 @@ def test_an_installed_hub_finds_its_migrations(wheel: Path, tmp_path: Path) -> N
         check=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert found.stdout.split() == list(migrate.current_heads())
+
+
+def test_the_wheel_carries_the_portal_templates_and_static_files(wheel: Path) -> None:
+    """The portal renders from `hub/templates` and serves htmx and its stylesheet from
+    `hub/static`: an image without them would start, and answer every page with a 500."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("templates", "static"):
+        in_checkout = {
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / "hub" / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        assert in_checkout, folder
+        assert in_checkout <= names, sorted(in_checkout - names)
+    assert {"hub/static/htmx.min.js", "hub/templates/portal/base.html"} <= names
