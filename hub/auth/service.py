@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
@@ -544,3 +544,181 @@ async def list_live_sessions(
         .order_by(PortalSession.last_seen_at.desc())
     )
     return (await session.scalars(statement)).all()
+
+
+# Operators manage users (the console and `hub users`) --------------------------------------
+
+USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name
+USER_DEACTIVATED = "user.deactivated"
+USER_REACTIVATED = "user.reactivated"
+# A search lists at most this many users (an operator narrows it by email).
+USER_SEARCH_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    password: str  # shown once to the operator, never stored
+    sessions_ended: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserMembership:
+    tenant_slug: str
+    tenant_name: str
+    tenant_active: bool
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class UserOverview:
+    """What an operator sees of a user: who, where, and whether they can sign in; never a
+    password hash, a token or a two-step secret."""
+
+    user: User
+    memberships: list[UserMembership]
+    has_two_step: bool
+    live_sessions: int
+
+
+def _not_oneself(user: User, actor: Actor, refusal: str) -> None:
+    if actor.id is not None and actor.id == user.id:
+        raise Conflict(refusal)
+
+
+async def reset_password(
+    session: AsyncSession,
+    user: User,
+    *,
+    actor: Actor,
+    password: str | None = None,
+    now: datetime | None = None,
+) -> PasswordReset:
+    """An operator sets a new password for someone who forgot theirs: `password`, or one
+    generated to hand over once. Every portal session of the user ends (whoever holds one is
+    signed out); audited on the platform chain, without the password."""
+    from hub.portal.service import end_all  # the portal builds on auth
+
+    _not_oneself(user, actor, "change your own password on your account page")
+    generated = password is None
+    password = tokens.generate_password() if password is None else password
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = await asyncio.to_thread(tokens.hash_password, password)
+    ended = await end_all(session, user.id, now=now)
+    await audit.record(
+        session,
+        actor=actor,
+        action=USER_PASSWORD_RESET,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        details={"generated": generated, "sessions_ended": ended},
+    )
+    return PasswordReset(password=password, sessions_ended=ended)
+
+
+async def count_active_operators(session: AsyncSession) -> int:
+    statement = select(func.count()).where(User.is_operator, User.is_active)
+    return int(await session.scalar(statement) or 0)
+
+
+async def deactivate_user(
+    session: AsyncSession, user: User, *, actor: Actor, now: datetime | None = None
+) -> int | None:
+    """Someone left the plan or the vendor: they sign in no more, their portal sessions end
+    and their API tokens stop working (kept, so that reactivating restores them; memberships
+    stay too). Never oneself, never the last active operator. Returns the sessions ended, or
+    None when the user was already inactive (nothing changed, nothing audited)."""
+    from hub.portal.service import end_all  # the portal builds on auth
+
+    _not_oneself(user, actor, "you cannot deactivate yourself; ask another operator")
+    if not user.is_active:
+        return None
+    if user.is_operator and await count_active_operators(session) <= 1:
+        raise Conflict(f"{user.email} is the last active operator; make another operator first")
+    user.is_active = False
+    ended = await end_all(session, user.id, now=now)
+    await audit.record(
+        session,
+        actor=actor,
+        action=USER_DEACTIVATED,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email, "sessions_ended": ended},
+    )
+    return ended
+
+
+async def reactivate_user(session: AsyncSession, user: User, *, actor: Actor) -> bool:
+    """Let a deactivated user sign in again (their memberships and unexpired tokens are as
+    they were); False when they were active already."""
+    if user.is_active:
+        return False
+    user.is_active = True
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action=USER_REACTIVATED,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        details={"email": user.email},
+    )
+    return True
+
+
+async def reset_two_step(session: AsyncSession, user: User, *, actor: Actor) -> bool:
+    """Turn off someone's two-step sign-in (a lost phone): they sign in with their password
+    and enrol again. False when it was not on. An operator's own goes through their account
+    page, which asks for a code."""
+    from hub.auth import mfa
+
+    _not_oneself(user, actor, "turn off your own two-step sign-in on your account page")
+    return await mfa.disable(session, user, actor=actor)
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    tenant_id: TenantID | None = None,
+    email: str = "",
+    limit: int = USER_SEARCH_LIMIT,
+) -> Sequence[User]:
+    """Users by email: those whose email contains `email`, members of `tenant_id` only."""
+    statement = select(User).order_by(User.email).limit(limit)
+    if tenant_id is not None:
+        statement = statement.join(Membership, Membership.user_id == User.id).where(
+            Membership.tenant_id == tenant_id
+        )
+    needle = email.strip().lower()
+    if needle:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(User.email.like(f"%{escaped}%", escape="\\"))
+    return (await session.scalars(statement)).all()
+
+
+async def overview_of(
+    session: AsyncSession, user: User, *, idle: timedelta, now: datetime | None = None
+) -> UserOverview:
+    """A user as the console and `hub users list` show them."""
+    from hub.auth import mfa
+    from hub.tenants.models import Tenant
+
+    rows = await session.execute(
+        select(Membership.role, Tenant)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
+        .where(Membership.user_id == user.id)
+        .order_by(Tenant.slug)
+    )
+    memberships = [
+        UserMembership(tenant.slug, tenant.name, tenant.is_active, role) for role, tenant in rows
+    ]
+    live = await list_live_sessions(session, user.id, idle=idle, now=now)
+    return UserOverview(
+        user=user,
+        memberships=memberships,
+        has_two_step=await mfa.is_enabled(session, user.id),
+        live_sessions=len(live),
+    )

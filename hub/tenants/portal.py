@@ -1,14 +1,16 @@
 """The operator console (`/console`): every tenant's health, onboarding a tenant and its
-first people. Operators see counts and people, never a secret and no PHI."""
+first people, and the support requests about users (a forgotten password, a lost phone,
+someone who left). Operators see counts and people, never a secret and no PHI."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, URLEncodedBody
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,11 +23,23 @@ from hub.core.db import utcnow
 from hub.core.errors import Conflict, Invalid, choice
 from hub.core.ids import TenantID
 from hub.metrics.tenants import tenant_health
+from hub.portal.service import SessionLimits
 from hub.portal.web import Access, form_errors, go, page, render, signed_of
+from hub.settings import Settings
 from hub.tenants import service
 from hub.tenants.models import Tenant
 
 OPERATOR = page(Access.OPERATOR)
+# What a user's page says after an action that redirects (`?done=…`): fixed words, never
+# text taken from the address.
+DONE = {
+    "deactivated": "The user was deactivated: signed out everywhere, their tokens stop working.",
+    "already-inactive": "The user was already deactivated; nothing changed.",
+    "reactivated": "The user was reactivated: they can sign in again.",
+    "already-active": "The user was already active; nothing changed.",
+    "two-step-off": "Two-step sign-in was turned off: they sign in with a password, then enrol.",
+    "two-step-was-off": "Two-step sign-in was not on; nothing changed.",
+}
 
 
 class TenantForm(msgspec.Struct):
@@ -144,4 +158,103 @@ async def add_person(
     )  # fmt: skip
 
 
-PAGES = [console, create_tenant, tenant_page, add_person]
+# Users -----------------------------------------------------------------------------------
+
+
+@get("/users", opt=OPERATOR)
+async def users_page(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    email: FromQuery[str] = "",
+) -> Template:
+    """Users whose email contains what was typed (the first ones by email without)."""
+    found = await auth.list_users(db_session, email=email[:320])
+    return await render(
+        request, db_session, "console/users.html", title="Users", users=found, email=email,
+        limit=auth.USER_SEARCH_LIMIT,
+    )  # fmt: skip
+
+
+async def _user_page(
+    request: Request[Any, Any, Any], session: AsyncSession, user_id: UUID, **context: Any
+) -> Template:
+    user = await auth.get_user(session, user_id)
+    settings: Settings = request.app.state.settings
+    overview = await auth.overview_of(
+        session, user, idle=SessionLimits.from_settings(settings).idle
+    )
+    signed = signed_of(request)
+    return await render(
+        request, session, "console/user.html", title=user.email, overview=overview,
+        is_me=signed is not None and signed.user.id == user.id, **context,
+    )  # fmt: skip
+
+
+@get("/users/{user_id:uuid}", opt=OPERATOR)
+async def user_page(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    user_id: FromPath[UUID],
+    done: FromQuery[str] = "",
+) -> Template:
+    """One user: memberships, whether they can sign in, two-step, sessions; the actions."""
+    return await _user_page(request, db_session, user_id, done=DONE.get(done))
+
+
+@post("/users/{user_id:uuid}/reset-password", opt=OPERATOR, status_code=200)
+async def reset_password(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    user_id: FromPath[UUID],
+) -> Template:
+    """A new generated password, shown on the answer once (not behind a redirect, which
+    would have to carry it); the user's portal sessions end."""
+    user = await auth.get_user(db_session, user_id)
+    reset = await auth.reset_password(db_session, user, actor=_operator(request))
+    return await _user_page(
+        request, db_session, user_id, password=reset.password, sessions_ended=reset.sessions_ended
+    )
+
+
+@post("/users/{user_id:uuid}/deactivate", opt=OPERATOR, status_code=200)
+async def deactivate(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    user_id: FromPath[UUID],
+) -> Response[Any]:
+    user = await auth.get_user(db_session, user_id)
+    ended = await auth.deactivate_user(db_session, user, actor=_operator(request))
+    done = "already-inactive" if ended is None else "deactivated"
+    return go(request, f"/console/users/{user_id}?done={done}")
+
+
+@post("/users/{user_id:uuid}/reactivate", opt=OPERATOR, status_code=200)
+async def reactivate(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    user_id: FromPath[UUID],
+) -> Response[Any]:
+    user = await auth.get_user(db_session, user_id)
+    changed = await auth.reactivate_user(db_session, user, actor=_operator(request))
+    return go(
+        request, f"/console/users/{user_id}?done={'reactivated' if changed else 'already-active'}"
+    )
+
+
+@post("/users/{user_id:uuid}/reset-two-step", opt=OPERATOR, status_code=200)
+async def reset_two_step(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    user_id: FromPath[UUID],
+) -> Response[Any]:
+    user = await auth.get_user(db_session, user_id)
+    was_on = await auth.reset_two_step(db_session, user, actor=_operator(request))
+    return go(
+        request, f"/console/users/{user_id}?done={'two-step-off' if was_on else 'two-step-was-off'}"
+    )
+
+
+PAGES = [
+    console, create_tenant, tenant_page, add_person,
+    users_page, user_page, reset_password, deactivate, reactivate, reset_two_step,
+]  # fmt: skip
