@@ -557,6 +557,122 @@ def users_create(
     click.echo(_run(_in_transaction(_settings(), work)))
 
 
+@users.command("list")
+@click.option("--tenant", "tenant_slug", help="Only the members of this tenant.")
+@click.option("--email", default="", help="Only emails containing this.")
+@fail_cleanly
+def users_list(tenant_slug: str | None, email: str) -> None:
+    """Users: email, kind, active or deactivated, two-step on or off, last sign-in, live
+    portal sessions and memberships (tenant:role). No password, token or secret."""
+    from hub.auth import service as auth
+    from hub.core.ids import TenantID
+    from hub.portal.service import SessionLimits
+    from hub.tenants import service as tenant_service
+
+    settings = _settings()
+
+    async def work(session: Any) -> list[str]:
+        tenant_id = None
+        if tenant_slug is not None:
+            tenant = await tenant_service.get_tenant_by_slug(session, tenant_slug)
+            tenant_id = TenantID(tenant.id)
+        idle = SessionLimits.from_settings(settings).idle
+        lines = []
+        for user in await auth.list_users(session, tenant_id=tenant_id, email=email, limit=10_000):
+            seen = await auth.overview_of(session, user, idle=idle)
+            last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "-"
+            where = ",".join(f"{m.tenant_slug}:{m.role.value}" for m in seen.memberships)
+            lines.append(
+                f"{user.email}\t{'operator' if user.is_operator else 'member'}\t"
+                f"{'active' if user.is_active else 'deactivated'}\t"
+                f"two-step {'on' if seen.has_two_step else 'off'}\t{last}\t"
+                f"{seen.live_sessions} session(s)\t{where or '-'}"
+            )
+        return lines
+
+    for line in _run(_in_transaction(settings, work)):
+        click.echo(line)
+
+
+@users.command("reset-password")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@fail_cleanly
+def users_reset_password(email: str, password_stdin: bool) -> None:
+    """Give a user who forgot their password a new one (generated and printed once, unless
+    --password-stdin) and sign them out of the portal everywhere."""
+    from hub.audit.service import Actor
+    from hub.auth import service as auth
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+
+    async def work(session: Any) -> str:
+        user = await auth.get_user_by_email(session, email)
+        reset = await auth.reset_password(session, user, actor=Actor.cli(), password=password)
+        said = f"password of {user.email} reset; {reset.sessions_ended} portal session(s) ended"
+        if password is None:
+            said += f"\npassword (shown once): {reset.password}"
+        return said
+
+    click.echo(_run(_in_transaction(_settings(), work)))
+
+
+@users.command("deactivate")
+@click.option("--email", required=True)
+@fail_cleanly
+def users_deactivate(email: str) -> None:
+    """Someone left: they can no longer sign in, their portal sessions end and their API
+    tokens stop working (until reactivated). Never the last active operator."""
+    from hub.audit.service import Actor
+    from hub.auth import service as auth
+
+    async def work(session: Any) -> str:
+        user = await auth.get_user_by_email(session, email)
+        ended = await auth.deactivate_user(session, user, actor=Actor.cli())
+        if ended is None:
+            return f"user {user.email} is already deactivated; nothing changed"
+        return (
+            f"user {user.email} deactivated; {ended} portal session(s) ended, "
+            "API tokens stop working"
+        )
+
+    click.echo(_run(_in_transaction(_settings(), work)))
+
+
+@users.command("reactivate")
+@click.option("--email", required=True)
+@fail_cleanly
+def users_reactivate(email: str) -> None:
+    """Let a deactivated user sign in again (memberships and unexpired tokens as they were)."""
+    from hub.audit.service import Actor
+    from hub.auth import service as auth
+
+    async def work(session: Any) -> str:
+        user = await auth.get_user_by_email(session, email)
+        if await auth.reactivate_user(session, user, actor=Actor.cli()):
+            return f"user {user.email} reactivated"
+        return f"user {user.email} is already active; nothing changed"
+
+    click.echo(_run(_in_transaction(_settings(), work)))
+
+
+@users.command("reset-two-step")
+@click.option("--email", required=True)
+@fail_cleanly
+def users_reset_two_step(email: str) -> None:
+    """Turn off a user's two-step sign-in (a lost phone); they enrol again after signing in."""
+    from hub.audit.service import Actor
+    from hub.auth import service as auth
+
+    async def work(session: Any) -> str:
+        user = await auth.get_user_by_email(session, email)
+        if await auth.reset_two_step(session, user, actor=Actor.cli()):
+            return f"two-step sign-in of {user.email} turned off"
+        return f"two-step sign-in of {user.email} was not on; nothing changed"
+
+    click.echo(_run(_in_transaction(_settings(), work)))
+
+
 @main.group()
 def tokens() -> None:
     """API tokens."""
