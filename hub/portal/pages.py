@@ -81,12 +81,7 @@ async def login(
     lockout = await throttle.locked(redis, email=data.email, address=address)
     if lockout is not None:
         await service.record_failed_sign_in(db_session, email=data.email, locked=True)
-        minutes = -(-lockout.retry_after // 60)
-        return await refused(
-            f"Too many failed sign-ins. Try again in {minutes} minute(s), or ask your "
-            "tenant admin to check your account.",
-            429,
-        )
+        return await refused(locked_out(lockout), 429)
     user = await service.check_password(db_session, email=data.email, password=data.password)
     if user is None:
         await throttle.failed(redis, email=data.email, address=address)
@@ -100,6 +95,14 @@ async def login(
         return response
     await throttle.succeeded(redis, email=data.email)
     return await signed_in(request, db_session, user, next=data.next, two_step=False)
+
+
+def locked_out(lockout: throttle.Lockout) -> str:
+    minutes = -(-lockout.retry_after // 60)
+    return (
+        f"Too many failed sign-ins. Try again in {minutes} minute(s), or ask your "
+        "tenant admin to check your account."
+    )
 
 
 async def signed_in(

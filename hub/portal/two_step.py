@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit.service import Actor
 from hub.auth import mfa
+from hub.auth import service as auth
 from hub.auth.models import User
 from hub.core.errors import Conflict, Invalid
 from hub.portal import challenge, service, throttle
-from hub.portal.pages import signed_in
+from hub.portal.pages import locked_out, signed_in
 from hub.portal.web import (
     PAGE_HEADERS,
     Access,
@@ -71,8 +72,20 @@ async def enter_code(
     user = await db_session.get(User, pending.user_id) if pending is not None else None
     if pending is None or user is None or not user.is_active:
         return Redirect("/portal/login", status_code=303, headers=PAGE_HEADERS)
+    address = request.client.host if request.client else ""
+    # Locked meanwhile (by this attempt's codes or another's): no code is tried, right or
+    # wrong, else each right password would bring five more guesses past the lockout.
+    lockout = await throttle.locked(redis, email=user.email, address=address)
+    if lockout is not None:
+        await challenge.finish(redis, cookie)
+        await service.record_failed_sign_in(db_session, email=user.email, locked=True, step="code")
+        refused = await render(
+            request, db_session, "portal/login.html", title="Sign in", status_code=429,
+            next=pending.next, email=user.email, error=locked_out(lockout),
+        )  # fmt: skip
+        refused.set_cookie(step_cookie(request.app.state.settings, "", clear=True))
+        return refused
     if not await mfa.verify(db_session, user.id, data.code):
-        address = request.client.host if request.client else ""
         await throttle.failed(redis, email=user.email, address=address)
         over = await challenge.missed(redis, cookie, pending)
         await service.record_failed_sign_in(db_session, email=user.email, locked=over, step="code")
@@ -140,15 +153,23 @@ async def confirm(
     db_session: NamedDependency[AsyncSession],
     data: URLEncodedBody[CodeForm],
 ) -> Response[Any]:
+    signed = signed_of(request)
+    assert signed is not None  # the guard
     try:
-        await mfa.confirm(db_session, _user(request), data.code)
+        await mfa.confirm(db_session, signed.user, data.code)
     except Invalid as error:
         waiting = await mfa.pending(db_session, _user(request))
         return await _account(
             request, db_session, status_code=400, errors=form_errors(error),
             enrollment=waiting, qr=_qr(waiting) if waiting else "",
         )  # fmt: skip
-    return await _account(request, db_session, flash="Two-step sign-in is on.")
+    # A session opened elsewhere with the password alone (perhaps by whoever has it) would
+    # pass for a two-step one from now on: every other session ends.
+    user = await auth.get_user(db_session, signed.user.id)
+    await auth.end_other_sessions(db_session, user, keep_session=signed.session.id)
+    return await _account(
+        request, db_session, flash="Two-step sign-in is on. Your other sessions were signed out."
+    )
 
 
 @post("/account/two-step/disable", opt=page(Access.SIGNED_IN), status_code=200)
