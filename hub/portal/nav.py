@@ -36,4 +36,5 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Audit log", "/portal/audit", Scope.AUDIT_READ),
     NavItem("Account", "/portal/account", None),
     NavItem("Console", "/console/", None, console=True),
+    NavItem("Users", "/console/users", None, console=True),
 )
