@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
 
+import msgspec
 import structlog
 from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -297,7 +299,7 @@ WHERE id IN (
     SELECT id FROM events WHERE id = ANY($2::uuid[]) AND dispatched_at IS NULL
     ORDER BY id FOR UPDATE
 )
-RETURNING id, tenant_id, type, payload
+RETURNING id, tenant_id, type, payload::text
 """
 # Skipping events another transaction holds (whichever job they were enqueued with).
 _TAKE_PENDING = """
@@ -306,7 +308,7 @@ WHERE id IN (
     SELECT id FROM events WHERE dispatched_at IS NULL AND attempts = 0
     ORDER BY dispatched_at, occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED
 )
-RETURNING id, tenant_id, type, payload
+RETURNING id, tenant_id, type, payload::text
 """
 
 
@@ -315,7 +317,18 @@ async def _take_postgres(session: AsyncSession, statement: str, argument: Any) -
     of events is read without building a SQLAlchemy row for each."""
     connection = await postgres.driver(session)
     records = await connection.fetch(statement, utcnow(), argument)
-    return sorted((_Facts(*record) for record in records), key=lambda facts: facts.id)
+    facts = (_Facts(r[0], r[1], r[2], decode_payload(r[3])) for r in records)
+    return sorted(facts, key=lambda fact: fact.id)
+
+
+def decode_payload(text: str) -> Any:
+    """An event payload read as JSON text (PostgreSQL's `payload::text`) with msgspec,
+    several times faster than the driver's `json.loads`; `json.loads` for what msgspec
+    refuses (a number out of a float's range), so the result is the same either way."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:  # a ValidationError too
+        return json.loads(text)
 
 
 async def _handle_together(session: AsyncSession, rows: Sequence[Any], bus: EventBus) -> int:

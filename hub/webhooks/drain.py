@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -28,6 +28,7 @@ from hub.core.crypto import CryptoError
 from hub.core.db import Database, postgres, utcnow
 from hub.core.ids import uuid7
 from hub.events.models import Event
+from hub.events.service import decode_payload
 from hub.tenants.models import Tenant
 from hub.webhooks import delivery, payloads, sender, service, signing
 from hub.webhooks.limits import Limiter
@@ -35,7 +36,7 @@ from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, 
 
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 50
+BATCH_SIZE = 200
 ORDERED_BATCH_SIZE = 20
 
 
@@ -216,6 +217,8 @@ async def _lease_due(
             .order_by(WebhookMessage.next_attempt_at)
             .limit(BATCH_SIZE)
         )
+        if postgres.is_postgres(session):
+            return await _lease_due_postgres(session, endpoint.id, now=now, until=until)
         if not _is_sqlite(session):
             leased = (
                 update(_table(WebhookMessage))
@@ -236,6 +239,40 @@ async def _lease_due(
     if rows:
         await _set(session, [r.id for r in rows], next_attempt_at=until)
     return rows
+
+
+class _Leased(NamedTuple):
+    id: UUID
+    event_id: UUID
+    type: str
+    occurred_at: datetime
+    payload: Any
+
+
+# `_lease_due`'s statement for an unordered endpoint, written out: the payload comes back
+# as text and is decoded with msgspec, several times faster than the driver's `json.loads`.
+_LEASE_DUE = """
+UPDATE webhook_messages SET next_attempt_at = $1, updated_at = $2
+FROM events
+WHERE webhook_messages.id IN (
+    SELECT id FROM webhook_messages
+    WHERE endpoint_id = $3 AND status = $4 AND next_attempt_at <= $5
+    ORDER BY next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED
+) AND webhook_messages.event_id = events.id
+RETURNING webhook_messages.id, events.id, events.type, events.occurred_at, events.payload::text
+"""
+
+
+async def _lease_due_postgres(
+    session: AsyncSession, endpoint_id: UUID, *, now: datetime, until: datetime
+) -> list[_Leased]:
+    connection = await postgres.driver(session)
+    records = await connection.fetch(
+        _LEASE_DUE, until, utcnow(), endpoint_id, MessageStatus.PENDING.value, now, BATCH_SIZE
+    )
+    rows = [_Leased(r[0], r[1], r[2], r[3], decode_payload(r[4])) for r in records]
+    # Sent oldest event first (as far as a batch sent at once has an order).
+    return sorted(rows, key=lambda r: r.event_id)
 
 
 async def _set(session: AsyncSession, ids: Sequence[UUID], **values: Any) -> None:
@@ -303,6 +340,7 @@ async def send(
     results: list[sender.SendResult | None] = [None] * len(batch.messages)
     closes = time.monotonic() + window
     stopped = False  # an ordered batch stops at its first failure
+    signer = signing.Signer(batch.keys)
 
     async def post(index: int) -> None:
         nonlocal stopped
@@ -313,8 +351,8 @@ async def send(
                 return
             message = batch.messages[index]
             timestamp = int(time.time())  # the receiver checks it against its own clock
-            signature = signing.signature_header(
-                batch.keys, message_id=message.webhook_id, timestamp=timestamp, body=message.body
+            signature = signer(
+                message_id=message.webhook_id, timestamp=timestamp, body=message.body
             )
             headers = sender.headers_for(
                 message_id=message.webhook_id, timestamp=timestamp, signature=signature
@@ -324,11 +362,19 @@ async def send(
         gate.note(result)
         stopped = stopped or (batch.is_ordered and not result.is_success)
 
-    if batch.is_ordered:
-        for index in range(len(batch.messages)):
+    # In message order, by as many runners as the endpoint may have requests in flight
+    # (ordered: one), rather than a task per message.
+    indexes = iter(range(len(batch.messages)))
+
+    async def run() -> None:
+        for index in indexes:
             await post(index)
+
+    runners = 1 if batch.is_ordered else min(len(batch.messages), batch.max_concurrency)
+    if runners == 1:
+        await run()
     else:
-        await asyncio.gather(*(post(index) for index in range(len(batch.messages))))
+        await asyncio.gather(*(run() for _ in range(runners)))
     return results
 
 
