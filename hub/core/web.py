@@ -38,6 +38,16 @@ SECURITY_HEADERS = {
 }
 API_PATH_PREFIX = "/api/"
 PAGE_PATH_PREFIXES = ("/portal", "/console")
+# The portal's pages (and every other answer under their prefixes: a redirect, an error, a
+# wrong method's refusal) show PHI: kept by no browser or proxy, and loading nothing from
+# elsewhere (htmx and the stylesheet come from /static; no inline script or style).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
 
 
 async def provide_session(
@@ -100,6 +110,8 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
         # With `no-referrer` a browser sends `Origin: null` on the portal's own forms, and
         # the portal refuses forms whose origin is not its own.
         headers["Referrer-Policy"] = "same-origin"
+        for name, value in PAGE_HEADERS.items():
+            headers[name] = value
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):

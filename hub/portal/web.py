@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.alerts import repository as alerts_repository
 from hub.auth.models import Scope as TokenScope
 from hub.auth.principal import Principal
+from hub.core import web as core_web
 from hub.core.db import Database, utcnow
 from hub.core.errors import Conflict, DomainError, Invalid
 from hub.portal import challenge, service
@@ -44,14 +45,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "_csrf"
 CSRF_HEADER = "x-csrf-token"
 # Pages show PHI: a browser or proxy keeps none of them, and they load nothing from
-# elsewhere (htmx and the stylesheet are served from /static; no inline script or style).
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
+# elsewhere (see hub/core/web.py, which puts these on every answer under the page prefixes,
+# a wrong method's too).
+PAGE_HEADERS = core_web.PAGE_HEADERS
 
 
 class Access(enum.StrEnum):

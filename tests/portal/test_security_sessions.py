@@ -150,11 +150,6 @@ class TestAnswers:
         for where, answer in {**signed_out, **signed}.items():
             assert_page_headers(answer, where)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a wrong method is refused by Litestar's router before the portal's router: "
-        "the app's JSON 405 (no data), without the page headers; see the report",
-    )
     async def test_a_wrong_method_is_not_cached_either(self, portal: httpx.AsyncClient) -> None:
         assert_page_headers(await portal.get("/portal/logout"), "GET /portal/logout")
 
