@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar import Request, get
@@ -19,6 +19,7 @@ from hub.audit.models import AuditEntry
 from hub.audit.schemas import AuditEntryView
 from hub.auth.models import Scope
 from hub.core.errors import Invalid
+from hub.portal import forms
 from hub.portal.web import page, principal_of, render
 
 PAGE_SIZE = 50
@@ -38,21 +39,11 @@ class EntryRow:
         return cls(view, json.dumps(view.details, sort_keys=True, ensure_ascii=False))
 
 
-def _day(field: str, text: str) -> date | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise Invalid(field, "use a date as YYYY-MM-DD") from None
-
-
 def _filter(action: str, actor: str, target: str, since: str, until: str) -> repository.EntryFilter:
     for field, value in (("action", action), ("actor", actor), ("target", target)):
         if len(value) > MAX_FILTER or "\x00" in value:
             raise Invalid(field, f"must be at most {MAX_FILTER} characters of text")
-    first, last = _day("since", since), _day("until", until)
+    first, last = forms.day("since", since), forms.day("until", until)
     if first and last and last < first:
         raise Invalid("until", "must not be before the first day")
     start = datetime(first.year, first.month, first.day, tzinfo=UTC) if first else None

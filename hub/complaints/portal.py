@@ -5,7 +5,6 @@ and settling one in doubt."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -38,6 +37,7 @@ from hub.core.errors import Invalid
 from hub.core.ids import uuid7
 from hub.core.text import Text
 from hub.keys.models import Environment
+from hub.portal import forms
 from hub.portal.web import fragment, go, is_htmx, page, principal_of, render
 from hub.syncs.service import SyncPolicy
 
@@ -249,15 +249,6 @@ async def complaint_page(
     return await _detail(request, db_session, complaint_pk, flash=DONE.get(done, ""))
 
 
-def _date(raw: str) -> date | None:
-    if not raw.strip():
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        raise Invalid("resolution_date", "is not a date (YYYY-MM-DD)") from None
-
-
 @post(
     "/complaints/{complaint_pk:uuid}/resolutions",
     opt=page(Scope.COMPLAINTS_WRITE),
@@ -274,7 +265,8 @@ async def write_resolution(
         await resolutions.write_resolution(
             db_session, principal_of(request), complaint_pk=complaint_pk,
             data=ResolutionInput(
-                resolution_date=_date(data.resolution_date), summary=data.summary,
+                resolution_date=forms.day("resolution_date", data.resolution_date),
+                summary=data.summary,
                 casework_notes=data.casework_notes,
                 complainant_satisfied=data.complainant_satisfied,
                 resolution_notification=data.resolution_notification,

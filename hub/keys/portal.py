@@ -5,7 +5,6 @@ may do what, exactly as for the API."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -26,6 +25,7 @@ from hub.keys import repository, service
 from hub.keys.api import key_views
 from hub.keys.models import KeyStatus
 from hub.keys.schemas import KeyCompromise, KeyCreate, KeyRotate, KeyView
+from hub.portal import forms
 from hub.portal.web import go, page, principal_of, render
 
 # What a key page says after an action (the `done` query value; nothing else is echoed).
@@ -49,7 +49,6 @@ STATUS_PILL = {
     KeyStatus.COMPROMISED.value: "bad",
     KeyStatus.DEACTIVATED.value: "",
 }
-SEPARATORS = re.compile(r"[\s,;]+")
 T = TypeVar("T")
 
 
@@ -87,23 +86,7 @@ def _errors(error: Invalid | Conflict | Unavailable) -> dict[str, str]:
     """The refusal as the form shows it: the message beside its field ("" for the form)."""
     field = getattr(error, "field", None) or ""
     reason = error.detail.removeprefix(f"{field}: ") if field else error.detail
-    return {field.removeprefix("technical_poc."): reason}
-
-
-def _checked(raw: dict[str, Any], kind: type[T]) -> T:
-    """`raw` as the API's body type, with the API's checks (lengths, no NUL): a refusal is
-    an `Invalid` naming the field, as the API's 400 does."""
-    try:
-        return msgspec.convert(raw, kind)
-    except msgspec.ValidationError as error:
-        where = re.search(r"at `\$\.([\w.]+)", str(error))
-        field = where.group(1) if where else ""
-        reason = str(error).split(" - at ")[0]
-        raise Invalid(field, reason) from None
-
-
-def _numbers(raw: str) -> list[str]:
-    return [n for n in SEPARATORS.split(raw) if n]
+    return {field.split("[", 1)[0].removeprefix("technical_poc."): reason}
 
 
 async def _view(session: AsyncSession, principal: Principal, key_id: UUID) -> KeyView:
@@ -171,14 +154,14 @@ async def add_key(
     """The signed-in member registers a key as its RP; CMS verifies it first (as the API)."""
     principal = principal_of(request)
     try:
-        created = _checked(
+        created = forms.api_body(
+            KeyCreate,
             {
                 "environment": data.environment, "key_id": data.key_id, "secret": data.secret,
                 "hpms_user_id": data.hpms_user_id, "label": data.label,
                 "technical_poc": {"name": data.poc_name, "email": data.poc_email},
-                "contracts": _numbers(data.contracts),
+                "contracts": forms.words(data.contracts),
             },
-            KeyCreate,
         )  # fmt: skip
         key = await service.create_key(
             db_session, principal, data=created, verifier=request.app.state.get("ctm_verifier")
@@ -242,7 +225,7 @@ async def rotate_key(
     try:
         await service.rotate_key(
             db_session, principal, key_id=key_id,
-            data=_checked({"key_id": data.key_id, "secret": data.secret}, KeyRotate),
+            data=forms.api_body(KeyRotate, {"key_id": data.key_id, "secret": data.secret}),
             verifier=request.app.state.get("ctm_verifier"),
             grace=timedelta(hours=request.app.state.settings.key_version_grace_hours),
         )  # fmt: skip
@@ -270,7 +253,7 @@ async def report_compromise(
 ) -> Response[Any]:
     """Any member holding keys:manage reports (as the API); the key is unusable at once."""
     principal = principal_of(request)
-    reason = _checked({"reason": data.reason[:500]}, KeyCompromise).reason
+    reason = forms.api_body(KeyCompromise, {"reason": data.reason[:500]}).reason
     await service.report_compromise(
         db_session, tenant_id=principal.tenant, key_id=key_id,
         actor=Actor.of_principal(principal), reason=reason,

@@ -4,7 +4,6 @@ timeframe, with the API's period and basis controls, and its CSV for a browser (
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from hub.auth.models import Scope
 from hub.core.db import utcnow
 from hub.core.errors import Invalid
 from hub.keys.models import Environment
+from hub.portal import forms
 from hub.portal.web import PAGE_HEADERS, page, principal_of, render
 from hub.reports import service
 from hub.reports.service import PeriodBasis
@@ -25,15 +25,6 @@ from hub.reports.service import PeriodBasis
 FromDate = Annotated[str, QueryParameter(name="from", max_length=10)]
 ToDate = Annotated[str, QueryParameter(name="to", max_length=10)]
 Choice = Annotated[str, QueryParameter(max_length=20)]
-
-
-def _date(field: str, raw: str) -> date | None:
-    if not raw.strip():
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        raise Invalid(field, "is not a date (YYYY-MM-DD)") from None
 
 
 async def _report(
@@ -46,7 +37,7 @@ async def _report(
 ) -> service.Report:
     return await service.timeliness_asked(
         session, principal_of(request).tenant, environment=environment,
-        start=_date("from", start), end=_date("to", end), basis=basis, now=utcnow(),
+        start=forms.day("from", start), end=forms.day("to", end), basis=basis, now=utcnow(),
     )  # fmt: skip
 
 

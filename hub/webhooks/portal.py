@@ -5,7 +5,6 @@ answers its creation or rotation, never again."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.auth.models import Scope
 from hub.core.errors import Invalid, choice
 from hub.events.catalog import DOMAINS
+from hub.portal import forms
 from hub.portal.web import go, page, principal_of, render
 from hub.webhooks import replay, repository, service
 from hub.webhooks.models import MessageStatus, WebhookEndpoint
@@ -28,7 +28,6 @@ from hub.webhooks.schemas import EndpointCreate, EndpointUpdate, RotateSecret
 MANAGE = page(Scope.WEBHOOKS_MANAGE)
 MESSAGES_PER_PAGE = 50
 BODY_SHOWN = 200  # characters of a receiver's answer shown beside an attempt
-SEPARATORS = re.compile(r"[\s,]+")
 S = TypeVar("S", bound=msgspec.Struct)
 
 # What a page says after an action (the redirect names one; nothing typed is echoed).
@@ -63,10 +62,6 @@ class RecoverForm(msgspec.Struct):
     until: str = ""
 
 
-def _split(text: str) -> list[str]:
-    return [part for part in SEPARATORS.split(text) if part]
-
-
 def _whole(field: str, raw: str) -> int:
     try:
         return int(raw.strip())
@@ -74,22 +69,12 @@ def _whole(field: str, raw: str) -> int:
         raise Invalid(field, "must be a whole number") from None
 
 
-def _decode(kind: type[S], fields: dict[str, Any]) -> S:
-    """The API's own body type, checked by its own rules: a page's form is held to the same
-    limits as a JSON body, and a failure names the field."""
-    try:
-        return msgspec.convert(fields, kind)
-    except msgspec.ValidationError as error:
-        reason, _, where = str(error).partition(" - at `$.")
-        raise Invalid(where.rstrip("`") or "form", reason) from None
-
-
 def _fields(form: EndpointForm) -> dict[str, Any]:
     return {
         "url": form.url.strip(),
         "description": form.description.strip(),
-        "event_types": _split(form.event_types),
-        "contracts": _split(form.contracts),
+        "event_types": forms.words(form.event_types),
+        "contracts": forms.words(form.contracts),
         "include_phi": bool(form.include_phi),
         "is_ordered": bool(form.is_ordered),
         "max_concurrency": _whole("max_concurrency", form.max_concurrency),
@@ -218,7 +203,7 @@ async def create(
     it is shown (it is not in any URL, and the endpoint's page never shows it)."""
     principal = principal_of(request)
     try:
-        body = _decode(EndpointCreate, _fields(data))
+        body = forms.api_body(EndpointCreate, _fields(data))
         endpoint, secret = await service.create_endpoint(
             db_session, principal, data=body, rules=_rules(request)
         )
@@ -254,7 +239,7 @@ async def update(
     """Save the edit form (every field it shows; enabling has its own buttons)."""
     principal = principal_of(request)
     try:
-        changes = _decode(EndpointUpdate, _fields(data))
+        changes = forms.api_body(EndpointUpdate, _fields(data))
         await service.update_endpoint(
             db_session, principal, endpoint_id=endpoint_id, changes=changes, rules=_rules(request)
         )
@@ -316,7 +301,7 @@ async def rotate(
     """A new secret, shown on this answer only; the old one signs on through the grace."""
     principal = principal_of(request)
     seconds = _whole("grace", data.grace) if data.grace.strip() else None
-    asked = _decode(RotateSecret, {"grace_seconds": seconds})
+    asked = forms.api_body(RotateSecret, {"grace_seconds": seconds})
     endpoint, secret = await service.rotate_secret(
         db_session, principal, endpoint_id=endpoint_id,
         grace=_rules(request).grace(asked.grace_seconds),
