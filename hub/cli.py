@@ -509,7 +509,8 @@ def users_create(
     password_stdin: bool,
 ) -> None:
     """Create a user (or add an existing one to a tenant). Without --password-stdin a
-    password is generated and printed once."""
+    password is generated and printed once, and the user must change it at their first
+    sign-in to the portal."""
     from hub.audit.service import Actor
     from hub.auth import service as auth
     from hub.auth.models import Role
@@ -530,6 +531,7 @@ def users_create(
             user = await auth.create_user(
                 session, email=email, password=password,
                 display_name=display_name, is_operator=operator, actor=Actor.cli(),
+                must_change_password=not password_stdin,  # a generated one is changed at once
             )  # fmt: skip
             said = f"user {user.email} created"
         elif operator and not user.is_operator:
@@ -599,8 +601,9 @@ def users_list(tenant_slug: str | None, email: str) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
 @fail_cleanly
 def users_reset_password(email: str, password_stdin: bool) -> None:
-    """Give a user who forgot their password a new one (generated and printed once, unless
-    --password-stdin) and sign them out of the portal everywhere."""
+    """Give a user who forgot their password a new one (generated and printed once, to be
+    changed at their next sign-in to the portal, unless --password-stdin) and sign them out
+    of the portal everywhere."""
     from hub.audit.service import Actor
     from hub.auth import service as auth
 

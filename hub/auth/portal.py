@@ -13,9 +13,10 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import repository, service
-from hub.auth.models import ROLE_SCOPES, Role, Scope
+from hub.auth.models import ROLE_SCOPES, Role, Scope, User
 from hub.core.errors import Conflict, Invalid
-from hub.portal.service import SessionLimits, check_new_password
+from hub.portal import throttle
+from hub.portal.service import SessionLimits, check_new_password, safe_next
 from hub.portal.web import Access, go, page, principal_of, render, signed_of
 from hub.settings import Settings
 
@@ -244,6 +245,7 @@ class PasswordForm(msgspec.Struct):
     current: str = ""
     password: str = ""
     repeated: str = ""
+    next: str = ""
 
 
 async def _account_page(
@@ -267,6 +269,22 @@ async def _account_page(
     )  # fmt: skip
 
 
+async def _new_password_page(
+    request: Request[Any, Any, Any],
+    db_session: AsyncSession,
+    *,
+    next: str,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+) -> Template:
+    signed = signed_of(request)
+    assert signed is not None  # the guard
+    return await render(
+        request, db_session, "auth/new_password.html", title="Choose your password",
+        status_code=status_code, user=signed.user, next=safe_next(next), errors=errors or {},
+    )  # fmt: skip
+
+
 @get("/account", opt=page(Access.SIGNED_IN))
 async def account_page(
     request: Request[Any, Any, Any],
@@ -276,28 +294,86 @@ async def account_page(
     return await _account_page(request, db_session, **_done(done))
 
 
-@post("/account/password", opt=page(Access.SIGNED_IN), status_code=200)
+@get("/account/password", opt=page(Access.SIGNED_IN, before_new_password=True))
+async def new_password_page(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    next: FromQuery[str] = "",
+) -> Response[Any]:
+    """The one page open after signing in with a password someone else chose: set one's
+    own (the account page changes it otherwise)."""
+    signed = signed_of(request)
+    assert signed is not None  # the guard
+    if not signed.user.must_change_password:
+        return go(request, "/portal/account")
+    return await _new_password_page(request, db_session, next=next)
+
+
+class Locked(Exception):
+    """The account is locked after too many wrong passwords (sign-ins or this page's)."""
+
+
+async def _refuse_if_locked(
+    request: Request[Any, Any, Any], db_session: AsyncSession, user: User
+) -> None:
+    """A locked email changes no password, whatever is typed: a session left open is no
+    way round the sign-in lockout."""
+    lockout = await throttle.locked(request.app.state.redis, email=user.email, address=_ip(request))
+    if lockout is not None:
+        await service.record_refused_password_change(db_session, user, locked=True)
+        minutes = -(-lockout.retry_after // 60)
+        raise Locked(
+            f"Too many wrong passwords: your password cannot be changed for {minutes} more "
+            "minute(s)."
+        )
+
+
+async def _count_wrong_current(
+    request: Request[Any, Any, Any], db_session: AsyncSession, user: User
+) -> None:
+    """A wrong current password counts toward the lockout as a failed sign-in does."""
+    await throttle.failed(request.app.state.redis, email=user.email, address=_ip(request))
+    await service.record_refused_password_change(db_session, user, locked=False)
+
+
+def _ip(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else ""
+
+
+@post("/account/password", opt=page(Access.SIGNED_IN, before_new_password=True), status_code=200)
 async def change_password(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
     data: URLEncodedBody[PasswordForm],
 ) -> Response[Any]:
-    """Change one's own password; every other session of the user ends, this one stays."""
+    """Change one's own password; every other session of the user ends, this one stays. A
+    password someone else chose is then replaced: on to where the user was going."""
     signed = signed_of(request)
     assert signed is not None  # the guard
+    user = await service.get_user(db_session, signed.user.id)
+    forced = user.must_change_password
     try:
+        await _refuse_if_locked(request, db_session, user)
         if not data.current:
             raise Invalid("current", "enter your current password")
         check_new_password(data.password, data.repeated)
-        user = await service.get_user(db_session, signed.user.id)
         await service.change_password(
             db_session, user, current=data.current, new=data.password,
             keep_session=signed.session.id,
         )  # fmt: skip
-    except Invalid as error:
-        return await _account_page(
-            request, db_session, status_code=400, errors={error.field: error.detail}
-        )
+    except (Invalid, Locked) as error:
+        status_code, errors = 429, {"current": str(error)}
+        if isinstance(error, Invalid):
+            status_code, errors = 400, {error.field: error.reason}
+            if error.field == "current" and data.current:
+                await _count_wrong_current(request, db_session, user)
+        if forced:
+            return await _new_password_page(
+                request, db_session, next=data.next, status_code=status_code, errors=errors
+            )
+        return await _account_page(request, db_session, status_code=status_code, errors=errors)
+    if forced:
+        return go(request, safe_next(data.next))
     return go(request, "/portal/account?done=password")
 
 
@@ -321,6 +397,7 @@ PAGES = [
     create_token,
     revoke_token,
     account_page,
+    new_password_page,
     change_password,
     end_other_sessions,
 ]

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
+from hub.audit.models import AuditOutcome
 from hub.audit.service import Actor
 from hub.auth import repository, tokens
 from hub.auth.models import ROLE_SCOPES, ApiToken, Membership, Role, Scope, User
@@ -36,6 +37,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 GENERATED_PASSWORD_BYTES = 12
 MEMBERSHIP_ROLE_CHANGED = "membership.role_changed"
 USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an action name
+USER_PASSWORD_CHANGE_REFUSED = "user.password_change_refused"  # noqa: S105 - an action name
 USER_SESSIONS_ENDED = "user.sessions_ended"
 
 
@@ -99,8 +101,11 @@ async def create_user(
     display_name: str = "",
     is_operator: bool = False,
     actor: Actor | None = None,
+    must_change_password: bool = False,
 ) -> User:
-    """A new user; audited on the platform chain (a new operator may act across tenants)."""
+    """A new user; audited on the platform chain (a new operator may act across tenants).
+    `must_change_password` when someone else chose the password (one generated to hand
+    over): the user sets their own at their first sign-in to the portal."""
     email = normalise_email(email)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
@@ -111,6 +116,7 @@ async def create_user(
         display_name=display_name.strip(),
         password_hash=tokens.hash_password(password),
         is_operator=is_operator,
+        must_change_password=must_change_password,
     )
     session.add(user)
     await session.flush()
@@ -425,8 +431,9 @@ async def add_member_by_email(
     if user is None:
         password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
         user = await create_user(
-            session, email=email, password=password, display_name=display_name, actor=who
-        )
+            session, email=email, password=password, display_name=display_name, actor=who,
+            must_change_password=True,
+        )  # fmt: skip
     membership = await add_member(session, tenant_id=actor.tenant, user=user, role=role, actor=who)
     return NewMember(membership=membership, user=user, password=password)
 
@@ -468,8 +475,9 @@ async def change_password(
     now: datetime | None = None,
 ) -> int:
     """A user changes their own password (the current one checked first); every other portal
-    session of theirs ends, `keep_session` (the one they are using) stays. Audited on the
-    platform chain, as sign-ins are; returns how many sessions ended."""
+    session of theirs ends, `keep_session` (the one they are using) stays, and a password
+    someone else chose no longer needs changing. Audited on the platform chain, as sign-ins
+    are; returns how many sessions ended."""
     if not await asyncio.to_thread(tokens.verify_password, user.password_hash, current):
         raise Invalid("current", "is not your current password")
     if len(new) < MIN_PASSWORD_LENGTH:
@@ -477,6 +485,8 @@ async def change_password(
     if new == current:
         raise Invalid("password", "must differ from the current one")
     user.password_hash = await asyncio.to_thread(tokens.hash_password, new)
+    required = user.must_change_password
+    user.must_change_password = False
     ended = await end_other_sessions(
         session, user, keep_session=keep_session, now=now, audited=False
     )
@@ -487,9 +497,26 @@ async def change_password(
         tenant_id=None,
         target_type="user",
         target_id=user.id,
-        details={"sessions_ended": ended},
+        details={"sessions_ended": ended, "required": required},
     )
     return ended
+
+
+async def record_refused_password_change(
+    session: AsyncSession, user: User, *, locked: bool
+) -> None:
+    """Audit a change of password refused for a wrong current password, or because the
+    account is locked after too many (never a password)."""
+    await audit.record(
+        session,
+        actor=Actor.of_user(user),
+        action=USER_PASSWORD_CHANGE_REFUSED,
+        tenant_id=None,
+        target_type="user",
+        target_id=user.id,
+        outcome=AuditOutcome.DENIED,
+        details={"locked": locked},
+    )
 
 
 async def end_other_sessions(
@@ -594,8 +621,10 @@ async def reset_password(
     now: datetime | None = None,
 ) -> PasswordReset:
     """An operator sets a new password for someone who forgot theirs: `password`, or one
-    generated to hand over once. Every portal session of the user ends (whoever holds one is
-    signed out); audited on the platform chain, without the password."""
+    generated to hand over once, which the user must change at their next sign-in (a
+    password given is taken as the user's own: automation, or the user at the operator's
+    side). Every portal session of the user ends (whoever holds one is signed out);
+    audited on the platform chain, without the password."""
     from hub.portal.service import end_all  # the portal builds on auth
 
     _not_oneself(user, actor, "change your own password on your account page")
@@ -604,6 +633,7 @@ async def reset_password(
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
     user.password_hash = await asyncio.to_thread(tokens.hash_password, password)
+    user.must_change_password = generated
     ended = await end_all(session, user.id, now=now)
     await audit.record(
         session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import msgspec
@@ -18,6 +19,7 @@ from hub.core.db import utcnow
 from hub.metrics.tenants import tenant_health
 from hub.portal import challenge, service, throttle
 from hub.portal.web import (
+    NEW_PASSWORD_PAGE,
     PAGE_HEADERS,
     Access,
     go,
@@ -126,15 +128,24 @@ async def signed_in(
         user_agent=request.headers.get("user-agent", ""),
         two_step=two_step,
     )
-    target = service.safe_next(next)
-    if started.session.tenant_id is None:
-        target = "/console/" if user.is_operator and target == "/portal/" else "/portal/tenants"
+    target = landing(user, tenant_chosen=started.session.tenant_id is not None, next=next)
+    if user.must_change_password:  # first their own password; then on where they were going
+        target = f"{NEW_PASSWORD_PAGE}?next={quote(target, safe='/')}"
     response = Redirect(target, status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(session_cookie(settings, started.cookie))
     return response
 
 
-@post("/logout", opt=page(Access.ENROLLING), status_code=200)
+def landing(user: User, *, tenant_chosen: bool, next: str) -> str:
+    """Where a signed-in user goes: `next` (a portal or console path), else the overview;
+    with no tenant chosen the tenant list, or an operator's console."""
+    target = service.safe_next(next)
+    if not tenant_chosen:
+        target = "/console/" if user.is_operator and target == "/portal/" else "/portal/tenants"
+    return target
+
+
+@post("/logout", opt=page(Access.ENROLLING, before_new_password=True), status_code=200)
 async def logout(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
 ) -> Response[Any]:

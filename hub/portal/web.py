@@ -41,6 +41,9 @@ from hub.tenants.models import Tenant
 log = structlog.get_logger(__name__)
 
 PAGE_OPT = "page"
+# Set on the few routes a user reaches while a password someone else chose awaits changing.
+BEFORE_NEW_PASSWORD_OPT = "before-new-password"  # noqa: S105 - an option name
+NEW_PASSWORD_PAGE = "/portal/account/password"  # noqa: S105 - a path
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -62,8 +65,12 @@ class Access(enum.StrEnum):
     OPERATOR = "operator"  # a platform operator (the console)
 
 
-def page(access: Access | TokenScope) -> dict[str, Any]:
-    """`opt=` for a portal handler: who may open it (refused at start if missing)."""
+def page(access: Access | TokenScope, *, before_new_password: bool = False) -> dict[str, Any]:
+    """`opt=` for a portal handler: who may open it (refused at start if missing).
+    `before_new_password`: open too while the user must still replace a password someone
+    else chose (setting it, and signing out); every other page sends them there first."""
+    if before_new_password:
+        return {PAGE_OPT: access.value, BEFORE_NEW_PASSWORD_OPT: True}
     return {PAGE_OPT: access.value}
 
 
@@ -77,6 +84,11 @@ class TenantRequired(Exception):
 
 class TwoStepRequired(Exception):
     """The hub requires two-step sign-in, and this user has not turned it on yet."""
+
+
+class NewPasswordRequired(Exception):
+    """The user signed in with a password someone else chose (generated for them): they set
+    their own before anything else, two-step enrolment included."""
 
 
 def cookie_name(settings: Settings) -> str:
@@ -191,7 +203,8 @@ async def _check_csrf(request: Request[Any, Any, Any], cookie: str) -> None:
 
 
 def require_page(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The guard of every portal route: sign in first, choose a tenant, hold the scope."""
+    """The guard of every portal route: sign in first, replace a password someone else
+    chose, turn on two-step sign-in if the hub requires it, choose a tenant, hold the scope."""
     if set(getattr(handler, "http_methods", ())) == {"OPTIONS"}:
         return
     access = _access_of(connection.scope)
@@ -200,10 +213,15 @@ def require_page(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
     signed = signed_of(connection)
     if signed is None:
         raise LoginRequired
+    # Before two-step enrolment: a second step is not bound to an account while whoever
+    # handed over its password (or saw it on the way) could still be the one signed in.
+    forced = signed.user.must_change_password
+    if forced and handler.opt.get(BEFORE_NEW_PASSWORD_OPT) is not True:
+        raise NewPasswordRequired
     if access is Access.ENROLLING:
         return
     settings: Settings = connection.app.state.settings
-    if settings.portal_require_two_step and not signed.has_two_step:
+    if settings.portal_require_two_step and not signed.has_two_step and not forced:
         raise TwoStepRequired
     if access is Access.SIGNED_IN:
         return
@@ -362,6 +380,10 @@ def _to_two_step(request: Request[Any, Any, Any], _: Exception) -> Response[Any]
     return go(request, "/portal/account/two-step")
 
 
+def _to_new_password(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
+    return go(request, NEW_PASSWORD_PAGE)
+
+
 def _domain(request: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
     return _error_page(request, error.status_code, error.detail)
 
@@ -391,6 +413,7 @@ def page_exception_handlers() -> dict[Any, Any]:
         LoginRequired: _to_login,
         TenantRequired: _to_tenants,
         TwoStepRequired: _to_two_step,
+        NewPasswordRequired: _to_new_password,
         DomainError: _domain,
         # The app's handlers answer these (and HTTPException) in JSON: the closer layer wins.
         ValidationException: _http,

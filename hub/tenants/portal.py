@@ -142,8 +142,9 @@ async def add_person(
         if user is None:
             password = tokens.generate_password()
             user = await auth.create_user(
-                db_session, email=data.email, password=password, actor=actor
-            )
+                db_session, email=data.email, password=password, actor=actor,
+                must_change_password=True,
+            )  # fmt: skip
         await auth.add_member(
             db_session, tenant_id=TenantID(tenant.id), user=user, role=role, actor=actor
         )

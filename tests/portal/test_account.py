@@ -75,7 +75,7 @@ class TestChangePassword:
             assert "Other/1.0" not in shown.text
             assert (await other.get("/portal/")).status_code == 303  # signed out
         entry = (await audited(session, "user.password_changed"))[-1]
-        assert entry.details == {"sessions_ended": 1}
+        assert entry.details == {"sessions_ended": 1, "required": False}
         assert NEW not in str(entry.details)
         async with second(portal) as fresh:
             await sign_in(fresh, "viewer@acme.test", NEW)
