@@ -182,6 +182,35 @@ class TestResetPassword:
         assert not [row for row in audit_rows(people) if row[0] == "user.password_reset"]
 
 
+def must_change(env: dict[str, str], email: str) -> bool:
+    async def work(session: Any) -> bool:
+        return (await auth.get_user_by_email(session, email)).must_change_password
+
+    return in_hub(env, work)
+
+
+class TestGeneratedPasswordsMustBeChanged:
+    def test_a_generated_password_is_changed_at_the_first_sign_in(
+        self, people: dict[str, str]
+    ) -> None:
+        assert must_change(people, "ann@acme.example")
+        assert must_change(people, "ops@vendor.example")
+        ok(
+            people, "users", "create", "--email", "cat@acme.example", "--tenant", "acme",
+            "--role", "viewer", "--password-stdin", input=LONG_PASSWORD + "\n",
+        )  # fmt: skip
+        assert not must_change(people, "cat@acme.example")
+
+    def test_a_reset_marks_a_generated_password_only(self, people: dict[str, str]) -> None:
+        ok(
+            people, "users", "reset-password", "--email", "bob@beta.example", "--password-stdin",
+            input=LONG_PASSWORD + "\n",
+        )  # fmt: skip
+        assert not must_change(people, "bob@beta.example")
+        ok(people, "users", "reset-password", "--email", "bob@beta.example")
+        assert must_change(people, "bob@beta.example")
+
+
 class TestDeactivate:
     def test_sessions_end_tokens_stop_and_reactivating_restores_them(
         self, people: dict[str, str]
