@@ -657,8 +657,10 @@ async def deactivate_user(
 ) -> int | None:
     """Someone left the plan or the vendor: they sign in no more, their portal sessions end
     and their API tokens stop working (kept, so that reactivating restores them; memberships
-    stay too). Never oneself, never the last active operator. Returns the sessions ended, or
-    None when the user was already inactive (nothing changed, nothing audited)."""
+    stay too); keys they are responsible party of need replacing in every tenant. Never
+    oneself, never the last active operator. Returns the sessions ended, or None when the
+    user was already inactive (nothing changed, nothing audited)."""
+    from hub.keys import service as keys  # keys build on auth, not the reverse
     from hub.portal.service import end_all  # the portal builds on auth
 
     _not_oneself(user, actor, "you cannot deactivate yourself; ask another operator")
@@ -677,12 +679,24 @@ async def deactivate_user(
         target_id=user.id,
         details={"email": user.email, "sessions_ended": ended},
     )
+    # In every tenant they belong to, as if they had left it: keys they are responsible
+    # party of need replacing (`key.orphaned`: audited, alerted, sent to webhooks), since
+    # nobody else may ever act as them; they stop being anyone's designee, and their
+    # key-bound tokens as designee are revoked. Memberships and other tokens stay.
+    for membership in (
+        await session.scalars(select(Membership).where(Membership.user_id == user.id))
+    ).all():
+        await keys.handle_member_left(
+            session, tenant_id=TenantID(membership.tenant_id), user_id=user.id, actor=actor,
+            reason=keys.USER_DEACTIVATED,
+        )  # fmt: skip
     return ended
 
 
 async def reactivate_user(session: AsyncSession, user: User, *, actor: Actor) -> bool:
     """Let a deactivated user sign in again (their memberships and unexpired tokens are as
-    they were); False when they were active already."""
+    they were; keys orphaned by the deactivation stay so until they rotate or replace
+    them, as after leaving); False when they were active already."""
     if user.is_active:
         return False
     user.is_active = True

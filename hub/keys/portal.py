@@ -24,7 +24,7 @@ from hub.core.errors import Conflict, Invalid, Unavailable
 from hub.keys import repository, service
 from hub.keys.api import key_views
 from hub.keys.models import KeyStatus
-from hub.keys.schemas import KeyCompromise, KeyCreate, KeyRotate, KeyView
+from hub.keys.schemas import KeyCompromise, KeyContractsPut, KeyCreate, KeyRotate, KeyView
 from hub.portal import forms
 from hub.portal.web import go, page, principal_of, render
 
@@ -41,6 +41,7 @@ DONE = {
     "resumed": "The key is active again.",
     "restored": "The contract's access is restored; it is being synced now.",
     "designees": "The designees are saved.",
+    "contracts": "The key's contracts are saved.",
 }
 STATUS_PILL = {
     KeyStatus.ACTIVE.value: "ok",
@@ -50,6 +51,7 @@ STATUS_PILL = {
     KeyStatus.DEACTIVATED.value: "",
 }
 T = TypeVar("T")
+NOTHING = service.KeyActions(*([False] * len(service.KeyActions.__slots__)))
 
 
 class KeyForm(msgspec.Struct):
@@ -63,6 +65,8 @@ class KeyForm(msgspec.Struct):
     poc_name: str = ""
     poc_email: str = ""
     contracts: str = ""
+    expected_rotation_on: str = ""
+    replaces: str = ""
 
     def kept(self) -> dict[str, str]:
         """What the form shows again after a refusal: everything but the secret."""
@@ -72,6 +76,10 @@ class KeyForm(msgspec.Struct):
 class RotateForm(msgspec.Struct):
     key_id: str = ""
     secret: str = ""
+
+
+class ContractsForm(msgspec.Struct):
+    contracts: str = ""
 
 
 class CompromiseForm(msgspec.Struct):
@@ -98,6 +106,15 @@ async def _people(session: AsyncSession, principal: Principal) -> dict[UUID, str
     """The tenant's members by user id, with their emails (for designees)."""
     members = await auth_repository.list_members(session, principal.tenant)
     return {m.user_id: m.user.email for m in members}
+
+
+def _replaces(raw: str) -> UUID | None:
+    if not raw.strip():
+        return None
+    try:
+        return UUID(raw.strip())
+    except ValueError:
+        raise Invalid("replaces", "choose a key of this tenant to replace") from None
 
 
 def _user_id(raw: str) -> UUID:
@@ -132,17 +149,22 @@ async def _new_form(
 ) -> Template:
     principal = principal_of(request)
     contracts = await repository.list_contracts(session, principal.tenant)
+    replaceable = await service.replaceable_keys(session, principal)
     return await render(
         request, session, "keys/new.html", title="Add a key", status_code=status_code,
         form=form, errors=errors or {}, contracts=[c.number for c in contracts],
+        replaceable=replaceable,
     )  # fmt: skip
 
 
 @get("/keys/new", opt=page(Scope.KEYS_MANAGE))
 async def new_key_page(
-    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    replaces: FromQuery[str] = "",
 ) -> Template:
-    return await _new_form(request, db_session, form=KeyForm().kept())
+    """The form; `replaces` (from a retired key's page) preselects the key it replaces."""
+    return await _new_form(request, db_session, form=KeyForm(replaces=replaces).kept())
 
 
 @post("/keys", opt=page(Scope.KEYS_MANAGE), status_code=200)
@@ -160,7 +182,12 @@ async def add_key(
                 "environment": data.environment, "key_id": data.key_id, "secret": data.secret,
                 "hpms_user_id": data.hpms_user_id, "label": data.label,
                 "technical_poc": {"name": data.poc_name, "email": data.poc_email},
-                "contracts": forms.words(data.contracts),
+                # Left empty with `replaces`: the replaced key's contracts (as the API).
+                "contracts": forms.words(data.contracts) or None,
+                "expected_rotation_on": forms.day(
+                    "expected_rotation_on", data.expected_rotation_on
+                ),
+                "replaces": _replaces(data.replaces),
             },
         )  # fmt: skip
         key = await service.create_key(
@@ -181,10 +208,13 @@ async def _detail(
     done: str = "",
     errors: dict[str, str] | None = None,
     rotate: dict[str, str] | None = None,
+    contracts_form: str = "",
     status_code: int = 200,
 ) -> Template:
     principal = principal_of(request)
-    view = await _view(session, principal, key_id)
+    key = await repository.get_key(session, principal.tenant, key_id)
+    view = (await key_views(session, principal.tenant, [key]))[0]
+    may = await service.actions_for(session, principal, key)
     people = await _people(session, principal)
     designated = set(view.designees.users)
     message = DONE.get(done, "")
@@ -192,9 +222,11 @@ async def _detail(
         request, session, "keys/detail.html", title=view.label, status_code=status_code,
         key=view, pills=STATUS_PILL, people=people, errors=errors or {},
         rotate=rotate or {"key_id": ""}, flash=message or None,
+        may=may if Scope.KEYS_MANAGE in principal.scopes else NOTHING,
         is_rp=view.responsible_party.user_id == principal.user_id,
-        may_manage=Scope.KEYS_MANAGE in principal.scopes,
-        is_admin=principal.is_tenant_admin,
+        may_add=Scope.KEYS_MANAGE in principal.scopes,
+        contracts_form=contracts_form or ", ".join(c.number for c in view.contracts),
+        replaceable=view.status in {s.value for s in service.REPLACEABLE},
         candidates=sorted(
             (email, uid) for uid, email in people.items()
             if uid not in designated and uid != view.responsible_party.user_id
@@ -308,6 +340,28 @@ async def restore_access(
     return go(request, f"/portal/keys/{key_id}?done=restored")
 
 
+@post("/keys/{key_id:uuid}/contracts", opt=page(Scope.TENANT_ADMIN), status_code=200)
+async def set_contracts(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    key_id: FromPath[UUID],
+    data: URLEncodedBody[ContractsForm],
+) -> Response[Any]:
+    """A tenant admin sets the contracts CMS associated with the key (the API's PUT)."""
+    try:
+        await service.set_contracts(
+            db_session, principal_of(request), key_id=key_id,
+            numbers=forms.api_body(KeyContractsPut, {"contracts": forms.words(data.contracts)})
+            .contracts,
+        )  # fmt: skip
+    except (Invalid, Conflict) as error:
+        return await _detail(
+            request, db_session, key_id, errors=_errors(error),
+            contracts_form=data.contracts, status_code=400,
+        )  # fmt: skip
+    return go(request, f"/portal/keys/{key_id}?done=contracts")
+
+
 async def _set_designees(
     request: Request[Any, Any, Any],
     session: AsyncSession,
@@ -361,6 +415,7 @@ PAGES: list[Any] = [
     suspend_key,
     resume_key,
     restore_access,
+    set_contracts,
     add_designee,
     remove_designee,
 ]

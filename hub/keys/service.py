@@ -20,7 +20,7 @@ from hub.audit.service import Actor
 from hub.audit.service import record as audit
 from hub.auth import repository as auth_repository
 from hub.auth import service as auth
-from hub.auth.models import ApiToken, Membership, User
+from hub.auth.models import ApiToken, Membership, Scope, User
 from hub.auth.principal import Principal
 from hub.core import crypto, jobs
 from hub.core.crypto import Sealed, TenantCipher
@@ -634,11 +634,24 @@ async def _superseded(session: AsyncSession, key: ApiKey, refused_key_id: str | 
     return version is not None and version.key_id != refused_key_id
 
 
+MEMBER_LEFT = "the responsible party left the tenant; register a new key"
+USER_DEACTIVATED = (
+    "the responsible party's account was deactivated; register a new key (or, if they "
+    "return, they rotate it)"
+)
+
+
 async def handle_member_left(
-    session: AsyncSession, *, tenant_id: TenantID, user_id: UUID, actor: Actor
+    session: AsyncSession,
+    *,
+    tenant_id: TenantID,
+    user_id: UUID,
+    actor: Actor,
+    reason: str = MEMBER_LEFT,
 ) -> list[ApiKey]:
-    """A member left: keys they are RP of need replacing (a key never passes to someone
-    else); keys they were a designee of lose them, with their key-bound tokens."""
+    """A member left (or their account was deactivated): keys they are RP of need replacing
+    (a key never passes to someone else); keys they were a designee of lose them, with
+    their key-bound tokens."""
     found = (
         await session.scalars(
             repository.keys(tenant_id).where(
@@ -649,9 +662,12 @@ async def handle_member_left(
     ).all()
     for key in found:
         key.status = KeyStatus.NEEDS_REPLACEMENT
-        key.status_reason = "the responsible party left the tenant; register a new key"
+        key.status_reason = reason
         await session.flush()
-        await _change(session, actor, key, "key.orphaned", {"responsible_party": str(user_id)})
+        details = {"responsible_party": str(user_id)}
+        if reason != MEMBER_LEFT:
+            details["reason"] = reason
+        await _change(session, actor, key, "key.orphaned", details)
     await _drop_designee(session, tenant_id=tenant_id, user_id=user_id, actor=actor)
     return list(found)
 
@@ -751,6 +767,8 @@ async def set_designees(
     A member taken off the list loses the key-bound tokens they hold for it at once."""
     key = await repository.lock_key(session, actor.tenant, key_id)
     _require_rp(key, actor, "name designees for")
+    if key.status is KeyStatus.DEACTIVATED:
+        raise Conflict("a deactivated key acts for no one: it has no designees", field="status")
     for user_id in users:
         if await auth_repository.find_member_by_user(session, actor.tenant, user_id) is None:
             raise Invalid("users", f"{user_id} is not a member of this tenant")
@@ -847,6 +865,45 @@ async def _rp_gone(session: AsyncSession, key: ApiKey) -> bool:
         .where(Membership.tenant_id == key.tenant_id, User.id == key.responsible_party_id)
     )
     return not active
+
+
+@dataclass(frozen=True, slots=True)
+class KeyActions:
+    """What `actor` may do to a key now: each flag is exactly the check its service
+    function makes (scopes of the route aside), so a page offers no action it would refuse
+    and hides none it would allow."""
+
+    rotate: bool
+    deactivate: bool
+    suspend: bool
+    resume: bool
+    compromise: bool
+    restore: bool
+    designees: bool
+    set_contracts: bool
+
+
+async def actions_for(session: AsyncSession, actor: Principal, key: ApiKey) -> KeyActions:
+    is_rp = key.responsible_party_id == actor.user_id
+    rp_or_admin = is_rp or actor.is_tenant_admin
+    live = key.status is not KeyStatus.DEACTIVATED
+    return KeyActions(
+        rotate=is_rp and key.status not in {KeyStatus.COMPROMISED, KeyStatus.DEACTIVATED},
+        deactivate=live
+        and (is_rp or (auth.manages_tokens(actor) and await _rp_gone(session, key))),
+        suspend=rp_or_admin and key.status is KeyStatus.ACTIVE,
+        resume=rp_or_admin and key.status is KeyStatus.SUSPENDED,
+        compromise=key.status not in {KeyStatus.COMPROMISED, KeyStatus.DEACTIVATED},
+        restore=rp_or_admin and key.status in {KeyStatus.ACTIVE, KeyStatus.SUSPENDED},
+        designees=is_rp and live,
+        set_contracts=actor.has_scope(Scope.TENANT_ADMIN) and live,
+    )
+
+
+async def replaceable_keys(session: AsyncSession, actor: Principal) -> list[ApiKey]:
+    """The tenant's keys a new key may replace (compromised, deactivated or invalid)."""
+    found = await repository.list_keys(session, actor.tenant)
+    return [k for k in found if k.status in REPLACEABLE]
 
 
 def _require_rp(key: ApiKey, actor: Principal, verb: str) -> None:

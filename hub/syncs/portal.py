@@ -1,9 +1,11 @@
 """The syncs pages of the portal: each environment's schedule (a tenant admin pauses,
 resumes or changes its interval), "sync now", the recent runs and a run's quarantined
-rows (row number and reason; a row's raw cells are not shown here)."""
+rows (row number and reason; their raw cells opened on request for complaints:read,
+audited as the API's `phi.read`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +16,10 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit.reads import PhiView, record_phi_read
 from hub.auth.models import Scope
+from hub.core import crypto
+from hub.core.db import Database
 from hub.core.errors import Invalid
 from hub.keys import repository as keys_repository
 from hub.keys.service import normalise_contract, parse_environment
@@ -139,14 +144,32 @@ async def run_page(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
     run_id: FromPath[UUID],
+    cells: FromQuery[str] = "",
 ) -> Template:
-    """One run's figures and its quarantined rows (row number, reason, file)."""
+    """One run's figures and its quarantined rows (row number, reason, file); with
+    `cells=shown`, each row's raw cells as CMS sent them, for a member holding
+    complaints:read (as the API), the read audited (`phi.read`) before the page leaves."""
     principal = principal_of(request)
     run = await service.get_run(db_session, principal.tenant, run_id)
     rows = await service.quarantine_of(db_session, principal.tenant, run_id, limit=QUARANTINE_SHOWN)
+    may_see = Scope.COMPLAINTS_READ in principal.scopes
+    raw: dict[UUID, list[str]] = {}
+    if may_see and cells == "shown":
+        cipher = await crypto.cipher_for(db_session, principal.tenant)
+        for q in rows:
+            if q.raw is not None:
+                opened = cipher.open(q.raw, field=service.RAW_FIELD, row=q.id)
+                raw[q.id] = [str(c) for c in json.loads(opened)]
+        if raw:
+            database: Database = request.app.state.db
+            await record_phi_read(
+                database, principal, PhiView.QUARANTINED_ROWS,
+                target_type="sync_run", target_id=run_id, rows=len(raw),
+            )  # fmt: skip
     return await render(
         request, db_session, "syncs/run.html", title=f"Sync of {run.contract}",
         run=run, rows=rows, pills=OUTCOME_PILL, shown=QUARANTINE_SHOWN,
+        may_see=may_see, raw=raw, showing=cells == "shown",
     )  # fmt: skip
 
 

@@ -277,6 +277,41 @@ class TestDeactivate:
         assert (entry.tenant_id, entry.actor_label) == (None, OPS)
         assert entry.details == {"email": "ann@acme.test", "sessions_ended": 1}
 
+    async def test_the_keys_they_are_rp_of_need_replacing_and_an_admin_may_retire_them(
+        self, portal: httpx.AsyncClient, operator: User, ann: Member, session: AsyncSession
+    ) -> None:
+        from hub.keys import service as keys
+        from hub.keys.models import KeyStatus
+        from hub.keys.schemas import KeyCreate, TechnicalPoc
+
+        admin = await make_member(session, ann.tenant, email="boss@acme.test", role=Role.ADMIN)
+        await keys.add_contract(session, admin.principal, number="H1234")
+        body = KeyCreate(
+            environment="sandbox", key_id="ANN-KEY-1", secret="ann-secret-value",
+            hpms_user_id="ANN1", technical_poc=TechnicalPoc("T", "t@acme.test"),
+            contracts=["H1234"], verify=False,
+        )  # fmt: skip
+        key = await keys.create_key(session, ann.principal, data=body, verifier=None)
+        await session.commit()
+        csrf = await sign_in(portal, OPS)
+        await post_form(portal, f"/console/users/{ann.user.id}/deactivate", csrf)
+        await session.refresh(key)
+        assert key.status is KeyStatus.NEEDS_REPLACEMENT
+        assert key.status_reason == keys.USER_DEACTIVATED
+        [orphaned] = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "key.orphaned")
+        )
+        assert (orphaned.actor_label, orphaned.target_id) == (OPS, str(key.id))
+        portal.cookies.clear()
+        csrf = await sign_in(portal, "boss@acme.test")
+        page = await portal.get(f"/portal/keys/{key.id}")
+        assert "account was deactivated" in page.text
+        assert 'data-testid="deactivate"' in page.text
+        answer = await post_form(portal, f"/portal/keys/{key.id}/deactivate", csrf)
+        assert answer.status_code == 303
+        await session.refresh(key)
+        assert key.status is KeyStatus.DEACTIVATED
+
     async def test_reactivating_lets_them_in_again_with_their_tokens(
         self, portal: httpx.AsyncClient, operator: User, ann: Member, session: AsyncSession
     ) -> None:

@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.app import create_app
+from hub.audit.service import Actor
+from hub.auth import service as auth
 from hub.auth.models import Role
 from hub.core.db import Database
 from hub.ctm.simulator.server import RunningSimulator, running_simulator
@@ -321,3 +323,129 @@ class TestRpActions:
         page = await world.client.get(restored.headers["location"])
         assert "access is restored" in page.text
         assert 'data-testid="restore-S5678"' not in page.text
+
+
+class TestWhoSeesWhichAction:
+    async def test_admin_deactivates_a_key_whose_rp_left_and_a_viewer_is_not_offered_it(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        key = await unverified_key(session, world.rp, "LEFT-1")
+        await auth.remove_member(
+            session, world.admin.principal, membership_id=world.rp.membership.id
+        )
+        await session.commit()
+        path = f"/portal/keys/{key.id}"
+        await world.sign_in("viewer@plan.example")
+        assert 'data-testid="deactivate"' not in (await world.client.get(path)).text
+        csrf = await world.sign_in("admin@plan.example")
+        page = await world.client.get(path)
+        assert re.search(r'data-testid="key-status">needs replacement<', page.text)
+        assert 'data-testid="deactivate"' in page.text
+        assert 'data-testid="deactivate-why"' in page.text
+        answer = await post_form(world.client, f"{path}/deactivate", csrf)
+        assert answer.status_code == 303
+        page = await world.client.get(answer.headers["location"])
+        assert re.search(r'data-testid="key-status">deactivated<', page.text)
+        assert 'data-testid="replace"' in page.text
+
+    @pytest.mark.parametrize("state", ["active", "suspended", "compromised", "deactivated"])
+    @pytest.mark.parametrize("who", ["rp", "admin", "viewer"])
+    async def test_the_page_offers_exactly_what_the_service_allows(
+        self, world: World, session: AsyncSession, state: str, who: str
+    ) -> None:
+        key = await unverified_key(session, world.rp, f"S-{state}")
+        rp = world.rp.principal
+        if state == "suspended":
+            await service.suspend_key(session, rp, key_id=key.id)
+        elif state == "compromised":
+            await service.report_compromise(
+                session, tenant_id=world.rp.tenant_id, key_id=key.id, actor=Actor.system()
+            )
+        elif state == "deactivated":
+            await service.deactivate_key(session, rp, key_id=key.id)
+        await session.commit()
+        member = getattr(world, who)
+        may = await service.actions_for(session, member.principal, key)
+        await world.sign_in(member.user.email)
+        page = (await world.client.get(f"/portal/keys/{key.id}")).text
+        for action in ("rotate", "deactivate", "suspend", "resume", "compromise"):
+            assert (f'data-testid="{action}"' in page) is getattr(may, action), action
+        assert ('data-testid="set-contracts"' in page) is may.set_contracts
+        assert ('action="/portal/keys/' + f'{key.id}/designees/add"' in page) is (
+            may.designees and who == "rp"
+        )
+
+
+class TestReplaceAndContracts:
+    async def test_rp_registers_a_replacement_with_a_rotation_date_keeping_the_contracts(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        old = await unverified_key(session, world.rp, "OLD-1")
+        await service.report_compromise(
+            session, tenant_id=world.rp.tenant_id, key_id=old.id, actor=Actor.system()
+        )
+        await session.commit()
+        csrf = await world.sign_in("rp@plan.example")
+        form = await world.client.get(f"/portal/keys/new?replaces={old.id}")
+        assert f'<option value="{old.id}" selected>' in form.text
+        new = world.sim_key()
+        answer = await post_form(
+            world.client, "/portal/keys", csrf,
+            world.form(new, contracts="", replaces=str(old.id), expected_rotation_on="2027-03-01"),
+        )  # fmt: skip
+        assert answer.status_code == 303, answer.text
+        created = await session.get(
+            ApiKey, UUID(answer.headers["location"].split("/")[-1].split("?")[0])
+        )
+        assert created is not None
+        await session.refresh(created)
+        assert created.replaces_id == old.id
+        assert str(created.expected_rotation_on) == "2027-03-01"
+        page = await world.client.get(answer.headers["location"])
+        assert f'href="/portal/keys/{old.id}"' in page.text
+        assert "H1234" in page.text  # the replaced key's contract
+
+    async def test_an_active_key_cannot_be_replaced_and_a_bad_date_is_named(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        live = await unverified_key(session, world.rp, "LIVE-1")
+        csrf = await world.sign_in("rp@plan.example")
+        form = await world.client.get("/portal/keys/new")
+        assert 'data-testid="replaces"' not in form.text  # nothing is replaceable
+        new = world.sim_key()
+        refused = await post_form(
+            world.client, "/portal/keys", csrf, world.form(new, replaces=str(live.id))
+        )
+        assert refused.status_code == 400
+        assert re.search(r'data-testid="error-replaces">[^<]*active', refused.text)
+        bad = await post_form(
+            world.client, "/portal/keys", csrf, world.form(new, expected_rotation_on="soon")
+        )
+        assert bad.status_code == 400
+        assert 'data-testid="error-expected_rotation_on"' in bad.text
+
+    async def test_admin_sets_a_keys_contracts_and_others_may_not(
+        self, world: World, session: AsyncSession
+    ) -> None:
+        key = await unverified_key(session, world.rp, "CON-1")
+        path = f"/portal/keys/{key.id}"
+        csrf = await world.sign_in("rp@plan.example")
+        assert 'data-testid="set-contracts"' not in (await world.client.get(path)).text
+        refused = await post_form(world.client, f"{path}/contracts", csrf, {"contracts": "S5678"})
+        assert refused.status_code == 403
+        csrf = await world.sign_in("admin@plan.example")
+        assert 'data-testid="set-contracts"' in (await world.client.get(path)).text
+        wrong = await post_form(world.client, f"{path}/contracts", csrf, {"contracts": "H9999"})
+        assert wrong.status_code == 400
+        assert re.search(
+            r'data-testid="error-contracts">[^<]*not a contract of this tenant', wrong.text
+        )
+        answer = await post_form(
+            world.client, f"{path}/contracts", csrf, {"contracts": "H1234 S5678"}
+        )
+        assert answer.status_code == 303
+        page = await world.client.get(answer.headers["location"])
+        assert "contracts are saved" in page.text
+        table = re.search(r'data-testid="contracts">(.*?)</table>', page.text, re.S)
+        assert table is not None
+        assert "S5678" in table.group(1)

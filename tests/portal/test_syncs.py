@@ -1,5 +1,5 @@
 """The syncs pages: schedules (a tenant admin pauses, resumes, changes the interval), "sync
-now", the recent runs, and a run's quarantined rows without their cells."""
+now", the recent runs, and a run's quarantined rows (their cells only when asked, audited)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,11 @@ async def a_run(session: AsyncSession, key: ApiKey) -> SyncRun:
     return run
 
 
+async def phi_reads(session: AsyncSession) -> list[AuditEntry]:
+    found = await session.scalars(select(AuditEntry).where(AuditEntry.action == "phi.read"))
+    return list(found)
+
+
 @pytest.fixture
 async def plan(session: AsyncSession) -> dict[str, Any]:
     tenant = await make_tenant(session, "plan", "Plan Health")
@@ -108,6 +113,35 @@ class TestSyncsPage:
         assert table is not None
         assert "<td>9</td><td>received date is not a date</td>" in table.group(1)
         assert PHI not in page.text
+
+    async def test_asked_for_the_cells_are_shown_and_the_read_is_audited_as_the_apis(
+        self, portal: httpx.AsyncClient, plan: dict[str, Any], session: AsyncSession
+    ) -> None:
+        run = plan["run"]
+        await as_(portal, "viewer@plan.example")
+        page = await portal.get(f"/portal/syncs/runs/{run.id}")
+        assert f'href="/portal/syncs/runs/{run.id}?cells=shown"' in page.text
+        assert not await phi_reads(session)  # a plain look opens nothing
+        page = await portal.get(f"/portal/syncs/runs/{run.id}?cells=shown")
+        assert page.status_code == 200
+        cells = re.search(r'data-testid="cells-9">(.*?)</td>', page.text, re.S)
+        assert cells is not None
+        assert f"<li>{PHI}</li><li>x</li>" in cells.group(1)
+        [entry] = await phi_reads(session)
+        assert entry.target_type == "sync_run"
+        assert entry.target_id == str(run.id)
+        assert entry.actor_label == "viewer@plan.example"
+        assert entry.details == {"view": "quarantined_rows", "rows": 1}
+        assert PHI not in json.dumps(entry.details)
+
+    async def test_another_tenants_cells_are_never_opened(
+        self, portal: httpx.AsyncClient, plan: dict[str, Any], session: AsyncSession
+    ) -> None:
+        await as_(portal, "admin@plan.example")
+        page = await portal.get(f"/portal/syncs/runs/{plan['theirs'].id}?cells=shown")
+        assert page.status_code == 404
+        assert PHI not in page.text
+        assert not await phi_reads(session)
 
     async def test_another_tenants_run_is_a_404_page(
         self, portal: httpx.AsyncClient, plan: dict[str, Any]
