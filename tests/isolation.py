@@ -234,6 +234,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/webhooks/messages/{message_id:uuid}/resend"): {},
     ("POST", "/api/v1/tokens"): {"name": "probe", "scopes": ["complaints:read"]},
     ("POST", "/api/v1/contracts"): {"number": "S9999"},
+    ("POST", "/api/v1/complaints/search"): {"beneficiary": "1EG4-TE5-MK72"},
     ("POST", "/api/v1/keys"): {
         "environment": "sandbox",
         "key_id": "ISO-PROBE",

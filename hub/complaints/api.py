@@ -18,8 +18,10 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.complaints import doubt_review, repository, resolutions
+from hub.complaints.repository import BENE_MAX_CHARS, ComplaintFilter
 from hub.complaints.resolutions import ResolutionInput, open_resolutions
 from hub.complaints.schemas import (
+    BeneficiarySearch,
     ChangeView,
     ComplaintDetail,
     ComplaintSummary,
@@ -29,10 +31,11 @@ from hub.complaints.schemas import (
     SettledView,
     due_basis_note,
 )
-from hub.complaints.service import BENE_FIELD, Deadlines, open_phi, status_of
+from hub.complaints.service import Deadlines, open_phi, status_of
 from hub.core import crypto
 from hub.core.db import utcnow
-from hub.core.errors import Invalid, documented
+from hub.core.errors import documented
+from hub.core.text import NO_NUL
 from hub.syncs.service import SyncPolicy
 
 READ = scope(Scope.COMPLAINTS_READ)
@@ -46,9 +49,47 @@ REPLAYED_RESPONSE = ResponseSpec(
     description="The same idempotency key and body again: the first resolution, unchanged",
 )
 
+# The list's filters, as the schema describes them (the portal's list has the same).
+ISSUE_LEVEL = QueryParameter(
+    max_length=100, pattern=NO_NUL,
+    description="Only this issue level, exactly as CMS's file writes it (e.g. Immediate Need)",
+)  # fmt: skip
+COMPLAINT_ID = QueryParameter(
+    max_length=64, pattern=NO_NUL,
+    description="Only complaints whose complaint ID holds this text, any case",
+)  # fmt: skip
+RESOLUTION = QueryParameter(
+    description="Only complaints whose resolution is in this state: none, queued, uploading, "
+    "accepted or rejected",
+)
+NEEDS_PERSON = QueryParameter(
+    description="true: only what a caseworker must act on: a resolution CMS rejected (and CMS "
+    "does not show the complaint resolved), or an upload in doubt for longer than CMS takes "
+    "to store a file, which a person who checked HPMS settles by hand",
+)
+SEARCH_DESCRIPTION = (
+    "A beneficiary's complaints, found by exact identifier (any case) through its blind "
+    "index, by due date and without PHI (the list's fields). A POST, so that the identifier "
+    "stays out of URLs and access logs. Each search is audited as a PHI read: who searched "
+    "and how many were found, never the identifier."
+)
+
 
 def _deadlines(state: State) -> Deadlines:
     return SyncPolicy.from_settings(state.settings).deadlines
+
+
+async def _listed(
+    session: AsyncSession, principal: Principal, state: State, where: ComplaintFilter
+) -> list[ComplaintSummary]:
+    """The list's answer; a search by beneficiary puts whoever made it on record."""
+    deadlines, now = _deadlines(state), utcnow()
+    found = await repository.list_complaints(
+        session, principal.tenant, where, now=now, deadlines=deadlines
+    )
+    if where.bene_index is not None:
+        await record_phi_read(state.db, principal, PhiView.BENEFICIARY_SEARCH, matches=len(found))
+    return [ComplaintSummary.of(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
 
 
 class ComplaintController(Controller):
@@ -65,33 +106,53 @@ class ComplaintController(Controller):
         environment: FromQuery[str | None] = None,
         contract: FromQuery[str | None] = None,
         due_before: FromQuery[date | None] = None,
-        beneficiary: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        issue_level: Annotated[str | None, ISSUE_LEVEL] = None,
+        complaint_id: Annotated[str | None, COMPLAINT_ID] = None,
+        resolution: Annotated[str | None, RESOLUTION] = None,
+        needs_person: Annotated[bool, NEEDS_PERSON] = False,
+        beneficiary: Annotated[str | None, QueryParameter(max_length=BENE_MAX_CHARS)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[ComplaintSummary]:
-        """Complaints by due date, without PHI; `environment` (sandbox or production) keeps
-        one CMS environment's. `beneficiary` finds a beneficiary's complaints by exact
-        identifier through its blind index (the identifier is never stored in clear)."""
-        tenant_id, deadlines, now = principal.tenant, _deadlines(state), utcnow()
+        """Complaints by due date, without PHI. `environment` (sandbox or production) keeps
+        one CMS environment's; `issue_level` one issue level, exactly as CMS writes it;
+        `complaint_id` those whose complaint ID holds the text, any case; `resolution` those
+        whose resolution is in one state (none, queued, uploading, accepted, rejected);
+        `needs_person=true` those a caseworker must act on (a resolution CMS rejected, or
+        an upload in doubt long enough to be settled by hand). `beneficiary` finds a
+        beneficiary's complaints by exact identifier through its blind index (audited);
+        prefer `POST /api/v1/complaints/search`, which keeps the identifier out of URLs."""
+        tenant_id = principal.tenant
         bene_index = None
         if beneficiary is not None:
-            if not beneficiary.strip():
-                raise Invalid("beneficiary", "must not be blank")
-            bene_index = await crypto.blind_index(
-                db_session, beneficiary.strip(), tenant=tenant_id, field=BENE_FIELD
-            )
+            bene_index = await repository.beneficiary_index(db_session, tenant_id, beneficiary)
         where = repository.complaint_filter(
             status=status, environment=environment, contract=contract, due_before=due_before,
-            bene_index=bene_index, limit=limit, offset=offset,
+            issue_level=issue_level, complaint_id=complaint_id, resolution=resolution,
+            needs_person=needs_person, bene_index=bene_index, limit=limit, offset=offset,
         )  # fmt: skip
-        found = await repository.list_complaints(
-            db_session, tenant_id, where, now=now, deadlines=deadlines
+        return await _listed(db_session, principal, state, where)
+
+    @post(
+        "/search",
+        opt=READ,
+        status_code=200,
+        description=SEARCH_DESCRIPTION,
+        responses=documented(400, 401, 403),
+    )
+    async def search_complaints(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
+        data: JSONBody[BeneficiarySearch],
+    ) -> list[ComplaintSummary]:
+        """A beneficiary's complaints by identifier, audited (see SEARCH_DESCRIPTION)."""
+        bene_index = await repository.beneficiary_index(
+            db_session, principal.tenant, data.beneficiary
         )
-        if bene_index is not None:  # a beneficiary was looked up: whoever did is on record
-            await record_phi_read(
-                state.db, principal, PhiView.BENEFICIARY_SEARCH, matches=len(found)
-            )
-        return [ComplaintSummary.of(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
+        where = repository.complaint_filter(bene_index=bene_index, limit=data.limit)
+        return await _listed(db_session, principal, state, where)
 
     @get("/{complaint_id:uuid}", opt=READ, responses=documented(401, 403, 404))
     async def get_complaint(

@@ -1,6 +1,7 @@
-"""The complaints pages of the portal: the list with the API's filters, one complaint with
-its PHI (audited as the API audits it), its history and resolutions, writing a resolution,
-and settling one in doubt."""
+"""The complaints pages of the portal: the list with the API's filters (and what needs a
+person), a beneficiary's complaints found by identifier, one complaint with its PHI (audited
+as the API audits it), its history and resolutions, writing a resolution, and settling one
+in doubt."""
 
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ class Listing:
     errors: dict[str, str] = field(default_factory=dict)
     previous: str | None = None
     next: str | None = None
+    # A search by beneficiary: its results are not paged (a link would carry the identifier).
+    is_beneficiary_search: bool = False
+    has_more: bool = False
 
 
 def _href(asked: dict[str, str], offset: int) -> str:
@@ -101,7 +105,8 @@ async def _listing(
         where = repository.complaint_filter(
             status=asked["status"], environment=asked["environment"], contract=asked["contract"],
             issue_level=asked["issue_level"], complaint_id=asked["complaint_id"],
-            resolution=asked["resolution"], limit=PAGE_SIZE + 1, offset=offset,
+            resolution=asked["resolution"], needs_person=asked["needs_person"] == "true",
+            limit=PAGE_SIZE + 1, offset=offset,
         )  # fmt: skip
     except Invalid as error:
         listing.errors[error.field] = error.reason
@@ -128,6 +133,7 @@ async def complaints_page(
     issue_level: FromQuery[str] = "",
     complaint_id: Annotated[str, QueryParameter(max_length=64)] = "",
     resolution: FromQuery[str] = "",
+    needs_person: FromQuery[bool] = False,
     offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Template:
     """Complaints by due date, filtered as the API filters them; no PHI. An htmx request
@@ -135,18 +141,65 @@ async def complaints_page(
     asked = {
         "status": status, "environment": environment, "contract": contract,
         "issue_level": issue_level, "complaint_id": complaint_id, "resolution": resolution,
+        "needs_person": "true" if needs_person else "",
     }  # fmt: skip
     listing = await _listing(request, db_session, asked, offset)
+    return await _list_page(request, db_session, listing)
+
+
+async def _list_page(
+    request: Request[Any, Any, Any], session: AsyncSession, listing: Listing
+) -> Template:
     status_code = 400 if listing.errors else 200
     if is_htmx(request):  # htmx swaps only a 2xx answer: the errors are in the results
         return fragment(request, "complaints/_results.html", listing=listing)
-    contracts, levels = await repository.distinct_values(db_session, principal_of(request).tenant)
+    contracts, levels = await repository.distinct_values(session, principal_of(request).tenant)
     return await render(
-        request, db_session, "complaints/list.html", title="Complaints", status_code=status_code,
+        request, session, "complaints/list.html", title="Complaints", status_code=status_code,
         listing=listing, contracts=contracts, levels=levels,
         statuses=list(ComplaintStatus), states=list(ResolutionState),
-        environments=list(Environment),
+        environments=list(Environment), bene_max=repository.BENE_MAX_CHARS,
     )  # fmt: skip
+
+
+class BeneficiaryForm(msgspec.Struct):
+    beneficiary: str = ""
+
+
+NO_FILTERS = dict.fromkeys(
+    ("status", "environment", "contract", "issue_level", "complaint_id", "resolution"), ""
+) | {"needs_person": ""}
+
+
+@post("/complaints/beneficiary", opt=page(Scope.COMPLAINTS_READ), status_code=200)
+async def beneficiary_search(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    data: URLEncodedBody[BeneficiaryForm],
+) -> Template:
+    """A beneficiary's complaints by exact identifier, through its blind index: posted, so
+    the identifier stays out of the URL, the history and access logs, and never echoed back.
+    The list shows what the normal list shows; the search is on record as the API's is."""
+    principal, now, deadlines = principal_of(request), utcnow(), _deadlines(request)
+    listing = Listing(dict(NO_FILTERS), is_beneficiary_search=True)
+    try:
+        bene_index = await repository.beneficiary_index(
+            db_session, principal.tenant, data.beneficiary
+        )
+    except Invalid as error:
+        listing.errors[error.field] = error.reason
+        return await _list_page(request, db_session, listing)
+    where = repository.complaint_filter(bene_index=bene_index, limit=PAGE_SIZE + 1)
+    found = await repository.list_complaints(
+        db_session, principal.tenant, where, now=now, deadlines=deadlines
+    )
+    await record_phi_read(
+        request.app.state.db, principal, PhiView.BENEFICIARY_SEARCH, matches=len(found)
+    )
+    listing.rows = [Row(c, status_of(c, now=now, deadlines=deadlines)) for c in found]
+    listing.has_more = len(listing.rows) > PAGE_SIZE
+    listing.rows = listing.rows[:PAGE_SIZE]
+    return await _list_page(request, db_session, listing)
 
 
 # One complaint ----------------------------------------------------------------------------
@@ -308,4 +361,6 @@ async def settle_resolution(
     return go(request, f"/portal/complaints/{complaint_pk}?done=settled")
 
 
-PAGES: list[Any] = [complaints_page, complaint_page, write_resolution, settle_resolution]
+PAGES: list[Any] = [
+    complaints_page, beneficiary_search, complaint_page, write_resolution, settle_resolution,
+]  # fmt: skip

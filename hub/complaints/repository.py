@@ -15,14 +15,18 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.complaints import doubt
 from hub.complaints.models import Complaint, ComplaintChange, Resolution, ResolutionState
-from hub.complaints.service import ComplaintStatus, Deadlines
-from hub.core.errors import NotFound, choice
+from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines
+from hub.core import crypto
+from hub.core.errors import Invalid, NotFound, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
 from hub.keys.service import normalise_contract
 
 _LIKE_SPECIALS = re.compile(r"[\\%_]")
+# The longest beneficiary identifier looked up (CMS's MBI is 11 characters, HICN up to 12).
+BENE_MAX_CHARS = 100
 
 
 def complaints(tenant_id: TenantID) -> Select[Complaint]:
@@ -75,6 +79,24 @@ def status_condition(
             return and_(unresolved, Complaint.due_date >= today, Complaint.due_date > soon_through)
 
 
+def needs_person_condition(*, now: datetime, deadlines: Deadlines) -> ColumnElement[bool]:
+    """What a caseworker must act on: a resolution CMS rejected (and CMS does not show the
+    complaint resolved), or an upload in doubt past `doubt.SETTLE_AFTER`, when a person who
+    checked HPMS may settle it as accepted, resend or release."""
+    stuck = (
+        select(Resolution.id)
+        .where(
+            Resolution.tenant_id == Complaint.tenant_id,
+            Resolution.complaint_pk == Complaint.id,
+            Resolution.state == ResolutionState.UPLOADING,
+            Resolution.in_doubt_since <= now - doubt.SETTLE_AFTER,
+        )
+        .exists()
+    )
+    rejected = status_condition(ComplaintStatus.REJECTED, now=now, deadlines=deadlines)
+    return or_(rejected, stuck)
+
+
 @dataclass(frozen=True, slots=True)
 class ComplaintFilter:
     status: ComplaintStatus | None = None
@@ -85,6 +107,7 @@ class ComplaintFilter:
     issue_level: str | None = None  # exactly as CMS's file writes it
     complaint_id: str | None = None  # a part of the complaint ID, any case
     resolution: ResolutionState | None = None  # the state of the complaint's resolution
+    needs_person: bool = False  # see `needs_person_condition`
     limit: int = 100
     offset: int = 0
 
@@ -99,24 +122,41 @@ def complaint_filter(
     resolution: str | None = None,
     due_before: date | None = None,
     bene_index: str | None = None,
+    needs_person: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> ComplaintFilter:
     """A list's filter from its query's words (API or portal); a 400 names a bad one."""
-    contract = _text(contract)
+    contract = _text("contract", contract)
     return ComplaintFilter(
         status=choice("status", status, ComplaintStatus),
         environment=choice("environment", environment, Environment),
         contract=normalise_contract(contract, field="contract") if contract else None,
-        issue_level=_text(issue_level), complaint_id=_text(complaint_id),
+        issue_level=_text("issue_level", issue_level),
+        complaint_id=_text("complaint_id", complaint_id),
         resolution=choice("resolution", resolution, ResolutionState),
-        due_before=due_before, bene_index=bene_index, limit=limit, offset=offset,
+        due_before=due_before, bene_index=bene_index, needs_person=needs_person,
+        limit=limit, offset=offset,
     )  # fmt: skip
 
 
-def _text(value: str | None) -> str | None:
-    """A query's word trimmed; None when it is missing or blank."""
+def _text(field: str, value: str | None) -> str | None:
+    """A query's word trimmed; None when it is missing or blank. PostgreSQL cannot compare
+    a NUL, so one is a 400 naming the field on every backend."""
+    if value is not None and "\x00" in value:
+        raise Invalid(field, "must not contain NUL")
     return value.strip() or None if value is not None else None
+
+
+async def beneficiary_index(session: AsyncSession, tenant_id: TenantID, identifier: str) -> str:
+    """The blind index a beneficiary's complaints are found by (exact identifier, any case);
+    the identifier itself is neither stored nor compared. A 400 names `beneficiary`."""
+    identifier = identifier.strip()
+    if not identifier:
+        raise Invalid("beneficiary", "must not be blank")
+    if len(identifier) > BENE_MAX_CHARS or "\x00" in identifier:
+        raise Invalid("beneficiary", f"is not an identifier (at most {BENE_MAX_CHARS} characters)")
+    return await crypto.blind_index(session, identifier, tenant=tenant_id, field=BENE_FIELD)
 
 
 async def list_complaints(
@@ -145,6 +185,8 @@ async def list_complaints(
         statement = statement.where(Complaint.complaint_id.ilike(pattern, escape="\\"))
     if where.resolution is not None:
         statement = statement.where(Complaint.resolution_state == where.resolution)
+    if where.needs_person:
+        statement = statement.where(needs_person_condition(now=now, deadlines=deadlines))
     # A total order, so that pages neither repeat nor skip a complaint: one contract's
     # complaint ID may be in both environments (the row id breaks any tie left).
     statement = statement.order_by(

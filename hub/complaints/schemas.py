@@ -4,12 +4,13 @@ carry PHI, and only for the tenant's own staff holding complaints:read."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 
 from hub.complaints.models import Complaint, DueBasis, Resolution
+from hub.complaints.repository import BENE_MAX_CHARS
 from hub.complaints.resolutions import OpenedResolution
 from hub.complaints.service import ComplaintStatus, Deadlines
 from hub.core.text import Text
@@ -28,6 +29,16 @@ class ResolutionCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     def __repr__(self) -> str:  # summary and notes are PHI
         return f"ResolutionCreate(resolution_date={self.resolution_date!r})"
+
+
+class BeneficiarySearch(msgspec.Struct, forbid_unknown_fields=True):
+    """A beneficiary's identifier (MBI or HICN, any case), matched exactly, never stored."""
+
+    beneficiary: Annotated[Text, msgspec.Meta(min_length=1, max_length=BENE_MAX_CHARS)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+    def __repr__(self) -> str:  # the identifier is PHI
+        return f"BeneficiarySearch(limit={self.limit!r})"
 
 
 def due_basis_note(complaint: Complaint, deadlines: Deadlines) -> str:

@@ -513,3 +513,129 @@ class TestSettle:
         assert answer.status_code == 403
         await session.refresh(resolution)
         assert resolution.state is ResolutionState.UPLOADING
+
+
+class TestNeedsAPerson:
+    async def test_lists_rejected_and_settleable_doubt_only_and_the_form_keeps_it(
+        self, portal: httpx.AsyncClient, session: AsyncSession, plan: Plan
+    ) -> None:
+        cipher = await crypto.cipher_for(session, plan.tenant_id)
+        plan.later.resolution_state = ResolutionState.REJECTED
+        for complaint, hours in ((plan.overdue, 2), (plan.soon, 0)):  # 0: CMS may be storing it
+            since = utcnow() - timedelta(hours=hours)
+            doubt = Resolution(
+                id=uuid7(), tenant_id=plan.tenant_id, complaint_pk=complaint.id,
+                contract=complaint.contract, complaint_id=complaint.complaint_id,
+                resolution_date=day(-1), state=ResolutionState.UPLOADING,
+                idempotency_key=f"k-{complaint.complaint_id}", uploaded_at=since,
+                in_doubt_since=since,
+            )  # fmt: skip
+            doubt.summary = cipher.seal("Sent.", field=SUMMARY_FIELD, row=doubt.id)
+            session.add(doubt)
+            complaint.resolution_state = ResolutionState.UPLOADING
+        await session.commit()
+        await sign_in(portal, "view@plan-a.test")
+        everything = await portal.get("/portal/complaints")
+        [link] = re.findall(r'<a href="([^"]+)" data-testid="needs-person"', everything.text)
+        page = await portal.get(link)
+        assert page.status_code == 200
+        assert ids_listed(page) == ["CTM-1001", "CTM-3003"]
+        assert 'name="needs_person" value="true" checked' in page.text
+        assert 'data-testid="needs-person" aria-current="page"' in page.text
+        narrowed = await portal.get(f"{link}&contract=H1234&complaint_id=3003")
+        assert ids_listed(narrowed) == ["CTM-3003"]
+        assert 'value="true" checked' not in everything.text
+        assert ids_listed(everything) == ["CTM-1001", "CTM-2002", "CTM-4004", "CTM-3003"]
+
+    async def test_its_pages_keep_the_filter(
+        self,
+        portal: httpx.AsyncClient,
+        session: AsyncSession,
+        plan: Plan,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(complaints_portal, "PAGE_SIZE", 1)
+        plan.overdue.resolution_state = ResolutionState.REJECTED
+        plan.later.resolution_state = ResolutionState.REJECTED
+        await session.commit()
+        await sign_in(portal, "view@plan-a.test")
+        first = await portal.get("/portal/complaints?needs_person=true")
+        assert ids_listed(first) == ["CTM-1001"]
+        [after] = re.findall(r'href="([^"]+)"[^>]*data-testid="next"', first.text)
+        assert after == "/portal/complaints?needs_person=true&amp;offset=1"
+        assert ids_listed(await portal.get(after.replace("&amp;", "&"))) == ["CTM-3003"]
+
+
+class TestBeneficiarySearch:
+    async def test_finds_their_complaints_records_the_search_and_echoes_no_phi(
+        self, portal: httpx.AsyncClient, session: AsyncSession, plan: Plan
+    ) -> None:
+        await sign_in(portal, "view@plan-a.test")
+        listing = await portal.get("/portal/complaints")
+        form = listing.text.split('data-testid="beneficiary-search"')[1].split("</form>")[0]
+        assert 'name="_csrf"' in form
+        assert 'autocomplete="off"' in form
+        found = await post_form(
+            portal, "/portal/complaints/beneficiary", csrf_of(listing),
+            {"beneficiary": BENE.lower()},
+        )  # fmt: skip
+        assert found.status_code == 200
+        assert ids_listed(found) == ["CTM-1001", "CTM-2002", "CTM-4004", "CTM-3003"]
+        assert "CTM-9009" not in found.text  # the same identifier in another tenant
+        assert "4 complaint(s) of the beneficiary entered." in found.text
+        assert BENE not in found.text.upper()
+        assert CANARY not in found.text
+        [entry] = await phi_reads(session, plan.tenant_id)
+        assert entry.details == {"view": "beneficiary_search", "matches": 4}
+        assert entry.actor_label == "view@plan-a.test"
+        assert entry.target_id is None
+
+    async def test_no_match_says_so_and_is_recorded(
+        self, portal: httpx.AsyncClient, session: AsyncSession, plan: Plan
+    ) -> None:
+        csrf = await sign_in(portal, "case@plan-a.test")
+        missed = await post_form(
+            portal, "/portal/complaints/beneficiary", csrf, {"beneficiary": "1EG4-TE5-MK73"}
+        )
+        assert missed.status_code == 200
+        assert ids_listed(missed) == []
+        assert "No complaint of this beneficiary." in missed.text
+        [entry] = await phi_reads(session, plan.tenant_id)
+        assert entry.details == {"view": "beneficiary_search", "matches": 0}
+
+    async def test_an_htmx_search_gets_the_results_alone(
+        self, portal: httpx.AsyncClient, plan: Plan
+    ) -> None:
+        csrf = await sign_in(portal, "view@plan-a.test")
+        part = await post_form(
+            portal, "/portal/complaints/beneficiary", csrf, {"beneficiary": BENE},
+            headers={"HX-Request": "true"},
+        )  # fmt: skip
+        assert part.status_code == 200
+        assert "<html" not in part.text
+        assert ids_listed(part) == ["CTM-1001", "CTM-2002", "CTM-4004", "CTM-3003"]
+
+    @pytest.mark.parametrize(
+        ("typed", "words"),
+        [("   ", "must not be blank"), ("x" * 101, "is not an identifier"), ("a\x00b", "is not")],
+    )
+    async def test_a_bad_identifier_is_named_and_nothing_is_recorded(
+        self, portal: httpx.AsyncClient, session: AsyncSession, plan: Plan, typed: str, words: str
+    ) -> None:
+        csrf = await sign_in(portal, "view@plan-a.test")
+        page = await post_form(
+            portal, "/portal/complaints/beneficiary", csrf, {"beneficiary": typed}
+        )
+        assert page.status_code == 400
+        errors = page.text.split('data-testid="filter-errors"')[1].split("</ul>")[0]
+        assert "<b>beneficiary</b>" in errors
+        assert words in errors
+        assert await phi_reads(session, plan.tenant_id) == []
+
+    async def test_without_the_csrf_token_it_is_refused_and_not_recorded(
+        self, portal: httpx.AsyncClient, session: AsyncSession, plan: Plan
+    ) -> None:
+        await sign_in(portal, "view@plan-a.test")
+        answer = await portal.post("/portal/complaints/beneficiary", data={"beneficiary": BENE})
+        assert answer.status_code == 403
+        assert await phi_reads(session, plan.tenant_id) == []

@@ -55,6 +55,7 @@ SAME_ACTION: dict[tuple[str, str], tuple[str, str] | None] = {
     ("POST", "/portal/account/two-step/disable"): None,
     ("POST", "/portal/account/password"): None,
     ("POST", "/portal/account/sessions/end-others"): None,
+    ("POST", "/portal/complaints/beneficiary"): ("POST", "/api/v1/complaints/search"),
     ("POST", "/portal/complaints/{complaint_pk:uuid}/resolutions"): (
         "POST", "/api/v1/complaints/{complaint_id:uuid}/resolutions",
     ),
