@@ -187,7 +187,7 @@ class TestFirstSignIn:
                     new, FORCED, csrf, {"password": NEW, "repeated": NEW, **form}
                 )
                 assert answer.status_code == 400
-                assert 'data-testid="new-password"' in answer.text
+                assert 'data-testid="set-password"' in answer.text
                 assert f'data-testid="error-{field}"' in answer.text
                 assert given not in answer.text
             same = await post_form(
