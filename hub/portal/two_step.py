@@ -183,10 +183,20 @@ async def disable(
     user = _user(request)
     if settings.portal_require_two_step:
         raise Conflict("this hub requires two-step sign-in: it cannot be turned off")
+    # Guesses here count as wrong sign-ins do: a session left open must not become a place
+    # to try passwords and codes without limit.
+    redis = request.app.state.redis
+    address = request.client.host if request.client else ""
+    lockout = await throttle.locked(redis, email=user.email, address=address)
+    if lockout is not None:
+        errors = {"password": locked_out(lockout)}
+        return await _account(request, db_session, status_code=429, errors=errors)
     if not await service.password_matches(user, data.password):
+        await throttle.failed(redis, email=user.email, address=address)
         errors = {"password": "is not your password"}
         return await _account(request, db_session, status_code=400, errors=errors)
     if not await mfa.verify(db_session, user.id, data.code):
+        await throttle.failed(redis, email=user.email, address=address)
         errors = {"code": "is not the app's current code"}
         return await _account(request, db_session, status_code=400, errors=errors)
     await mfa.disable(db_session, user, actor=Actor.of_user(user))

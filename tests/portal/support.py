@@ -32,3 +32,20 @@ async def post_form(
     client: httpx.AsyncClient, path: str, csrf: str, data: dict[str, Any] | None = None, **kw: Any
 ) -> httpx.Response:
     return await client.post(path, data={"_csrf": csrf, **(data or {})}, **kw)
+
+
+NEW_PASSWORD = "a passphrase only I know"
+
+
+async def sign_in_first_time(client: httpx.AsyncClient, email: str, given: str) -> str:
+    """Sign in with a password someone else was given (it must be replaced first), then
+    set `NEW_PASSWORD`; the session's CSRF token."""
+    landing = await sign_in(client, email, given)
+    changed = await post_form(
+        client,
+        "/portal/account/password",
+        landing,
+        {"current": given, "password": NEW_PASSWORD, "repeated": NEW_PASSWORD},
+    )
+    assert changed.status_code == 303, changed.text
+    return csrf_of(await client.get(changed.headers["location"]))

@@ -14,7 +14,7 @@ from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import Role
 from hub.tenants.models import Tenant
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, post_form, sign_in, sign_in_first_time
 from tests.support import PASSWORD, make_member, make_tenant
 
 
@@ -88,7 +88,7 @@ class TestConsole:
         assert ("tenant.created", "ops@vendor.test") in actions
         assert ("membership.added", "ops@vendor.test") in actions
         async with httpx.AsyncClient(transport=portal._transport, base_url=portal.base_url) as new:
-            await sign_in(new, "first@gamma.test", shown)
+            await sign_in_first_time(new, "first@gamma.test", shown)
             assert "Gamma Care" in (await new.get("/portal/")).text
 
     async def test_an_existing_user_is_added_without_a_new_password(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import ApiToken, Membership, Role, User
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, post_form, sign_in, sign_in_first_time
 from tests.support import PASSWORD, make_member, make_tenant
 
 ONE_TIME = re.compile(r'data-testid="new-password">([^<]+)<')
@@ -97,7 +97,7 @@ class TestAddMember:
         assert password not in str([e.details for e in await actions(session, "user.created")])
         other = httpx.AsyncClient(transport=portal._transport, base_url=portal.base_url)
         async with other:
-            await sign_in(other, "new@acme.test", password)
+            await sign_in_first_time(other, "new@acme.test", password)
             assert "new@acme.test · caseworker" in (await other.get("/portal/")).text
 
     async def test_an_existing_user_is_added_without_a_password(

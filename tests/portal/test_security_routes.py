@@ -75,7 +75,9 @@ SAME_ACTION: dict[tuple[str, str], tuple[str, str] | None] = {
     ("POST", "/portal/keys/{key_id:uuid}/contracts/{contract:str}/restore"): (
         "POST", "/api/v1/keys/{key_id:uuid}/contracts/{contract:str}/restore",
     ),
-    ("POST", "/portal/keys/{key_id:uuid}/contracts"): ("PUT", "/api/v1/keys/{key_id:uuid}/contracts"),
+    ("POST", "/portal/keys/{key_id:uuid}/contracts"): (
+        "PUT", "/api/v1/keys/{key_id:uuid}/contracts",
+    ),
     ("POST", "/portal/keys/{key_id:uuid}/designees/add"): (
         "PUT", "/api/v1/keys/{key_id:uuid}/designees",
     ),

@@ -21,6 +21,7 @@ from hub.audit.service import Actor
 from hub.auth import mfa
 from hub.auth.models import Role, UserTotp
 from hub.core.db import Database, utcnow
+from hub.portal import throttle
 from hub.settings import Settings
 from hub.tenants import keys
 from tests.portal.support import csrf_of, post_form, sign_in
@@ -177,6 +178,27 @@ class TestTurningOff:
         assert off.status_code == 303
         assert not await mfa.is_enabled(session, acme.user.id)
         assert (await password_step(portal)).headers["location"] == "/portal/"
+
+    async def test_guesses_count_toward_the_lockout(
+        self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
+    ) -> None:
+        secret = await turn_on(portal)
+        await password_step(portal)
+        await portal.post("/portal/login/code", data={"code": code_at(secret)})
+        csrf = csrf_of(await portal.get("/portal/account/two-step"))
+        for _ in range(throttle.EMAIL_LIMIT):
+            wrong = await post_form(
+                portal, "/portal/account/two-step/disable", csrf,
+                {"password": "not my password", "code": "000000"},
+            )  # fmt: skip
+            assert wrong.status_code == 400
+        locked = await post_form(
+            portal, "/portal/account/two-step/disable", csrf,
+            {"password": PASSWORD, "code": code_at(secret, 1)},
+        )  # fmt: skip
+        assert locked.status_code == 429
+        assert "Too many failed sign-ins" in locked.text
+        assert await mfa.is_enabled(session, acme.user.id)
 
     async def test_an_operator_turns_it_off_for_a_lost_phone(
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
