@@ -127,6 +127,12 @@ class SmtpMailer:
 # Bodies ----------------------------------------------------------------------------------
 
 SEVERITY_LABEL = {Severity.CRITICAL: "CRITICAL", Severity.WARNING: "Warning", Severity.INFO: "Info"}
+ALERTS_PAGE = "/portal/alerts"
+
+
+def alerts_page(public_url: str) -> str:
+    """Where an email's reader acknowledges: the portal's alerts page, not the hub's root."""
+    return public_url.rstrip("/") + ALERTS_PAGE
 
 
 def _lines(alert: Alert, public_url: str, tenant: str) -> list[str]:
@@ -139,7 +145,7 @@ def _lines(alert: Alert, public_url: str, tenant: str) -> list[str]:
         f"Next: {alert.next_action}",
         "",
         f"Alert {alert.id} ({alert.state.value}), raised {alert.raised_at:%Y-%m-%d %H:%M} UTC.",
-        f"Acknowledge it in the hub ({public_url}) or with "
+        f"Acknowledge it in the hub ({alerts_page(public_url)}) or with "
         f"POST /api/v1/alerts/{alert.id}/acknowledge.",
     ]
 
@@ -176,7 +182,7 @@ def alert_message(
         f"[CTM Hub] {SEVERITY_LABEL[alert.severity]}: {alert.kind.value}, {alert.subject_label}"
     )
     html = _html_alert(alert, tenant) + (
-        f'<p><a href="{escape(public_url)}">Open CTM Hub</a> to acknowledge it.</p>'
+        f'<p><a href="{escape(alerts_page(public_url))}">Open the alerts</a> to acknowledge it.</p>'
     )
     text = "\n".join(_lines(alert, public_url, tenant)) + "\n"
     return _message(sender, to, subject, text, html)
@@ -199,7 +205,7 @@ def digest_message(
         tenant = tenants.get(alert.tenant_id, "")
         text += [*_lines(alert, public_url, tenant), "", "-" * 60, ""]
         html.append(_html_alert(alert, tenant) + "<hr>")
-    html.append(f'<p><a href="{escape(public_url)}">Open CTM Hub</a></p>')
+    html.append(f'<p><a href="{escape(alerts_page(public_url))}">Open the alerts</a></p>')
     return _message(sender, to, subject, "\n".join(text), "".join(html))
 
 

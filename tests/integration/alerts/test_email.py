@@ -73,6 +73,10 @@ class TestImmediate:
         assert "Deactivate key KEY-COMPROMISED-1 in HPMS API Key Management now" in text
         assert "Tenant: Plan" in text
         assert "<strong>Next:</strong> Deactivate key KEY-COMPROMISED-1" in html
+        # Straight to the page where it is acknowledged, not the hub's root.
+        assert f'href="{PUBLIC_URL}/portal/alerts"' in html
+        assert f"({PUBLIC_URL}/portal/alerts)" in text
+        assert f'href="{PUBLIC_URL}"' not in html
         assert all(row.status is EmailStatus.SENT for row in await owed(session))
 
     async def test_a_job_that_runs_twice_sends_once(
@@ -171,6 +175,8 @@ class TestPreferences:
         assert "contract S5678" in text
         assert "key.invalid" not in text
         assert "2 alert(s)" in digests[0].subject
+        assert f'href="{PUBLIC_URL}/portal/alerts"' in digests[0].part("html")
+        assert f"({PUBLIC_URL}/portal/alerts)" in text
         assert await email.schedule_digests(session, now=cutoff) == 0, "nothing owed twice"
 
     async def test_a_digest_whose_job_redis_lost_goes_out_at_the_next_sweep(
