@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit.reads import PhiView, record_phi_read
@@ -32,7 +33,7 @@ from hub.complaints.schemas import (
     due_basis_note,
 )
 from hub.complaints.service import Deadlines, open_phi, status_of
-from hub.core import crypto
+from hub.core import crypto, csvexport
 from hub.core.db import utcnow
 from hub.core.errors import documented
 from hub.core.text import NO_NUL
@@ -74,6 +75,17 @@ SEARCH_DESCRIPTION = (
     "and how many were found, never the identifier."
 )
 
+EXPORT_DESCRIPTION = (
+    "Every complaint the list's filters match (the list's `status`, `environment`, "
+    "`contract`, `due_before`, `issue_level`, `complaint_id`, `resolution`, `needs_person`), "
+    "in the list's order, as a CSV file: UTF-8 with a byte-order mark (for Excel), a header "
+    "row, then one row per complaint with the list's fields, the due basis, CMS's resolution "
+    "date and the date of the latest resolution written here. No PHI. At most 100,000 rows: "
+    "a longer export ends with a line starting `# cut at`. Cells a spreadsheet would run as "
+    "a formula (starting with =, +, -, @, tab or CR) begin with a `'`. Named "
+    "`complaints-<tenant>-<YYYYMMDD>.csv`."
+)
+
 
 def _deadlines(state: State) -> Deadlines:
     return SyncPolicy.from_settings(state.settings).deadlines
@@ -93,10 +105,10 @@ async def _listed(
 
 
 class ComplaintController(Controller):
-    path = "/complaints"
+    path = "/"  # handlers name whole paths: /complaints.csv sits beside /complaints
     tags = ["complaints"]
 
-    @get("/", opt=READ, responses=documented(400, 401, 403))
+    @get("/complaints", opt=READ, responses=documented(400, 401, 403))
     async def list_complaints(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -133,8 +145,39 @@ class ComplaintController(Controller):
         )  # fmt: skip
         return await _listed(db_session, principal, state, where)
 
+    @get(
+        "/complaints.csv",
+        opt=READ,
+        media_type=csvexport.MEDIA_TYPE,
+        responses=documented(400, 401, 403),
+        description=EXPORT_DESCRIPTION,
+    )
+    async def export_complaints(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        principal: NamedDependency[Principal],
+        state: State,
+        status: FromQuery[str | None] = None,
+        environment: FromQuery[str | None] = None,
+        contract: FromQuery[str | None] = None,
+        due_before: FromQuery[date | None] = None,
+        issue_level: Annotated[str | None, ISSUE_LEVEL] = None,
+        complaint_id: Annotated[str | None, COMPLAINT_ID] = None,
+        resolution: Annotated[str | None, RESOLUTION] = None,
+        needs_person: Annotated[bool, NEEDS_PERSON] = False,
+    ) -> Stream:
+        """Every complaint the list's filters match, as a CSV file (see EXPORT_DESCRIPTION)."""
+        where = repository.complaint_filter(
+            status=status, environment=environment, contract=contract, due_before=due_before,
+            issue_level=issue_level, complaint_id=complaint_id, resolution=resolution,
+            needs_person=needs_person,
+        )  # fmt: skip
+        return await repository.export_file(
+            db_session, state.db, principal.tenant, where, deadlines=_deadlines(state)
+        )
+
     @post(
-        "/search",
+        "/complaints/search",
         opt=READ,
         status_code=200,
         description=SEARCH_DESCRIPTION,
@@ -154,7 +197,7 @@ class ComplaintController(Controller):
         where = repository.complaint_filter(bene_index=bene_index, limit=data.limit)
         return await _listed(db_session, principal, state, where)
 
-    @get("/{complaint_id:uuid}", opt=READ, responses=documented(401, 403, 404))
+    @get("/complaints/{complaint_id:uuid}", opt=READ, responses=documented(401, 403, 404))
     async def get_complaint(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -182,7 +225,7 @@ class ComplaintController(Controller):
             phi=phi,
         )  # fmt: skip
 
-    @get("/{complaint_id:uuid}/history", opt=READ, responses=documented(401, 403, 404))
+    @get("/complaints/{complaint_id:uuid}/history", opt=READ, responses=documented(401, 403, 404))
     async def get_history(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -193,7 +236,9 @@ class ComplaintController(Controller):
         history = await repository.list_history(db_session, principal.tenant, complaint_id)
         return [ChangeView(h.kind, h.changed, h.sync_run_id, h.at) for h in history]
 
-    @get("/{complaint_id:uuid}/resolutions", opt=READ, responses=documented(401, 403, 404))
+    @get(
+        "/complaints/{complaint_id:uuid}/resolutions", opt=READ, responses=documented(401, 403, 404)
+    )
     async def list_resolutions(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -212,7 +257,7 @@ class ComplaintController(Controller):
         return [ResolutionView.of(o) for o in opened]
 
     @post(
-        "/{complaint_id:uuid}/resolutions",
+        "/complaints/{complaint_id:uuid}/resolutions",
         opt=WRITE,
         status_code=201,
         responses={REPLAYED: REPLAYED_RESPONSE, **documented(400, 401, 403, 404, 409)},
@@ -241,7 +286,7 @@ class ComplaintController(Controller):
         return Response(ResolutionView.of(opened), status_code=201 if written.is_new else REPLAYED)
 
     @post(
-        "/{complaint_id:uuid}/resolutions/{resolution_id:uuid}/settle",
+        "/complaints/{complaint_id:uuid}/resolutions/{resolution_id:uuid}/settle",
         opt=WRITE,
         status_code=200,
         responses=documented(400, 401, 403, 404, 409),

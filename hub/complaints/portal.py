@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
-from litestar.response import Template
+from litestar.response import Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit.reads import PhiView, record_phi_read
@@ -90,6 +90,12 @@ class Listing:
     is_beneficiary_search: bool = False
     has_more: bool = False
 
+    @property
+    def csv_href(self) -> str:
+        """The CSV of every complaint these filters match (the list's pages aside)."""
+        query = {k: v for k, v in self.asked.items() if v}
+        return "/portal/complaints.csv" + (f"?{urlencode(query)}" if query else "")
+
 
 def _href(asked: dict[str, str], offset: int) -> str:
     query = {k: v for k, v in asked.items() if v} | ({"offset": str(offset)} if offset else {})
@@ -145,6 +151,29 @@ async def complaints_page(
     }  # fmt: skip
     listing = await _listing(request, db_session, asked, offset)
     return await _list_page(request, db_session, listing)
+
+
+@get("/complaints.csv", opt=page(Scope.COMPLAINTS_READ))
+async def complaints_csv(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    status: FromQuery[str] = "",
+    environment: FromQuery[str] = "",
+    contract: FromQuery[str] = "",
+    issue_level: FromQuery[str] = "",
+    complaint_id: Annotated[str, QueryParameter(max_length=64)] = "",
+    resolution: FromQuery[str] = "",
+    needs_person: FromQuery[bool] = False,
+) -> Stream:
+    """Every complaint the list's filters match, as the API's CSV file: no PHI."""
+    where = repository.complaint_filter(
+        status=status, environment=environment, contract=contract, issue_level=issue_level,
+        complaint_id=complaint_id, resolution=resolution, needs_person=needs_person,
+    )  # fmt: skip
+    return await repository.export_file(
+        db_session, request.app.state.db, principal_of(request).tenant, where,
+        deadlines=_deadlines(request),
+    )  # fmt: skip
 
 
 async def _list_page(
@@ -362,5 +391,6 @@ async def settle_resolution(
 
 
 PAGES: list[Any] = [
-    complaints_page, beneficiary_search, complaint_page, write_resolution, settle_resolution,
+    complaints_page, complaints_csv, beneficiary_search, complaint_page, write_resolution,
+    settle_resolution,
 ]  # fmt: skip

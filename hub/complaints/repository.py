@@ -7,22 +7,27 @@ tenant's complaint finds nothing and answers 404.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from litestar.response import Stream
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from hub.complaints import doubt
 from hub.complaints.models import Complaint, ComplaintChange, Resolution, ResolutionState
-from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines
-from hub.core import crypto
+from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, status_of
+from hub.core import crypto, csvexport
+from hub.core.db import Database, utcnow
 from hub.core.errors import Invalid, NotFound, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
 from hub.keys.service import normalise_contract
+from hub.tenants.service import get_tenant
 
 _LIKE_SPECIALS = re.compile(r"[\\%_]")
 # The longest beneficiary identifier looked up (CMS's MBI is 11 characters, HICN up to 12).
@@ -159,15 +164,18 @@ async def beneficiary_index(session: AsyncSession, tenant_id: TenantID, identifi
     return await crypto.blind_index(session, identifier, tenant=tenant_id, field=BENE_FIELD)
 
 
-async def list_complaints(
-    session: AsyncSession,
-    tenant_id: TenantID,
-    where: ComplaintFilter,
-    *,
-    now: datetime,
-    deadlines: Deadlines,
-) -> Sequence[Complaint]:
-    statement = complaints(tenant_id)
+_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
+
+# A total order, so that pages neither repeat nor skip a complaint: one contract's complaint
+# ID may be in both environments (the row id breaks any tie left).
+LIST_ORDER = (
+    Complaint.due_date, Complaint.contract, Complaint.complaint_id, Complaint.environment,
+    Complaint.id,
+)  # fmt: skip
+
+
+def narrowed(statement: _S, where: ComplaintFilter, *, now: datetime, deadlines: Deadlines) -> _S:
+    """`statement` (over complaints) narrowed to the filter's rows (limit and offset aside)."""
     if where.status is not None:
         statement = statement.where(status_condition(where.status, now=now, deadlines=deadlines))
     if where.environment is not None:
@@ -187,12 +195,19 @@ async def list_complaints(
         statement = statement.where(Complaint.resolution_state == where.resolution)
     if where.needs_person:
         statement = statement.where(needs_person_condition(now=now, deadlines=deadlines))
-    # A total order, so that pages neither repeat nor skip a complaint: one contract's
-    # complaint ID may be in both environments (the row id breaks any tie left).
-    statement = statement.order_by(
-        Complaint.due_date, Complaint.contract, Complaint.complaint_id, Complaint.environment,
-        Complaint.id,
-    )  # fmt: skip
+    return statement
+
+
+async def list_complaints(
+    session: AsyncSession,
+    tenant_id: TenantID,
+    where: ComplaintFilter,
+    *,
+    now: datetime,
+    deadlines: Deadlines,
+) -> Sequence[Complaint]:
+    statement = narrowed(complaints(tenant_id), where, now=now, deadlines=deadlines)
+    statement = statement.order_by(*LIST_ORDER)
     return (await session.scalars(statement.limit(where.limit).offset(where.offset))).all()
 
 
@@ -270,3 +285,96 @@ async def find_by_idempotency_key(
             Resolution.tenant_id == tenant_id, Resolution.idempotency_key == key
         )
     )
+
+
+# The export -------------------------------------------------------------------------------
+
+# What the list shows, and how each due date was reached and when it was resolved; no PHI
+# column is even loaded (the PHI document and beneficiary index stay in the database).
+EXPORT_COLUMNS = (
+    "complaint_id", "environment", "contract", "issue_level", "is_immediate_need", "category",
+    "subcategory", "received_date", "assignment_date", "due_date", "due_basis", "status",
+    "resolution_state", "cms_resolution_date", "hub_resolution_date", "first_seen_at",
+    "last_changed_at", "id",
+)  # fmt: skip
+_EXPORT_LOADS = (
+    Complaint.id, Complaint.tenant_id, Complaint.complaint_id, Complaint.environment,
+    Complaint.contract, Complaint.issue_level, Complaint.is_immediate_need, Complaint.category,
+    Complaint.subcategory, Complaint.received_date, Complaint.assignment_date,
+    Complaint.due_date, Complaint.due_basis, Complaint.resolution_state,
+    Complaint.cms_resolution_date, Complaint.first_seen_at, Complaint.last_changed_at,
+)  # fmt: skip
+
+
+def _latest_resolution_date() -> ScalarSelect[date]:
+    """The date of the complaint's latest resolution written here (the one its
+    `resolution_state` describes), whatever CMS made of it."""
+    return (
+        select(Resolution.resolution_date)
+        .where(Resolution.tenant_id == Complaint.tenant_id, Resolution.complaint_pk == Complaint.id)
+        .order_by(Resolution.created_at.desc(), Resolution.id.desc())
+        .limit(1)
+        .correlate(Complaint)
+        .scalar_subquery()
+    )
+
+
+def _export_values(
+    c: Complaint, ours: date | None, *, now: datetime, deadlines: Deadlines
+) -> tuple[Any, ...]:
+    return (
+        c.complaint_id, c.environment.value, c.contract, c.issue_level, c.is_immediate_need,
+        c.category, c.subcategory, c.received_date, c.assignment_date, c.due_date,
+        c.due_basis.value, status_of(c, now=now, deadlines=deadlines).value,
+        c.resolution_state.value, c.cms_resolution_date, ours, c.first_seen_at,
+        c.last_changed_at, c.id,
+    )  # fmt: skip
+
+
+async def export_pages(
+    db: Database,
+    tenant_id: TenantID,
+    where: ComplaintFilter,
+    *,
+    now: datetime,
+    deadlines: Deadlines,
+    page_rows: int,
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The filter's complaints in the list's order, `page_rows` at a time (the filter's
+    limit and offset aside), each page read in a short transaction of its own and found by
+    where the last one ended, so a slow download holds no connection between pages."""
+    statement = narrowed(
+        select(Complaint, _latest_resolution_date()).where(Complaint.tenant_id == tenant_id),
+        where, now=now, deadlines=deadlines,
+    ).options(load_only(*_EXPORT_LOADS)).order_by(*LIST_ORDER)  # fmt: skip
+    last: tuple[Any, ...] | None = None
+    while True:
+        page = statement if last is None else statement.where(tuple_(*LIST_ORDER) > tuple_(*last))
+        async with db.transaction(read_only=True) as session:
+            found = (await session.execute(page.limit(page_rows))).all()
+        if not found:
+            return
+        yield [_export_values(c, ours, now=now, deadlines=deadlines) for c, ours in found]
+        if len(found) < page_rows:
+            return
+        c = found[-1][0]
+        last = (c.due_date, c.contract, c.complaint_id, c.environment, c.id)
+
+
+async def export_file(
+    session: AsyncSession,
+    db: Database,
+    tenant_id: TenantID,
+    where: ComplaintFilter,
+    *,
+    deadlines: Deadlines,
+) -> Stream:
+    """The filter's complaints as a CSV download (`hub.core.csvexport`), named after the
+    tenant and today; pages are read as the file is sent, not before."""
+    now = utcnow()
+    tenant = await get_tenant(session, tenant_id)
+    pages = export_pages(
+        db, tenant_id, where, now=now, deadlines=deadlines, page_rows=csvexport.PAGE_ROWS
+    )
+    chunks = csvexport.stream(EXPORT_COLUMNS, pages, limit=csvexport.MAX_ROWS)
+    return csvexport.download(csvexport.file_name("complaints", tenant.slug, now.date()), chunks)
