@@ -18,12 +18,13 @@ from hub.core.db import Database
 from hub.core.redis import arq_settings
 from hub.ctm.client import CtmClient, CtmEnvironment
 from hub.events.service import EventBus, Subscription
+from hub.portal import recovery
 from hub.settings import Settings
 from hub.syncs import slots
 from hub.syncs.service import SyncPolicy
 from hub.webhooks import delivery as webhook_delivery
 from workers import alerts as alert_jobs
-from workers import events, health, keys, resolutions, syncs, webhooks
+from workers import events, health, keys, portal, resolutions, syncs, webhooks
 from workers.context import WorkerContext
 
 EVERY_30_SECONDS = {0, 30}
@@ -107,6 +108,13 @@ def functions() -> list[Function]:
             "alerts.send_digest",
             keep_result=0,
             max_tries=alert_jobs.MAX_JOB_TRIES,
+        ),
+        # No kept result: asking again after the email went must be able to enqueue again.
+        job(
+            portal.send_password_reset,
+            recovery.JOB,
+            keep_result=0,
+            max_tries=portal.MAX_JOB_TRIES,
         ),
     ]
 

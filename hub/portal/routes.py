@@ -20,7 +20,7 @@ from hub.auth import portal as auth
 from hub.complaints import portal as complaints
 from hub.core.errors import NotFound
 from hub.keys import portal as keys
-from hub.portal import pages, two_step
+from hub.portal import pages, recovery, two_step
 from hub.portal.web import (
     Access,
     PortalMiddleware,
@@ -68,6 +68,7 @@ def routers() -> list[Any]:
     portal = [
         *pages.PAGES,
         *two_step.PAGES,
+        *recovery.PAGES,
         *complaints.PAGES,
         *reports.PAGES,
         *keys.PAGES,

@@ -48,6 +48,8 @@ OPERATOR_PARAMS = {"slug", "user_id"}
 SAME_ACTION: dict[tuple[str, str], tuple[str, str] | None] = {
     ("POST", "/portal/login"): None,
     ("POST", "/portal/login/code"): None,
+    ("POST", "/portal/login/forgot"): None,
+    ("POST", "/portal/login/reset"): None,
     ("POST", "/portal/logout"): None,
     ("POST", "/portal/tenants"): None,
     ("POST", "/portal/account/two-step/begin"): None,
@@ -143,6 +145,8 @@ FORMS: dict[str, dict[str, str]] = {
 PORTAL_ONLY_GUARD = {
     "/portal/login": Access.PUBLIC,
     "/portal/login/code": Access.PUBLIC,
+    "/portal/login/forgot": Access.PUBLIC,
+    "/portal/login/reset": Access.PUBLIC,
     "/portal/logout": Access.ENROLLING,
     "/portal/tenants": Access.SIGNED_IN,
     "/portal/account/two-step/begin": Access.ENROLLING,
