@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
-from litestar.response import Template
+from litestar.response import Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import repository
@@ -88,8 +89,30 @@ async def audit_page(
     next_before = rows[-1].entry.seq if len(found) > PAGE_SIZE else None
     return await render(
         request, db_session, "audit/log.html", title="Audit log", rows=rows, filters=filters,
-        errors={}, next_before=next_before, before=before,
+        errors={}, next_before=next_before, before=before, csv_href=_csv_href(filters),
     )  # fmt: skip
 
 
-PAGES = [audit_page]
+def _csv_href(filters: dict[str, str]) -> str:
+    query = {name: value for name, value in filters.items() if value}
+    return "/portal/audit.csv" + (f"?{urlencode(query)}" if query else "")
+
+
+@get("/audit.csv", opt=page(Scope.AUDIT_READ))
+async def audit_csv(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    action: FromQuery[str] = "",
+    actor: FromQuery[str] = "",
+    target: FromQuery[str] = "",
+    since: FromQuery[str] = "",
+    until: FromQuery[str] = "",
+) -> Stream:
+    """The log as the page's filters narrow it, as the API's CSV file (audited likewise)."""
+    where = _filter(action, actor, target, since, until)
+    return await repository.export_file(
+        db_session, request.app.state.db, principal_of(request), where
+    )
+
+
+PAGES = [audit_page, audit_csv]
