@@ -208,3 +208,29 @@ class TestComplaintsExport:
         assert (await client.get(URL, headers=keys_only.headers)).status_code == 403
         assert (await client.get(URL, headers=staff.viewer.headers)).status_code == 200
         assert (await client.get(URL)).status_code == 401
+
+
+class TestCells:
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            ("CTM-1", "CTM-1"),
+            ("a=b", "a=b"),
+            ("", ""),
+            (None, ""),
+            (True, "true"),
+            (7, "7"),
+        ],
+    )
+    def test_a_cell_a_spreadsheet_would_run_is_neutralised(self, value: Any, shown: str) -> None:
+        assert csvexport.cell(value) == shown
+
+    def test_a_neutralised_cell_survives_quoting(self) -> None:
+        written = csvexport.lines([["\r=HYPERLINK(1)", "x,y"]])
+        assert next(csv.reader(io.StringIO(written))) == ["'\r=HYPERLINK(1)", "x,y"]
