@@ -100,6 +100,9 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     headers = MutableScopeHeaders.from_message(message)
+    # A page that carries a one-time token in its address (a password reset link) asks for
+    # no referrer at all; that is kept whatever the defaults below say.
+    own_referrer = headers.get("referrer-policy")
     for name, value in SECURITY_HEADERS.items():
         headers[name] = value
     headers["X-Request-ID"] = request_id_of(scope)
@@ -109,7 +112,9 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     elif path.startswith(PAGE_PATH_PREFIXES):
         # With `no-referrer` a browser sends `Origin: null` on the portal's own forms, and
         # the portal refuses forms whose origin is not its own.
-        headers["Referrer-Policy"] = "same-origin"
+        headers["Referrer-Policy"] = (
+            "no-referrer" if own_referrer == "no-referrer" else "same-origin"
+        )
         for name, value in PAGE_HEADERS.items():
             headers[name] = value
 

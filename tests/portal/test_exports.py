@@ -65,6 +65,11 @@ class TestComplaintsDownload:
         page = await portal.get("/portal/complaints", params={"contract": "S5678"})
         href = download_href(page)
         assert href == "/portal/complaints.csv?contract=S5678"
+        # Filtered in place (htmx swaps the results only): the swap brings its own link.
+        swapped = await portal.get(
+            "/portal/complaints", params={"contract": "H1234"}, headers={"HX-Request": "true"}
+        )
+        assert download_href(swapped) == "/portal/complaints.csv?contract=H1234"
         answer = await portal.get(href)
         assert answer.headers["content-disposition"].startswith(
             'attachment; filename="complaints-acme-'

@@ -347,6 +347,8 @@ class TestTheTokenDoesNotLeak:
         token = link.rpartition("=")[2]
         opened = await hub.get(link)
         assert opened.headers["location"] == "/portal/login/reset"
+        # The address with the token in it is sent on to nobody, not even the hub's pages.
+        assert opened.headers["referrer-policy"] == "no-referrer"
         cookie = opened.headers["set-cookie"]
         assert cookie.startswith(f"{recovery.COOKIE}={token};")
         assert "Path=/portal/login/reset" in cookie
