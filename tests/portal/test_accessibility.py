@@ -76,6 +76,8 @@ class TestAccessibility:
         anonymous = await browser.new_context(base_url=live_url)
         signing = await anonymous.new_page()
         await check(signing, "sign-in", "/portal/login")
+        await check(signing, "forgot password", "/portal/login/forgot")
+        await check(signing, "reset link expired", "/portal/login/reset")
         await check(signing, "not found", "/portal/nowhere")
         await anonymous.close()
 
