@@ -11,9 +11,7 @@ On time means resolved no later than the due date. No PHI is read.
 
 from __future__ import annotations
 
-import csv
 import enum
-import io
 import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.complaints.models import Complaint, Resolution, ResolutionState
 from hub.complaints.service import deadline_moment
+from hub.core import csvexport
 from hub.core.errors import Invalid, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
@@ -245,11 +244,9 @@ class CsvFile:
 
 
 def csv_file(report: Report) -> CsvFile:
-    """The report as a CSV file: a header row, then one row per line."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_values(t) for t in report.lines)
+    """The report as a CSV file: a header row, then one row per line (written as the other
+    exports are: with a BOM for Excel, formula-like cells neutralised)."""
+    body = csvexport.BOM + csvexport.lines([CSV_COLUMNS, *(csv_values(t) for t in report.lines)])
     period = report.period
     name = f"timeliness-{report.environment.value}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
-    return CsvFile(name, out.getvalue())
+    return CsvFile(name, body)

@@ -106,7 +106,10 @@ class TestTimelinessPage:
         assert answer.headers["content-disposition"] == (
             f'attachment; filename="timeliness-production-{start}-{end}.csv"'
         )
-        by = {(r["contract"], r["timeframe"]): r for r in csv.DictReader(io.StringIO(answer.text))}
+        by = {
+            (r["contract"], r["timeframe"]): r
+            for r in csv.DictReader(io.StringIO(answer.text.removeprefix("\ufeff")))
+        }
         assert by[("H1234", "immediate")]["timely_percent"] == "50.0"
         assert by[("all", "all")]["complaints"] == "6"
 

@@ -174,7 +174,8 @@ class TestTimeliness:
         assert response.headers["content-disposition"] == (
             f'attachment; filename="timeliness-production-{start}-{end}.csv"'
         )
-        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert response.text.startswith("\ufeff")  # a BOM, for Excel
+        rows = list(csv.DictReader(io.StringIO(response.text.removeprefix("\ufeff"))))
         by = {(r["contract"], r["timeframe"]): r for r in rows}
         assert by[("H1234", "immediate")]["timely_percent"] == "50.0"
         assert by[("H1234", "immediate")]["median_days_to_resolve"] == "1.0"
