@@ -1,19 +1,27 @@
 """The operator console (`/console`): every tenant's health, onboarding a tenant and its
 first people, and the support requests about users (a forgotten password, a lost phone,
-someone who left). Operators see counts and people, never a secret and no PHI."""
+someone who left), and the platform's audit chain. Operators see counts, people and the
+platform's entries, never a secret, no PHI and no tenant's audit chain."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, URLEncodedBody
-from litestar.response import Template
+from litestar.response import Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit import repository as audit_repository
+from hub.audit.api import MAX_SEQ
+from hub.audit.models import AuditOutcome
+from hub.audit.portal import PAGE_SIZE, EntryRow
+from hub.audit.portal import _filter as entry_filter  # the tenant page's filters, as typed
 from hub.audit.service import Actor
 from hub.auth import repository as auth_repository
 from hub.auth import service as auth
@@ -255,7 +263,94 @@ async def reset_two_step(
     )
 
 
+# The platform audit chain ------------------------------------------------------------------
+
+# What an operator is asked about most, as links: (label, filters).
+AUDIT_PRESETS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("Refused sign-ins", {"action": "user.sign_in", "outcome": AuditOutcome.DENIED.value}),
+    ("Password resets", {"action": "user.password_reset"}),
+    ("Deactivations", {"action": "user.deactivated"}),
+    ("Two-step changes", {"action": "user.two_step_"}),
+)
+
+
+def _audit_href(path: str, filters: dict[str, str], **more: int) -> str:
+    query = {name: value for name, value in {**filters, **more}.items() if value}
+    return path + (f"?{urlencode(query)}" if query else "")
+
+
+def _platform_filter(filters: dict[str, str]) -> audit_repository.EntryFilter:
+    where = entry_filter(
+        filters["action"], filters["actor"], filters["target"], filters["since"], filters["until"]
+    )
+    return dataclasses.replace(where, outcome=choice("outcome", filters["outcome"], AuditOutcome))
+
+
+@get("/audit", opt=OPERATOR)
+async def audit_page(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    action: FromQuery[str] = "",
+    actor: FromQuery[str] = "",
+    target: FromQuery[str] = "",
+    outcome: FromQuery[str] = "",
+    since: FromQuery[str] = "",
+    until: FromQuery[str] = "",
+    before: FromQuery[int | None] = None,
+) -> Template:
+    """The platform chain newest first (sign-ins and refusals, users, password resets,
+    two-step, master keys), filtered as a tenant's audit page; `before` pages on."""
+    filters = {"action": action, "actor": actor, "target": target, "outcome": outcome,
+               "since": since, "until": until}  # fmt: skip
+    context: dict[str, Any] = {
+        "filters": filters, "presets": [(label, _audit_href("/console/audit", preset))
+                                        for label, preset in AUDIT_PRESETS],
+        "outcomes": [o.value for o in AuditOutcome], "before": before,
+    }  # fmt: skip
+    try:
+        if before is not None and not 0 < before <= MAX_SEQ:
+            raise Invalid("before", "is not an entry of this log")
+        where = _platform_filter(filters)
+    except Invalid as error:
+        return await render(
+            request, db_session, "console/audit.html", title="Platform audit log",
+            status_code=400, rows=[], errors={error.field: error.detail}, **context,
+        )  # fmt: skip
+    found = await audit_repository.list_platform_newest(
+        db_session, where=where, before=before, limit=PAGE_SIZE + 1
+    )
+    rows = [EntryRow.of(entry) for entry in found[:PAGE_SIZE]]
+    older = rows[-1].entry.seq if len(found) > PAGE_SIZE else None
+    return await render(
+        request, db_session, "console/audit.html", title="Platform audit log", rows=rows,
+        errors={}, newest_href=_audit_href("/console/audit", filters),
+        older_href=_audit_href("/console/audit", filters, before=older) if older else None,
+        csv_href=_audit_href("/console/audit.csv", filters), **context,
+    )  # fmt: skip
+
+
+@get("/audit.csv", opt=OPERATOR)
+async def audit_csv(
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    action: FromQuery[str] = "",
+    actor: FromQuery[str] = "",
+    target: FromQuery[str] = "",
+    outcome: FromQuery[str] = "",
+    since: FromQuery[str] = "",
+    until: FromQuery[str] = "",
+) -> Stream:
+    """The platform chain as the page's filters narrow it, as a CSV file; the export is
+    itself audited on the platform chain (`audit.exported`) before the file leaves."""
+    filters = {"action": action, "actor": actor, "target": target, "outcome": outcome,
+               "since": since, "until": until}  # fmt: skip
+    return await audit_repository.export_platform_file(
+        db_session, request.app.state.db, _operator(request), _platform_filter(filters)
+    )
+
+
 PAGES = [
     console, create_tenant, tenant_page, add_person,
     users_page, user_page, reset_password, deactivate, reactivate, reset_two_step,
+    audit_page, audit_csv,
 ]  # fmt: skip

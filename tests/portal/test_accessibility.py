@@ -141,6 +141,7 @@ class TestAccessibility:
         context, page = await signed_in_page(browser, live_url, EMAILS["operator"])
         await check(page, "console", "/console/")
         await check(page, "console tenant", "/console/tenants/acme")
+        await check(page, "console audit log", "/console/audit")
         await context.close()
 
         print(json.dumps(found, indent=1))
