@@ -40,7 +40,9 @@ class EntryRow:
         return cls(view, json.dumps(view.details, sort_keys=True, ensure_ascii=False))
 
 
-def _filter(action: str, actor: str, target: str, since: str, until: str) -> repository.EntryFilter:
+def entry_filter(
+    action: str, actor: str, target: str, since: str, until: str
+) -> repository.EntryFilter:
     for field, value in (("action", action), ("actor", actor), ("target", target)):
         if len(value) > MAX_FILTER or "\x00" in value:
             raise Invalid(field, f"must be at most {MAX_FILTER} characters of text")
@@ -75,7 +77,7 @@ async def audit_page(
     try:
         if before is not None and not 0 < before <= MAX_SEQ:
             raise Invalid("before", "is not an entry of this log")
-        where = _filter(action, actor, target, since, until)
+        where = entry_filter(action, actor, target, since, until)
     except Invalid as error:
         return await render(
             request, db_session, "audit/log.html", title="Audit log", status_code=400,
@@ -109,7 +111,7 @@ async def audit_csv(
     until: FromQuery[str] = "",
 ) -> Stream:
     """The log as the page's filters narrow it, as the API's CSV file (audited likewise)."""
-    where = _filter(action, actor, target, since, until)
+    where = entry_filter(action, actor, target, since, until)
     return await repository.export_file(
         db_session, request.app.state.db, principal_of(request), where
     )

@@ -37,5 +37,5 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Account", "/portal/account", None),
     NavItem("Console", "/console/", None, console=True),
     NavItem("Users", "/console/users", None, console=True),
-    NavItem("Audit log", "/console/audit", None, console=True),
+    NavItem("Platform audit", "/console/audit", None, console=True),
 )

@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit import repository as audit_repository
 from hub.audit.api import MAX_SEQ
 from hub.audit.models import AuditOutcome
-from hub.audit.portal import PAGE_SIZE, EntryRow
-from hub.audit.portal import _filter as entry_filter  # the tenant page's filters, as typed
+from hub.audit.portal import PAGE_SIZE, EntryRow, entry_filter
 from hub.audit.service import Actor
 from hub.auth import repository as auth_repository
 from hub.auth import service as auth
