@@ -267,7 +267,9 @@ def reset_cookie(settings: Settings, value: str, *, clear: bool = False) -> Cook
     )
 
 
-# The link's page must send its address to no one (the token is in it).
+# The link's address holds the token: its answer (a redirect to the bare page) sends it to no
+# one. The pages after it carry no token in their address, and keep the portal's policy:
+# under `no-referrer` a browser posts their form with `Origin: null`, which is refused.
 NO_REFERRER = {**PAGE_HEADERS, "Referrer-Policy": "no-referrer"}
 
 
@@ -340,7 +342,6 @@ async def _form(
         request, session, "portal/reset.html", title="Set a new password",
         status_code=status_code, errors=errors, expired=False,
     )  # fmt: skip
-    page_.headers.update(NO_REFERRER)
     return page_
 
 
@@ -351,7 +352,6 @@ async def _expired(
         request, session, "portal/reset.html", title="Set a new password", status_code=status_code,
         errors={}, expired=True, message=EXPIRED,
     )  # fmt: skip
-    page_.headers.update(NO_REFERRER)
     page_.set_cookie(reset_cookie(_settings(request), "", clear=True))
     return page_
 
@@ -377,7 +377,6 @@ async def reset(
     # A session this browser had ended with the others: the page shows nobody signed in.
     request.scope["auth"], request.scope["user"] = None, None
     done = await render(request, db_session, "portal/reset_done.html", title="Password set")
-    done.headers.update(NO_REFERRER)
     done.set_cookie(reset_cookie(_settings(request), "", clear=True))
     done.set_cookie(session_cookie(_settings(request), "", clear=True))
     return done
