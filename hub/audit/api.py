@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
@@ -18,7 +19,7 @@ from hub.auth.guards import scope
 from hub.auth.models import Scope
 from hub.auth.principal import Principal
 from hub.core import csvexport
-from hub.core.errors import documented
+from hub.core.errors import Invalid, documented
 from hub.core.text import NO_NUL
 
 # `seq` is a 32-bit INTEGER column: a larger `after` is refused here, not sent to the database
@@ -36,6 +37,18 @@ EXPORT_DESCRIPTION = (
 )
 
 
+_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*$")
+
+
+def _times_as_written(request: Request[Any, Any, Any]) -> None:
+    """`since` and `until` are ISO 8601 times, as the schema says: a bare number (which the
+    query parser would read as seconds since 1970) is refused, naming the parameter."""
+    for name in ("since", "until"):
+        raw = request.query_params.get(name)
+        if raw is not None and _NUMBER.fullmatch(raw):
+            raise Invalid(name, "is not a time: write it as ISO 8601, e.g. 2026-11-01T00:00:00Z")
+
+
 class AuditController(Controller):
     path = "/"  # handlers name whole paths, so /audit.csv sits beside /audit
     tags = ["audit"]
@@ -43,6 +56,7 @@ class AuditController(Controller):
     @get("/audit", opt=scope(Scope.AUDIT_READ), responses=documented(400, 401, 403))
     async def list_audit_entries(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
         action: Annotated[str | None, QueryParameter(max_length=100, pattern=NO_NUL)] = None,
@@ -56,6 +70,7 @@ class AuditController(Controller):
         """Entries oldest first; pass the last `seq` seen as `after` to page. `action`
         filters by prefix (e.g. `token.`); `actor` is an actor's email, label or id;
         `target` a target type or id; `since` and `until` a time range (until excluded)."""
+        _times_as_written(request)
         where = repository.EntryFilter(
             action=action, actor=actor, target=target, since=since, until=until
         )
@@ -73,6 +88,7 @@ class AuditController(Controller):
     )
     async def export_audit_entries(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         principal: NamedDependency[Principal],
         state: State,
@@ -83,6 +99,7 @@ class AuditController(Controller):
         until: FromQuery[datetime | None] = None,
     ) -> Stream:
         """The log as a CSV file, newest first, itself audited (see EXPORT_DESCRIPTION)."""
+        _times_as_written(request)
         where = repository.EntryFilter(
             action=action, actor=actor, target=target, since=since, until=until
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
@@ -85,6 +86,25 @@ class TestAuditApi:
         [problem] = response.json()["extra"]
         assert (problem["key"], problem["source"]) == ("action", "query")
         assert "matching regex" in problem["message"]
+
+    @pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit.csv"])
+    @pytest.mark.parametrize("value", ["-671635", "1700000000", "1.5e9"])
+    async def test_a_time_given_as_a_number_is_a_400_naming_it(
+        self, client: Any, db: Database, path: str, value: str
+    ) -> None:
+        """The query parser would read a bare number as seconds since 1970 (found by the
+        schema fuzzer: `until=-671635` answered 200); the schema says ISO 8601."""
+        admin, _ = await seed(db)
+        for name in ("since", "until"):
+            response = await client.get(path, params={name: value}, headers=admin.headers)
+            assert response.status_code == 400, response.text
+            [problem] = response.json()["extra"]
+            assert problem["key"] == name
+            assert "ISO 8601" in problem["message"]
+        fine = await client.get(
+            path, params={"since": "2026-11-01T00:00:00Z"}, headers=admin.headers
+        )
+        assert fine.status_code == 200
 
 
 class TestTokenAndMembershipAudit:
