@@ -124,9 +124,13 @@ def _value(value: Any) -> Any:
 
 async def stored_hashes(
     connection: asyncpg.Connection, tenant_id: UUID, environment: str, contract: str, ids: list[str]
-) -> list[tuple[str, UUID, str, str]]:
-    rows = await connection.fetch(_STORED, tenant_id, contract, ids, environment)
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+) -> list[asyncpg.Record]:
+    """(complaint ID, id, content hash, PHI hash) of each of `ids` stored (records, indexed
+    like tuples: a re-sync reads one per row, and copying them costs as much again)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        _STORED, tenant_id, contract, ids, environment
+    )
+    return rows
 
 
 async def write_batch(

@@ -15,10 +15,10 @@ import enum
 import json
 import operator
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -139,8 +139,10 @@ def _canonical(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
+class _Stored(NamedTuple):
+    """A stored complaint's id and fingerprints. A tuple: a re-sync makes one per row, and a
+    frozen dataclass's `__init__` costs several times a tuple's."""
+
     id: UUID
     content_hash: str
     phi_hash: str
@@ -683,13 +685,13 @@ async def _stored_hashes(
             by_contract.setdefault(contract, []).append(complaint)
     found: dict[tuple[str | None, str | None], _Stored] = {}
     for contract, ids in by_contract.items():
+        rows: Sequence[Any]
         if postgres.is_postgres(session):
             connection = await postgres.driver(session)
             rows = await bulk.stored_hashes(connection, tenant_id, environment, contract, ids)
         else:
-            rows = [
-                (r.complaint_id, r.id, r.content_hash, r.phi_hash)
-                for r in await session.execute(
+            rows = (
+                await session.execute(
                     select(
                         Complaint.complaint_id, Complaint.id, Complaint.content_hash,
                         Complaint.phi_hash,
@@ -698,9 +700,9 @@ async def _stored_hashes(
                         Complaint.contract == contract, Complaint.complaint_id.in_(ids),
                     )
                 )
-            ]  # fmt: skip
-        for complaint, ident, content_hash, phi_hash in rows:
-            found[(contract, complaint)] = _Stored(ident, content_hash, phi_hash)
+            ).all()  # fmt: skip
+        for row in rows:  # (complaint ID, id, content hash, PHI hash), indexed as tuples
+            found[(contract, row[0])] = _Stored(row[1], row[2], row[3])
     return found
 
 
