@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
@@ -529,17 +529,9 @@ async def end_other_sessions(
 ) -> int:
     """End every live portal session of the user but `keep_session` ("sign out everywhere
     else"); returns how many ended."""
-    from hub.portal.models import PortalSession  # the portal builds on auth
+    from hub.portal.service import end_all  # the portal builds on auth
 
-    statement = update(PortalSession).where(
-        PortalSession.user_id == user.id, PortalSession.ended_at.is_(None)
-    )
-    if keep_session is not None:
-        statement = statement.where(PortalSession.id != keep_session)
-    result = await session.execute(
-        statement.values(ended_at=now or utcnow()).execution_options(synchronize_session=False)
-    )
-    ended = int(getattr(result, "rowcount", 0) or 0)
+    ended = await end_all(session, user.id, keep=keep_session, now=now)
     if audited:
         await audit.record(
             session,

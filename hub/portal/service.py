@@ -267,12 +267,18 @@ async def end(session: AsyncSession, signed: Signed, *, now: datetime | None = N
     )
 
 
-async def end_all(session: AsyncSession, user_id: UUID, *, now: datetime | None = None) -> int:
-    """End every live session of a user (deactivated, or signing out everywhere)."""
+async def end_all(
+    session: AsyncSession, user_id: UUID, *, keep: UUID | None = None, now: datetime | None = None
+) -> int:
+    """End every live session of a user but `keep` (deactivated, a new password, signing
+    out everywhere else); returns how many ended."""
+    statement = update(PortalSession).where(
+        PortalSession.user_id == user_id, PortalSession.ended_at.is_(None)
+    )
+    if keep is not None:
+        statement = statement.where(PortalSession.id != keep)
     result = await session.execute(
-        update(PortalSession)
-        .where(PortalSession.user_id == user_id, PortalSession.ended_at.is_(None))
-        .values(ended_at=now or utcnow())
+        statement.values(ended_at=now or utcnow()).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
