@@ -35,9 +35,16 @@ class Complaint(Entity, TenantOwned, Base):
     are two complaints."""
 
     __tablename__ = "complaints"
+    # A sync probes its complaints by the unique key, uncommitted rows and all. While the
+    # table has no statistics (a young database), an index on `tenant_id` alone, or one
+    # led by it, ties with the unique one in the planner's eyes and may be chosen, and the
+    # plan kept: each probe then reads the tenant's every complaint. So only the unique key
+    # leads with `tenant_id` (and serves the lookups by tenant). The deadline sweeps ask
+    # across tenants by state and due date, which `ix_complaints_due` serves.
+    tenant_index = False
     __table_args__ = (
         UniqueConstraint("tenant_id", "environment", "contract", "complaint_id"),
-        Index("ix_complaints_due", "tenant_id", "resolution_state", "due_date"),
+        Index("ix_complaints_due", "resolution_state", "due_date", "tenant_id"),
     )
 
     environment: Mapped[Environment] = mapped_column(enum_column(Environment))

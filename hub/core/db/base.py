@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from sqlalchemy import JSON, DateTime, Enum, ForeignKey, MetaData, Uuid
@@ -100,14 +100,19 @@ class Entity(IdMixin, TimestampMixin):
 
 
 class TenantOwned:
-    """A row that belongs to one tenant; repositories filter on `tenant_id` first."""
+    """A row that belongs to one tenant; repositories filter on `tenant_id` first.
+
+    `tenant_id` has an index of its own unless the class says `tenant_index = False` (a
+    table whose unique key leads with `tenant_id` serves the same lookups)."""
+
+    tenant_index: ClassVar[bool] = True
 
     @declared_attr
     def tenant_id(cls) -> Mapped[TenantID]:
         return mapped_column(
             Uuid(),
             ForeignKey("tenants.id", ondelete="CASCADE"),
-            index=True,
+            index=cls.tenant_index,
             nullable=False,
             sort_order=-9,
         )

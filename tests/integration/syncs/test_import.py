@@ -416,3 +416,90 @@ def _failing_on_third(original: Any) -> Any:
         return await original(*args, **kwargs)
 
     return failing
+
+
+_YOUNG_ROWS = """
+INSERT INTO young (id, tenant_id, environment, contract, complaint_id, issue_level,
+    is_immediate_need, received_date, due_date, due_basis, category, subcategory, fields,
+    layout, phi, content_hash,
+    phi_hash, resolution_state, first_seen_at, last_seen_at, last_changed_at, created_at,
+    updated_at)
+SELECT gen_random_uuid(), $1, 'sandbox', 'H1234', n::text, 'Standard', false, now(), now(),
+    'received', '', '', '{}', 'current', '\\x00', md5(n::text), md5(n::text), 'none', now(), now(),
+    now(), now(), now()
+FROM generate_series($2::int, $3::int) AS n
+"""
+
+
+async def test_the_probe_reads_the_unique_key_in_a_table_without_statistics(
+    setup: Setup,
+) -> None:
+    """The plan a connection keeps for the probe is made early, often while the table is
+    young and has no statistics. At some sizes an index led by `tenant_id` alone then tied
+    with the unique key and was chosen (each probe reading the tenant's every complaint).
+    With only the unique key led by `tenant_id`, the kept (generic) plan probes it, at
+    every size."""
+    if setup.db.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL query plan")
+    probe = bulk._STORED.replace("FROM complaints", "FROM young")
+    async with setup.db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        async with driver.transaction():
+            # A temporary copy with the same indexes: autovacuum never analyzes it.
+            await driver.execute(
+                "CREATE TEMPORARY TABLE young (LIKE complaints INCLUDING ALL) ON COMMIT DROP"
+            )
+            await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            stored = 0
+            for size in (0, 10, 100, 300, 1000, 3000):
+                await driver.execute(_YOUNG_ROWS, setup.member.tenant_id, stored + 1, size)
+                stored = size
+                # Prepared anew at each size: a prepared statement keeps its generic plan.
+                prepared = f"young_probe_{size}"
+                await driver.execute(f"PREPARE {prepared}(uuid, text, text[], text) AS {probe}")
+                plan = await driver.fetch(  # EXECUTE takes no parameters: our own uuid
+                    f"EXPLAIN EXECUTE {prepared}('{setup.member.tenant_id}', 'H1234', "
+                    "'{1,2,3}', 'sandbox')"
+                )
+                shape = "\n".join(row[0] for row in plan)
+                assert "young_tenant_id_environment_contract_complaint_id" in shape, (size, shape)
+                assert "Seq Scan" not in shape, (size, shape)
+
+
+async def _complaint_reads(db: Database) -> int:
+    """Rows and index entries read from `complaints` so far (sequential scans, and index
+    scans of every index). Backends report lazily: the pool's are closed first (each
+    reports as it ends), then the figures are read once they settle."""
+    await db.engine.dispose()
+    await asyncio.sleep(1.0)
+    query = text(
+        "SELECT coalesce(t.seq_tup_read, 0) + coalesce(sum(i.idx_tup_read), 0) "
+        "FROM pg_stat_user_tables AS t JOIN pg_stat_user_indexes AS i USING (relid) "
+        "WHERE t.relname = 'complaints' GROUP BY t.seq_tup_read"
+    )
+    last = -1
+    for _ in range(20):
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+            now = int((await connection.execute(query)).scalar_one())
+        if now == last:
+            return now
+        last = now
+        await asyncio.sleep(0.2)
+    return last
+
+
+async def test_a_first_import_reads_what_it_probes_not_the_rows_it_wrote(setup: Setup) -> None:
+    """Each batch probes the stored fingerprints of its own complaints: an index entry or
+    none each, never a scan of what the import wrote before (which grows with the square
+    of the rows)."""
+    if setup.db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plans and statistics")
+    setup.policy = syncs.SyncPolicy(batch_size=100)
+    before = await _complaint_reads(setup.db)
+    result = await setup.sync(full_file(Layout.CURRENT, rows(2000)))
+    assert result.new == 2000
+    reads = await _complaint_reads(setup.db) - before
+    assert reads < 4 * 2000, reads  # an index probe per complaint, not a scan of the rest
