@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from litestar.response import Stream
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
@@ -23,6 +23,7 @@ from hub.complaints.models import Complaint, ComplaintChange, Resolution, Resolu
 from hub.complaints.service import BENE_FIELD, ComplaintStatus, Deadlines, status_of
 from hub.core import crypto, csvexport
 from hub.core.db import Database, utcnow
+from hub.core.db.postgres import among
 from hub.core.errors import Invalid, NotFound, choice
 from hub.core.ids import TenantID
 from hub.keys.models import Environment
@@ -339,26 +340,36 @@ async def export_pages(
     now: datetime,
     deadlines: Deadlines,
     page_rows: int,
+    max_rows: int,
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """The filter's complaints in the list's order, `page_rows` at a time (the filter's
-    limit and offset aside), each page read in a short transaction of its own and found by
-    where the last one ended, so a slow download holds no connection between pages."""
-    statement = narrowed(
-        select(Complaint, _latest_resolution_date()).where(Complaint.tenant_id == tenant_id),
+    limit and offset aside; at most `max_rows` and one more, which tells a longer export).
+
+    Which complaints, and in which order, is read once, at the start (their ids); each
+    page's rows are then read in a short transaction of its own, so a slow download holds
+    no connection between pages. A complaint that changes meanwhile (a sync moving its due
+    date, which orders the list) still comes exactly once, in its place, with its values
+    as its page is read; one gone meanwhile (its tenant offboarded) is left out."""
+    chosen = narrowed(
+        select(Complaint.id).where(Complaint.tenant_id == tenant_id),
         where, now=now, deadlines=deadlines,
-    ).options(load_only(*_EXPORT_LOADS)).order_by(*LIST_ORDER)  # fmt: skip
-    last: tuple[Any, ...] | None = None
-    while True:
-        page = statement if last is None else statement.where(tuple_(*LIST_ORDER) > tuple_(*last))
+    ).order_by(*LIST_ORDER).limit(max_rows + 1)  # fmt: skip
+    async with db.transaction(read_only=True) as session:
+        ids = list((await session.scalars(chosen)).all())
+    rows = (
+        select(Complaint, _latest_resolution_date())
+        .where(Complaint.tenant_id == tenant_id)
+        .options(load_only(*_EXPORT_LOADS))
+    )
+    for start in range(0, len(ids), page_rows):
+        wanted = ids[start : start + page_rows]
         async with db.transaction(read_only=True) as session:
-            found = (await session.execute(page.limit(page_rows))).all()
-        if not found:
-            return
-        yield [_export_values(c, ours, now=now, deadlines=deadlines) for c, ours in found]
-        if len(found) < page_rows:
-            return
-        c = found[-1][0]
-        last = (c.due_date, c.contract, c.complaint_id, c.environment, c.id)
+            page = rows.where(among(session, Complaint.id, wanted))
+            found = {c.id: (c, ours) for c, ours in (await session.execute(page)).all()}
+        yield [
+            _export_values(c, ours, now=now, deadlines=deadlines)
+            for c, ours in (found[i] for i in wanted if i in found)
+        ]
 
 
 async def export_file(
@@ -374,7 +385,8 @@ async def export_file(
     now = utcnow()
     tenant = await get_tenant(session, tenant_id)
     pages = export_pages(
-        db, tenant_id, where, now=now, deadlines=deadlines, page_rows=csvexport.PAGE_ROWS
-    )
+        db, tenant_id, where, now=now, deadlines=deadlines, page_rows=csvexport.PAGE_ROWS,
+        max_rows=csvexport.MAX_ROWS,
+    )  # fmt: skip
     chunks = csvexport.stream(EXPORT_COLUMNS, pages, limit=csvexport.MAX_ROWS)
     return csvexport.download(csvexport.file_name("complaints", tenant.slug, now.date()), chunks)

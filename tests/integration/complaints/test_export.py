@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.models import Role, Scope
 from hub.complaints.models import Complaint, ResolutionState
-from hub.complaints.repository import EXPORT_COLUMNS
+from hub.complaints.repository import EXPORT_COLUMNS, ComplaintFilter
 from hub.core import csvexport
-from hub.core.db import utcnow
+from hub.core.db import Database, utcnow
 from hub.keys.models import Environment
 from tests.integration.complaints.conftest import Staff
 from tests.integration.complaints.support import IMMEDIATE, make_complaint
@@ -147,6 +147,40 @@ class TestComplaintsExport:
         lines = (await client.get(URL, headers=staff.caseworker.headers)).text.splitlines()
         assert len(lines) == 6
         assert not lines[-1].startswith(csvexport.CUT_PREFIX)
+
+    async def test_a_complaint_that_moves_meanwhile_comes_once_in_its_place(
+        self, db: Database, session: AsyncSession, staff: Staff, made: dict[str, Complaint]
+    ) -> None:
+        """Pages are read one by one as the file goes out; a sync meanwhile may move a
+        complaint's due date (the list's order). Which complaints, in which order, is
+        fixed as the export begins: none is skipped or repeated, and each row has its
+        values as its page is read."""
+        from hub.complaints import repository
+        from hub.complaints.service import Deadlines
+
+        tid, today = staff.caseworker.tenant_id, utcnow().date()
+        pages = repository.export_pages(
+            db, tid, ComplaintFilter(), now=utcnow(), deadlines=Deadlines(), page_rows=2,
+            max_rows=100,
+        )  # fmt: skip
+        seen = [row[0] for row in await anext(pages)]
+        assert seen == ["CTM-A100", "CTM-B200"]
+        # The last complaint moves to the front, the first to the back.
+        last = made['=HYPERLINK("http://evil.example")']
+        last.due_date = today - timedelta(days=30)
+        made["CTM-A100"].due_date = today + timedelta(days=30)
+        await session.flush()
+        async for page in pages:
+            seen += [row[0] for row in page]
+        assert seen == [
+            "CTM-A100", "CTM-B200", "CTM-C300", "CTM-D400", '=HYPERLINK("http://evil.example")',
+        ]  # fmt: skip
+        later = [row async for page in repository.export_pages(
+            db, tid, ComplaintFilter(), now=utcnow(), deadlines=Deadlines(), page_rows=2,
+            max_rows=100,
+        ) for row in page]  # fmt: skip
+        order = [row[0] for row in later]  # a new export reads the new order
+        assert (order[0], order[-1]) == ('=HYPERLINK("http://evil.example")', "CTM-A100")
 
     async def test_no_phi_in_it(
         self, client: httpx.AsyncClient, staff: Staff, made: dict[str, Complaint]
