@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import repository, service
 from hub.auth.models import ROLE_SCOPES, Role, Scope, User
-from hub.core.errors import Conflict, Invalid
-from hub.portal import throttle
-from hub.portal.service import SessionLimits, check_new_password, safe_next
+from hub.core.errors import Conflict, Invalid, NotFound
+from hub.portal import once, throttle
+from hub.portal.service import SessionLimits, Signed, check_new_password, safe_next
 from hub.portal.web import Access, go, page, principal_of, render, signed_of
 from hub.settings import Settings
 
@@ -54,6 +54,22 @@ class RoleForm(msgspec.Struct):
     role: str = ""
 
 
+async def _member_made(session: AsyncSession, signed: Signed, user_id: UUID) -> once.Made | None:
+    if signed.principal is None:
+        return None
+    member = await repository.find_member_by_user(session, signed.principal.tenant, user_id)
+    return once.Made(member.user.email, "/portal/members") if member else None
+
+
+ADD_MEMBER = once.OnceForm(
+    "members.add",
+    made="the member {label} was added",
+    shown_once="A new user's one-time password",
+    lost="if you did not copy it, ask an operator to reset their password",
+    find=_member_made,
+)
+
+
 def _role(value: str) -> Role:
     try:
         return Role(value)
@@ -89,7 +105,7 @@ async def members_page(
     return await _members_page(request, db_session, **_done(done))
 
 
-@post("/members", opt=page(Scope.TENANT_ADMIN), status_code=200)
+@post("/members", opt=page(Scope.TENANT_ADMIN, acts_once=ADD_MEMBER), status_code=200)
 async def add_member(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -108,6 +124,7 @@ async def add_member(
             request, db_session, status_code=400 if isinstance(error, Invalid) else 409,
             form=data, errors={_field(error): error.detail},
         )  # fmt: skip
+    once.record(request, added.user.id, shown=added.password is not None)
     flash = f"{added.user.email} was added as {added.membership.role.value}."
     return await _members_page(
         request, db_session, flash=flash, flash_kind="ok", new_password=added.password,
@@ -163,6 +180,25 @@ class TokenForm(msgspec.Struct):
             self.scopes = [self.scopes]
 
 
+async def _token_made(session: AsyncSession, signed: Signed, token_id: UUID) -> once.Made | None:
+    if signed.principal is None:
+        return None
+    try:
+        token = await repository.get_token(session, signed.principal.tenant, token_id)
+    except NotFound:
+        return None
+    return once.Made(token.name, "/portal/tokens")
+
+
+CREATE_TOKEN = once.OnceForm(
+    "tokens.create",
+    made="the token {label} was made",
+    shown_once="Its secret",
+    lost="if you did not copy it, revoke it and make another",
+    find=_token_made,
+)
+
+
 async def _tokens_page(
     request: Request[Any, Any, Any],
     db_session: AsyncSession,
@@ -201,7 +237,7 @@ async def tokens_page(
     return await _tokens_page(request, db_session, **_done(done))
 
 
-@post("/tokens", opt=page(Access.MEMBER), status_code=200)
+@post("/tokens", opt=page(Access.MEMBER, acts_once=CREATE_TOKEN), status_code=200)
 async def create_token(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -222,6 +258,7 @@ async def create_token(
         return await _tokens_page(
             request, db_session, status_code=400, form=data, errors={error.field: error.detail}
         )
+    once.record(request, issued.token.id)
     return await _tokens_page(
         request, db_session, flash=f"Token {issued.token.name} was created.", flash_kind="ok",
         secret=issued.plaintext, created=issued.token,

@@ -20,7 +20,7 @@ from hub.auth import portal as auth
 from hub.complaints import portal as complaints
 from hub.core.errors import NotFound
 from hub.keys import portal as keys
-from hub.portal import pages, recovery, two_step
+from hub.portal import once, pages, recovery, two_step
 from hub.portal.web import (
     Access,
     PortalMiddleware,
@@ -58,7 +58,8 @@ def _router(path: str, handlers: list[Any]) -> Router:
         path,
         route_handlers=[*handlers, no_such_page],
         middleware=[PortalMiddleware()],
-        guards=[require_page],
+        # In this order: who may send the form, then whether it was sent before.
+        guards=[require_page, once.claim_form],
         exception_handlers=page_exception_handlers(),
         include_in_schema=False,
     )

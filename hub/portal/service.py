@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -67,6 +67,8 @@ class Signed:
     principal: Principal | None
     csrf: str
     has_two_step: bool = False
+    # The key this session's one-time form tokens are signed with (see hub/portal/once.py).
+    form_key: bytes = field(default=b"", repr=False)
 
     @property
     def console(self) -> Principal:
@@ -91,6 +93,12 @@ def csrf_token(cookie: str) -> str:
 
 def csrf_matches(cookie: str, offered: str | None) -> bool:
     return offered is not None and hmac.compare_digest(csrf_token(cookie), offered)
+
+
+def form_key(cookie: str) -> bytes:
+    """The key of the session's one-time form tokens: derived from the cookie, as the CSRF
+    token is, but never shown (the CSRF token is on every page)."""
+    return hmac.new(cookie.encode(), b"ctm-hub portal form tokens", hashlib.sha256).digest()
 
 
 async def _verify(password_hash: str | None, password: str) -> bool:
@@ -214,7 +222,7 @@ async def authenticate(
         found.last_seen_at = now
     principal = await _principal(session, found, user)
     has_two_step = await mfa.is_enabled(session, user.id)
-    return Signed(found, user, principal, csrf_token(cookie), has_two_step)
+    return Signed(found, user, principal, csrf_token(cookie), has_two_step, form_key(cookie))
 
 
 async def _principal(session: AsyncSession, found: PortalSession, user: User) -> Principal | None:

@@ -8,6 +8,8 @@ from pathlib import Path
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from hub.portal.once import once_field
+
 TEMPLATE_DIRECTORY = Path(__file__).resolve().parents[1] / "templates"
 
 
@@ -22,6 +24,7 @@ def moment(value: datetime | date | None) -> str:
 
 def _configure(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["moment"] = moment
+    engine.engine.globals["once_field"] = once_field
     engine.engine.trim_blocks = True
     engine.engine.lstrip_blocks = True
 

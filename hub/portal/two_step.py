@@ -4,6 +4,7 @@ secret shown once, as a QR code and as text) and off."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import segno
@@ -18,7 +19,7 @@ from hub.auth import mfa
 from hub.auth import service as auth
 from hub.auth.models import User
 from hub.core.errors import Conflict, Invalid
-from hub.portal import challenge, service, throttle
+from hub.portal import challenge, once, service, throttle
 from hub.portal.pages import locked_out, signed_in
 from hub.portal.web import (
     PAGE_HEADERS,
@@ -33,6 +34,22 @@ from hub.portal.web import (
 from hub.settings import Settings
 
 ACCOUNT = "/portal/account/two-step"
+
+
+async def _key_made(
+    session: AsyncSession, signed: service.Signed, user_id: UUID
+) -> once.Made | None:
+    row = await mfa.find(session, user_id)
+    return once.Made(signed.user.email, ACCOUNT) if row is not None else None
+
+
+BEGIN = once.OnceForm(
+    "two-step.begin",
+    made="a two-step sign-in key for {label} was made",
+    shown_once="It",
+    lost="if your app did not take it, start again on the two-step sign-in page",
+    find=_key_made,
+)
 
 
 class CodeForm(msgspec.Struct):
@@ -134,12 +151,13 @@ async def two_step_page(
     return await _account(request, db_session)
 
 
-@post("/account/two-step/begin", opt=page(Access.ENROLLING), status_code=200)
+@post("/account/two-step/begin", opt=page(Access.ENROLLING, acts_once=BEGIN), status_code=200)
 async def begin(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
 ) -> Template:
     """A new secret, shown on this answer only: scan it, then confirm with a code."""
     enrollment = await mfa.begin(db_session, _user(request))
+    once.record(request, _user(request).id)
     return await _account(request, db_session, enrollment=enrollment, qr=_qr(enrollment))
 
 

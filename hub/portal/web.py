@@ -33,7 +33,7 @@ from hub.auth.principal import Principal
 from hub.core import web as core_web
 from hub.core.db import Database, utcnow
 from hub.core.errors import Conflict, DomainError, Invalid
-from hub.portal import challenge, service
+from hub.portal import challenge, once, service
 from hub.portal.nav import NAV, NavItem
 from hub.settings import Settings
 from hub.tenants.models import Tenant
@@ -65,13 +65,23 @@ class Access(enum.StrEnum):
     OPERATOR = "operator"  # a platform operator (the console)
 
 
-def page(access: Access | TokenScope, *, before_new_password: bool = False) -> dict[str, Any]:
+def page(
+    access: Access | TokenScope,
+    *,
+    before_new_password: bool = False,
+    acts_once: once.OnceForm | None = None,
+) -> dict[str, Any]:
     """`opt=` for a portal handler: who may open it (refused at start if missing).
     `before_new_password`: open too while the user must still replace a password someone
-    else chose (setting it, and signing out); every other page sends them there first."""
+    else chose (setting it, and signing out); every other page sends them there first.
+    `acts_once`: the form makes a secret, and acts once per token its page gave it (see
+    hub/portal/once.py)."""
+    opt: dict[str, Any] = {PAGE_OPT: access.value}
     if before_new_password:
-        return {PAGE_OPT: access.value, BEFORE_NEW_PASSWORD_OPT: True}
-    return {PAGE_OPT: access.value}
+        opt[BEFORE_NEW_PASSWORD_OPT] = True
+    if acts_once is not None:
+        opt[once.OPT] = acts_once
+    return opt
 
 
 class LoginRequired(Exception):
@@ -159,7 +169,8 @@ class PortalMiddleware(ASGIMiddleware):
             # is being replaced): its origin is checked, and it grants nothing by itself.
             if _access_of(scope) is not Access.PUBLIC:
                 await _check_csrf(request, cookie if signed else "")
-        await next_app(scope, receive, send)
+        async with once.settling(scope, send) as settling_send:
+            await next_app(scope, receive, settling_send)
 
 
 def _access_of(scope: Scope) -> Access | TokenScope | None:
@@ -340,14 +351,29 @@ def form_errors(error: Invalid | Conflict, *, default: str = "") -> dict[str, st
 # Errors as pages -------------------------------------------------------------------------
 
 
-def _error_page(request: Request[Any, Any, Any], status_code: int, detail: str) -> Response[Any]:
+def _error_page(
+    request: Request[Any, Any, Any],
+    status_code: int,
+    detail: str,
+    *,
+    heading: str = "",
+    made: str | None = None,
+) -> Response[Any]:
+    """An error as a page, or for htmx as a message in the page (`made`: where to see what
+    a form sent before made)."""
+    once.forget(request.scope)  # an error answer made nothing
     if is_htmx(request):
-        # Shown in the page's message area, whatever the request meant to swap.
+        # Shown in the page's message area, whatever the request meant to swap or select.
         return Template(
             template_name="portal/_flash.html",
-            context={"kind": "error", "message": detail},
+            context={"kind": "error", "message": detail, "made_href": made},
             status_code=200,
-            headers={**PAGE_HEADERS, "HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={
+                **PAGE_HEADERS,
+                "HX-Retarget": "#flash",
+                "HX-Reswap": "innerHTML",
+                "HX-Reselect": "unset",
+            },
         )
     signed = signed_of(request)
     return Template(
@@ -358,6 +384,8 @@ def _error_page(request: Request[Any, Any, Any], status_code: int, detail: str) 
             "title": f"{status_code}",
             "status_code": status_code,
             "detail": detail,
+            "heading": heading,
+            "made_href": made,
             "request_id": request.scope.get("state", {}).get("request_id", ""),
             "partial": False,
         },
@@ -385,6 +413,10 @@ def _to_new_password(request: Request[Any, Any, Any], _: Exception) -> Response[
 
 
 def _domain(request: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
+    if isinstance(error, once.AlreadySent):
+        return _error_page(
+            request, error.status_code, error.detail, heading="Already sent", made=error.href
+        )
     return _error_page(request, error.status_code, error.detail)
 
 

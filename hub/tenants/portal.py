@@ -27,10 +27,11 @@ from hub.auth import service as auth
 from hub.auth import tokens
 from hub.auth.models import Role
 from hub.core.db import utcnow
-from hub.core.errors import Conflict, Invalid, choice
+from hub.core.errors import Conflict, Invalid, NotFound, choice
 from hub.core.ids import TenantID
 from hub.metrics.tenants import tenant_health
-from hub.portal.service import SessionLimits
+from hub.portal import once
+from hub.portal.service import SessionLimits, Signed
 from hub.portal.web import Access, form_errors, go, page, render, signed_of
 from hub.settings import Settings
 from hub.tenants import service
@@ -47,6 +48,30 @@ DONE = {
     "two-step-off": "Two-step sign-in was turned off: they sign in with a password, then enrol.",
     "two-step-was-off": "Two-step sign-in was not on; nothing changed.",
 }
+
+
+async def _user_made(session: AsyncSession, _: Signed, user_id: UUID) -> once.Made | None:
+    try:
+        user = await auth.get_user(session, user_id)
+    except NotFound:
+        return None
+    return once.Made(user.email, f"/console/users/{user.id}")
+
+
+ADD_PERSON = once.OnceForm(
+    "console.add-person",
+    made="{label} was added to the tenant",
+    shown_once="Their new password",
+    lost="if you did not copy it, reset their password on their page",
+    find=_user_made,
+)
+RESET_PASSWORD = once.OnceForm(
+    "console.reset-password",
+    made="a new password for {label} was made",
+    shown_once="It",
+    lost="if you did not copy it, reset the password again",
+    find=_user_made,
+)
 
 
 class TenantForm(msgspec.Struct):
@@ -124,7 +149,11 @@ async def tenant_page(
     return await _tenant_page(request, db_session, tenant)
 
 
-@post("/tenants/{slug:str}/members", opt=OPERATOR, status_code=200)
+@post(
+    "/tenants/{slug:str}/members",
+    opt=page(Access.OPERATOR, acts_once=ADD_PERSON),
+    status_code=200,
+)
 async def add_person(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -160,6 +189,7 @@ async def add_person(
             request, db_session, tenant, status_code=400, form=data,
             errors=form_errors(error, default="email"),
         )  # fmt: skip
+    once.record(request, user.id, shown=password is not None)
     return await _tenant_page(
         request, db_session, tenant, added=user.email, password=password,
         flash=f"{user.email} is now a member ({role.value}).",
@@ -209,7 +239,11 @@ async def user_page(
     return await _user_page(request, db_session, user_id, done=DONE.get(done))
 
 
-@post("/users/{user_id:uuid}/reset-password", opt=OPERATOR, status_code=200)
+@post(
+    "/users/{user_id:uuid}/reset-password",
+    opt=page(Access.OPERATOR, acts_once=RESET_PASSWORD),
+    status_code=200,
+)
 async def reset_password(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -219,6 +253,7 @@ async def reset_password(
     would have to carry it); the user's portal sessions end."""
     user = await auth.get_user(db_session, user_id)
     reset = await auth.reset_password(db_session, user, actor=_operator(request))
+    once.record(request, user.id)
     return await _user_page(
         request, db_session, user_id, password=reset.password, sessions_ended=reset.sessions_ended
     )

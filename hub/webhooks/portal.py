@@ -17,9 +17,10 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.models import Scope
-from hub.core.errors import Invalid, choice
+from hub.core.errors import Invalid, NotFound, choice
 from hub.events.catalog import DOMAINS
-from hub.portal import forms
+from hub.portal import forms, once
+from hub.portal.service import Signed
 from hub.portal.web import go, page, principal_of, render
 from hub.webhooks import replay, repository, service
 from hub.webhooks.models import MessageStatus, WebhookEndpoint
@@ -40,6 +41,34 @@ DONE = {
     "recovered": "failed message(s) are being sent again.",
     "deleted": "The endpoint is deleted, with its messages.",
 }
+
+
+async def _endpoint_made(
+    session: AsyncSession, signed: Signed, endpoint_id: UUID
+) -> once.Made | None:
+    if signed.principal is None:
+        return None
+    try:
+        endpoint = await repository.get_endpoint(session, signed.principal.tenant, endpoint_id)
+    except NotFound:
+        return None
+    return once.Made(endpoint.url, f"/portal/webhooks/{endpoint.id}")
+
+
+CREATE = once.OnceForm(
+    "webhooks.create",
+    made="the endpoint {label} was made",
+    shown_once="Its signing secret",
+    lost="if you did not copy it, rotate it on the endpoint's page",
+    find=_endpoint_made,
+)
+ROTATE = once.OnceForm(
+    "webhooks.rotate",
+    made="a new signing secret of the endpoint {label} was made",
+    shown_once="It",
+    lost="if you did not copy it, rotate the secret again",
+    find=_endpoint_made,
+)
 
 
 class EndpointForm(msgspec.Struct):
@@ -193,7 +222,7 @@ async def new_page(
     return await _form_page(request, db_session, EndpointForm(event_types="*"))
 
 
-@post("/webhooks", opt=MANAGE, status_code=200)
+@post("/webhooks", opt=page(Scope.WEBHOOKS_MANAGE, acts_once=CREATE), status_code=200)
 async def create(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -209,6 +238,7 @@ async def create(
         )
     except Invalid as error:
         return await _form_page(request, db_session, data, errors=_errors(error))
+    once.record(request, endpoint.id)
     return await _detail(request, db_session, endpoint, secret=secret)
 
 
@@ -291,7 +321,11 @@ async def remove(
     return go(request, "/portal/webhooks?done=deleted")
 
 
-@post("/webhooks/{endpoint_id:uuid}/rotate", opt=MANAGE, status_code=200)
+@post(
+    "/webhooks/{endpoint_id:uuid}/rotate",
+    opt=page(Scope.WEBHOOKS_MANAGE, acts_once=ROTATE),
+    status_code=200,
+)
 async def rotate(
     request: Request[Any, Any, Any],
     db_session: NamedDependency[AsyncSession],
@@ -306,6 +340,7 @@ async def rotate(
         db_session, principal, endpoint_id=endpoint_id,
         grace=_rules(request).grace(asked.grace_seconds),
     )  # fmt: skip
+    once.record(request, endpoint.id)
     return await _detail(request, db_session, endpoint, secret=secret)
 
 

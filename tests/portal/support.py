@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from hub.portal import once, service
 from tests.support import PASSWORD
 
 CSRF = re.compile(r'name="_csrf" value="([0-9a-f]{64})"')
@@ -49,3 +50,43 @@ async def sign_in_first_time(client: httpx.AsyncClient, email: str, given: str) 
     )
     assert changed.status_code == 303, changed.text
     return csrf_of(await client.get(changed.headers["location"]))
+
+
+FORM_TOKEN = re.compile(r'name="_form_token" value="([^"]+)"')
+# The page that gives a form that acts once its token, by the form's action.
+ONCE_PAGES = (
+    (re.compile(r"^/portal/webhooks$"), "/portal/webhooks/new"),
+    (re.compile(r"^(/console/tenants/[^/]+)/members$"), r"\1"),
+    (re.compile(r"^(.*)/(rotate|reset-password|begin)$"), r"\1"),
+)
+
+
+def form_token_of(page: httpx.Response) -> str:
+    found = FORM_TOKEN.search(page.text)
+    assert found is not None, "the page gives no form a one-time token"
+    return found.group(1)
+
+
+def page_of(action: str) -> str:
+    for pattern, page in ONCE_PAGES:
+        if pattern.match(action):
+            return pattern.sub(page, action)
+    return action
+
+
+async def post_once(
+    client: httpx.AsyncClient, path: str, csrf: str, data: dict[str, Any] | None = None, **kw: Any
+) -> httpx.Response:
+    """Post a form that makes a secret as the browser does: with the one-time token its
+    page (opened first) gave it."""
+    token = form_token_of(await client.get(page_of(path)))
+    return await post_form(client, path, csrf, {"_form_token": token, **(data or {})}, **kw)
+
+
+def issued_token(client: httpx.AsyncClient, form: str) -> str:
+    """A one-time token for the form named `form`, as a page would give the client's session
+    one: for a form whose page the test cannot open (another tenant's object, an unknown id,
+    a form the page does not show)."""
+    cookie = client.cookies.get("hub_session")
+    assert cookie, "sign in first"
+    return once.issue(service.form_key(cookie), form)

@@ -14,7 +14,7 @@ from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import Role
 from hub.tenants.models import Tenant
-from tests.portal.support import csrf_of, post_form, sign_in, sign_in_first_time
+from tests.portal.support import csrf_of, post_form, post_once, sign_in, sign_in_first_time
 from tests.support import PASSWORD, make_member, make_tenant
 
 
@@ -64,7 +64,7 @@ class TestConsole:
         )
         assert created.status_code == 303
         assert created.headers["location"] == "/console/tenants/gamma"
-        added = await post_form(
+        added = await post_once(
             portal,
             "/console/tenants/gamma/members",
             csrf,
@@ -99,7 +99,7 @@ class TestConsole:
         await make_tenant(session, "beta", "Beta Plans")
         await session.commit()
         csrf = await sign_in(portal, "ops@vendor.test")
-        added = await post_form(
+        added = await post_once(
             portal,
             "/console/tenants/beta/members",
             csrf,
@@ -107,7 +107,7 @@ class TestConsole:
         )
         assert "someone@acme.test is now a member (caseworker)." in added.text
         assert 'class="secret"' not in added.text
-        twice = await post_form(
+        twice = await post_once(
             portal,
             "/console/tenants/beta/members",
             csrf,
@@ -144,12 +144,12 @@ class TestConsole:
         await make_tenant(session, "acme", "Acme Health")
         await session.commit()
         csrf = await sign_in(portal, "ops@vendor.test")
-        bad_email = await post_form(
+        bad_email = await post_once(
             portal, "/console/tenants/acme/members", csrf, {"email": "nope", "role": "admin"}
         )
         assert bad_email.status_code == 400
         assert "is not an email address" in bad_email.text
-        bad_role = await post_form(
+        bad_role = await post_once(
             portal, "/console/tenants/acme/members", csrf, {"email": "a@acme.test", "role": "boss"}
         )
         assert bad_role.status_code == 400

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import ApiToken, Membership, Role, User
-from tests.portal.support import csrf_of, post_form, sign_in, sign_in_first_time
+from tests.portal.support import csrf_of, post_form, post_once, sign_in, sign_in_first_time
 from tests.support import PASSWORD, make_member, make_tenant
 
 ONE_TIME = re.compile(r'data-testid="new-password">([^<]+)<')
@@ -75,7 +75,7 @@ class TestAddMember:
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/members", csrf,
             {"email": "New@Acme.test", "display_name": "Nia New", "role": "caseworker"},
         )  # fmt: skip
@@ -107,7 +107,7 @@ class TestAddMember:
         await make_member(session, elsewhere, email="bo@beta.test", role=Role.ADMIN)
         await session.commit()
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/members", csrf, {"email": "bo@beta.test", "role": "viewer"}
         )
         assert answer.status_code == 200
@@ -120,7 +120,7 @@ class TestAddMember:
         self, portal: httpx.AsyncClient, acme: Any
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/members", csrf, {"email": "not-an-email", "role": "viewer"}
         )
         assert answer.status_code == 400
@@ -132,7 +132,7 @@ class TestAddMember:
         self, portal: httpx.AsyncClient, acme: Any
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/members", csrf, {"email": "viewer@acme.test", "role": "admin"}
         )
         assert answer.status_code == 409
@@ -141,7 +141,7 @@ class TestAddMember:
 
     async def test_an_unknown_role_is_named(self, portal: httpx.AsyncClient, acme: Any) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/members", csrf, {"email": "z@acme.test", "role": "owner"}
         )
         assert answer.status_code == 400

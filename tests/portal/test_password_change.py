@@ -26,7 +26,7 @@ from hub.core.db import Database, migrate
 from hub.portal import throttle
 from hub.portal.service import check_password
 from hub.settings import Settings
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, post_form, post_once, sign_in
 from tests.support import PASSWORD, Member, app_client, bearer, make_member, make_tenant
 
 NEW = "a passphrase only I know"
@@ -52,7 +52,7 @@ def browser(portal: httpx.AsyncClient) -> httpx.AsyncClient:
 async def added_by_admin(portal: httpx.AsyncClient, email: str = "new@acme.test") -> str:
     """The members page adds a new user; the one-time password it shows."""
     csrf = await sign_in(portal, "admin@acme.test")
-    answer = await post_form(
+    answer = await post_once(
         portal, "/portal/members", csrf, {"email": email, "display_name": "", "role": "viewer"}
     )
     found = ONE_TIME.search(answer.text)
@@ -92,13 +92,13 @@ class TestWhoMustChange:
         self, portal: httpx.AsyncClient, acme: Member, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, OPS)
-        added = await post_form(
+        added = await post_once(
             portal, "/console/tenants/acme/members", csrf, {"email": "first@acme.test"}
         )
         assert added.status_code == 200
         assert (await user_of(session, "first@acme.test")).must_change_password
         assert not (await user_of(session, "admin@acme.test")).must_change_password
-        reset = await post_form(portal, f"/console/users/{acme.user.id}/reset-password", csrf)
+        reset = await post_once(portal, f"/console/users/{acme.user.id}/reset-password", csrf)
         assert reset.status_code == 200
         assert (await user_of(session, "admin@acme.test")).must_change_password
 

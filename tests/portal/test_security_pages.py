@@ -16,7 +16,7 @@ from hub.portal.templates import TEMPLATE_DIRECTORY
 from tests.integration.complaints.support import make_complaint
 from tests.integration.webhooks.support import make_endpoint
 from tests.isolation import OBJECT_FACTORIES
-from tests.portal.support import post_form, sign_in
+from tests.portal.support import post_form, post_once, sign_in
 from tests.support import make_member, make_tenant
 
 PAYLOAD = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -60,8 +60,8 @@ class TestEscaping:
         await session.commit()
         csrf = await sign_in(portal, "admin@acme.test")
         # An audit detail with the payload: a refused token named by it.
-        await post_form(portal, "/portal/tokens", csrf, {"name": PAYLOAD, "scopes": "nope"})
-        await post_form(portal, "/portal/tokens", csrf, {"name": PAYLOAD})
+        await post_once(portal, "/portal/tokens", csrf, {"name": PAYLOAD, "scopes": "nope"})
+        await post_once(portal, "/portal/tokens", csrf, {"name": PAYLOAD})
         for path in (
             "/portal/",
             "/portal/webhooks",

@@ -19,15 +19,17 @@ from litestar.routes import HTTPRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.app import create_app
+from hub.auth import service as auth
 from hub.auth.guards import ANY_SCOPE, SCOPE_OPT
 from hub.auth.models import ROLE_SCOPES, Role, Scope
 from hub.core.db import Database
+from hub.portal import once
 from hub.portal.routes import PREFIXES
 from hub.portal.web import PAGE_OPT, Access
 from hub.settings import Settings
 from tests.isolation import OBJECT_FACTORIES, ObjectFactory
-from tests.portal.support import sign_in
-from tests.support import Member, app_client, make_member, make_tenant
+from tests.portal.support import issued_token, sign_in
+from tests.support import PASSWORD, Member, app_client, make_member, make_tenant
 
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 UUIDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -141,6 +143,17 @@ FORMS: dict[str, dict[str, str]] = {
     },
     "/portal/syncs/schedules/{environment:str}": {"interval_minutes": "30"},
 }
+# Every form whose answer shows a secret, and the name of the one-time token its page gives
+# it (hub/portal/once.py): sent again, it makes nothing.
+ACTS_ONCE: dict[tuple[str, str], str] = {
+    ("POST", "/portal/tokens"): "tokens.create",
+    ("POST", "/portal/members"): "members.add",
+    ("POST", "/portal/webhooks"): "webhooks.create",
+    ("POST", "/portal/webhooks/{endpoint_id:uuid}/rotate"): "webhooks.rotate",
+    ("POST", "/portal/account/two-step/begin"): "two-step.begin",
+    ("POST", "/console/tenants/{slug:str}/members"): "console.add-person",
+    ("POST", "/console/users/{user_id:uuid}/reset-password"): "console.reset-password",
+}
 # What a portal-only route's guard must be.
 PORTAL_ONLY_GUARD = {
     "/portal/login": Access.PUBLIC,
@@ -172,6 +185,11 @@ class Route:
     @property
     def guard(self) -> str:
         return str(self.opt.get(PAGE_OPT))
+
+    @property
+    def acts_once(self) -> once.OnceForm | None:
+        form = self.opt.get(once.OPT)
+        return form if isinstance(form, once.OnceForm) else None
 
 
 def routes_of(app: Any, prefixes: tuple[str, ...] = PREFIXES) -> list[Route]:
@@ -214,6 +232,8 @@ async def call(client: httpx.AsyncClient, route: Route, path: str, csrf: str) ->
     if route.method == "GET":
         return await client.get(path)
     form = {"_csrf": csrf, **FORMS.get(route.template, {})}
+    if route.acts_once is not None:  # as its page gives it: the sweep is about the rest
+        form[once.FIELD] = issued_token(client, route.acts_once.name)
     return await client.request(route.method, path, data=form)
 
 
@@ -384,3 +404,43 @@ class TestForgedForms:
                     where = f"{route.method} {route.template} from {origin}"
                     assert answer.status_code == 403, f"{where}: {answer.status_code}"
                     assert "came from another site" in answer.text, where
+
+
+class TestFormsThatActOnce:
+    def test_every_form_that_shows_a_secret_acts_once(self, app: Any) -> None:
+        declared = {(r.method, r.template): r.acts_once.name for r in routes_of(app) if r.acts_once}
+        assert declared == ACTS_ONCE
+
+    async def test_each_refuses_a_missing_or_foreign_form_token_naming_the_field(
+        self, app: Any, session: AsyncSession, two_tenants: tuple[Member, Member]
+    ) -> None:
+        await auth.create_user(
+            session, email="ops@vendor.test", password=PASSWORD, is_operator=True
+        )
+        await session.commit()
+        async with (
+            signed_in_client(app, "a@a.example") as (member, member_csrf),
+            signed_in_client(app, "ops@vendor.test") as (operator, operator_csrf),
+        ):
+            for route in routes_of(app):
+                if route.acts_once is None:
+                    continue
+                console = route.template.startswith("/console")
+                client, csrf = (operator, operator_csrf) if console else (member, member_csrf)
+                other = member if console else operator  # another session's token
+                path = PARAM.sub(NOBODY, route.template)
+                for token in (
+                    None,
+                    "",
+                    "not-a-token",
+                    issued_token(client, "another.form"),
+                    issued_token(other, route.acts_once.name),
+                ):
+                    form = {"_csrf": csrf} if token is None else {"_csrf": csrf, once.FIELD: token}
+                    answer = await client.request(route.method, path, data=form)
+                    where = f"{route.method} {route.template} with {token!r}"
+                    assert answer.status_code == 400, f"{where}: {answer.status_code}"
+                    detail = DETAIL.search(answer.text)
+                    assert detail is not None, where
+                    assert detail.group(1).startswith(f"{once.FIELD}: is "), where
+                    assert "Nothing was done" in detail.group(1), where

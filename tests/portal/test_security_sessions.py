@@ -16,7 +16,7 @@ from hub.auth.models import Role
 from hub.core.db import Database
 from hub.portal.web import PAGE_HEADERS
 from hub.settings import Settings
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, post_form, post_once, sign_in
 from tests.portal.test_two_step import SECRET, code_at, password_step, turn_on
 from tests.support import PASSWORD, app_client, captured_logs, make_member, make_tenant
 
@@ -101,7 +101,7 @@ class TestTwoStep:
         async with app_client(app) as other, app_client(app) as mine:
             await sign_in(other, "case@acme.test")
             csrf = await sign_in(mine, "case@acme.test")
-            began = await post_form(mine, "/portal/account/two-step/begin", csrf)
+            began = await post_once(mine, "/portal/account/two-step/begin", csrf)
             found = SECRET.search(began.text)
             assert found is not None
             confirmed = await post_form(

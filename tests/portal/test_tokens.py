@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.audit.models import AuditEntry
 from hub.auth import service as auth
 from hub.auth.models import ApiToken, Role
-from tests.portal.support import post_form, sign_in
+from tests.portal.support import post_form, post_once, sign_in
 from tests.support import make_member, make_tenant
 
 SECRET = re.compile(r'data-testid="token-secret">([^<]+)<')
@@ -81,7 +81,7 @@ class TestCreateToken:
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, "viewer@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/tokens", csrf,
             {"name": "reporting", "scopes": ["complaints:read", "alerts:read"],
              "expires_in": "30d"},
@@ -120,7 +120,7 @@ class TestCreateToken:
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, "viewer@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/tokens", csrf,
             {"name": "sneaky", "scopes": ["tenant:admin"], "expires_in": "30d"},
         )  # fmt: skip
@@ -134,17 +134,17 @@ class TestCreateToken:
         self, portal: httpx.AsyncClient, acme: Any
     ) -> None:
         csrf = await sign_in(portal, "viewer@acme.test")
-        no_scope = await post_form(
+        no_scope = await post_once(
             portal, "/portal/tokens", csrf, {"name": "x", "expires_in": "7d"}
         )
         assert no_scope.status_code == 400
         assert 'data-testid="error-scopes"' in no_scope.text
-        no_name = await post_form(
+        no_name = await post_once(
             portal, "/portal/tokens", csrf, {"scopes": "alerts:read", "expires_in": "7d"}
         )
         assert no_name.status_code == 400
         assert 'data-testid="error-name"' in no_name.text
-        bad_expiry = await post_form(
+        bad_expiry = await post_once(
             portal,
             "/portal/tokens",
             csrf,
@@ -157,7 +157,7 @@ class TestCreateToken:
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        answer = await post_form(
+        answer = await post_once(
             portal, "/portal/tokens", csrf,
             {"name": "forever", "scopes": "tenant:admin", "expires_in": "never"},
         )  # fmt: skip

@@ -24,7 +24,7 @@ from hub.core.db import Database, utcnow
 from hub.portal import throttle
 from hub.settings import Settings
 from hub.tenants import keys
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, post_form, post_once, sign_in
 from tests.support import PASSWORD, app_client, make_member, make_tenant
 from tests.trust import TEST_MASTER_KEY, ring, with_crypto
 
@@ -49,7 +49,7 @@ def code_at(secret: str, steps_ahead: int = 0) -> str:
 async def turn_on(portal: httpx.AsyncClient) -> str:
     """Sign in, turn two-step sign-in on; the secret."""
     csrf = await sign_in(portal, "case@acme.test")
-    began = await post_form(portal, "/portal/account/two-step/begin", csrf)
+    began = await post_once(portal, "/portal/account/two-step/begin", csrf)
     assert began.status_code == 200
     found = SECRET.search(began.text)
     assert found is not None
@@ -75,7 +75,7 @@ class TestTurningOn:
         csrf = await sign_in(portal, "case@acme.test")
         page = await portal.get("/portal/account/two-step")
         assert "Two-step sign-in is <b>off</b>" in page.text
-        began = await post_form(portal, "/portal/account/two-step/begin", csrf)
+        began = await post_once(portal, "/portal/account/two-step/begin", csrf)
         assert 'src="data:image/svg+xml' in began.text
         found = SECRET.search(began.text)
         assert found is not None
@@ -236,7 +236,7 @@ class TestRequired:
         page = await strict.get("/portal/account/two-step")
         assert "This hub requires two-step sign-in" in page.text
         csrf = csrf_of(page)
-        began = await post_form(strict, "/portal/account/two-step/begin", csrf)
+        began = await post_once(strict, "/portal/account/two-step/begin", csrf)
         found = SECRET.search(began.text)
         assert found is not None
         await post_form(

@@ -17,7 +17,7 @@ from hub.audit.models import AuditEntry
 from hub.auth.models import Role
 from hub.settings import Settings
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from tests.portal.support import csrf_of, post_form, sign_in
+from tests.portal.support import csrf_of, form_token_of, post_form, post_once, sign_in
 from tests.support import make_member, make_tenant
 
 URL = "http://127.0.0.1:9/hook"
@@ -46,7 +46,7 @@ async def acme(session: AsyncSession) -> Any:
 
 async def create(client: httpx.AsyncClient, csrf: str, **fields: str) -> tuple[UUID, str]:
     form = {"url": URL, "event_types": "complaint.*, key.*", "description": "CRM", **fields}
-    answer = await post_form(client, "/portal/webhooks", csrf, form)
+    answer = await post_once(client, "/portal/webhooks", csrf, form)
     assert answer.status_code == 200, answer.text
     found = SECRET.search(answer.text)
     assert found is not None
@@ -75,19 +75,19 @@ class TestEndpoints:
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
-        bad_url = await post_form(
+        bad_url = await post_once(
             portal, "/portal/webhooks", csrf,
             {"url": "ftp://nowhere.test/x", "event_types": "*", "description": "Kept text"},
         )  # fmt: skip
         assert bad_url.status_code == 400
         assert 'data-testid="error-url">url:' in bad_url.text
         assert 'value="Kept text"' in bad_url.text
-        bad_event = await post_form(
+        bad_event = await post_once(
             portal, "/portal/webhooks", csrf, {"url": URL, "event_types": "complaint.*, nope.x"}
         )
         assert bad_event.status_code == 400
         assert "event_types[1]: nope.x is no event type" in bad_event.text
-        bad_number = await post_form(
+        bad_number = await post_once(
             portal, "/portal/webhooks", csrf,
             {"url": URL, "event_types": "*", "max_concurrency": "500"},
         )  # fmt: skip
@@ -143,7 +143,7 @@ class TestEndpoints:
     ) -> None:
         csrf = await sign_in(portal, "admin@acme.test")
         endpoint_id, first = await create(portal, csrf)
-        answer = await post_form(portal, f"/portal/webhooks/{endpoint_id}/rotate", csrf)
+        answer = await post_once(portal, f"/portal/webhooks/{endpoint_id}/rotate", csrf)
         assert answer.status_code == 200
         found = SECRET.search(answer.text)
         assert found is not None
@@ -242,10 +242,21 @@ class TestWhoMay:
         await post_form(portal, "/portal/logout", csrf)
         csrf = await sign_in(portal, "admin@acme.test")
         assert (await portal.get(f"/portal/webhooks/{endpoint_id}")).status_code == 404
+        # The rotate form's token, as the page of one of acme's own endpoints gives it.
+        own_id, _ = await create(portal, csrf)
+        token = form_token_of(await portal.get(f"/portal/webhooks/{own_id}"))
         for action in ("disable", "delete", "rotate", "test"):
-            answer = await post_form(portal, f"/portal/webhooks/{endpoint_id}/{action}", csrf)
+            answer = await post_form(
+                portal, f"/portal/webhooks/{endpoint_id}/{action}", csrf, {"_form_token": token}
+            )
             assert answer.status_code == 404, action
             assert "whsec_" not in answer.text
+        # The refusal claimed nothing: the token still rotates acme's own endpoint.
+        own = await post_form(
+            portal, f"/portal/webhooks/{own_id}/rotate", csrf, {"_form_token": token}
+        )
+        assert own.status_code == 200
+        assert SECRET.search(own.text) is not None
 
     async def test_a_form_without_the_csrf_token_is_refused(
         self, portal: httpx.AsyncClient, acme: Any, session: AsyncSession
