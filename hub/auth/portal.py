@@ -54,11 +54,11 @@ class RoleForm(msgspec.Struct):
     role: str = ""
 
 
-async def _member_made(session: AsyncSession, signed: Signed, user_id: UUID) -> once.Made | None:
-    if signed.principal is None:
-        return None
-    member = await repository.find_member_by_user(session, signed.principal.tenant, user_id)
-    return once.Made(member.user.email, "/portal/members") if member else None
+async def _member_made(session: AsyncSession, signed: Signed, user_id: UUID) -> once.Made:
+    member = await repository.find_member_by_user(session, once.tenant_of(signed), user_id)
+    if member is None:
+        raise NotFound("membership", user_id)
+    return once.Made(member.user.email, "/portal/members")
 
 
 ADD_MEMBER = once.OnceForm(
@@ -180,13 +180,8 @@ class TokenForm(msgspec.Struct):
             self.scopes = [self.scopes]
 
 
-async def _token_made(session: AsyncSession, signed: Signed, token_id: UUID) -> once.Made | None:
-    if signed.principal is None:
-        return None
-    try:
-        token = await repository.get_token(session, signed.principal.tenant, token_id)
-    except NotFound:
-        return None
+async def _token_made(session: AsyncSession, signed: Signed, token_id: UUID) -> once.Made:
+    token = await repository.get_token(session, once.tenant_of(signed), token_id)
     return once.Made(token.name, "/portal/tokens")
 
 

@@ -7,6 +7,7 @@ made. Without a token this session was given for the form, it makes nothing eith
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -29,7 +30,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import Database, utcnow
-from hub.core.errors import Conflict, Invalid
+from hub.core.errors import Conflict, Invalid, NotFound
+from hub.core.ids import TenantID
 from hub.portal.service import Signed
 
 log = structlog.get_logger(__name__)
@@ -52,8 +54,8 @@ class Made:
     href: str
 
 
-# The object a claim recorded, read again (None when it is gone since).
-Finder = Callable[[AsyncSession, Signed, UUID], Awaitable[Made | None]]
+# The object a claim recorded, read again (`NotFound` when it is gone since).
+Finder = Callable[[AsyncSession, Signed, UUID], Awaitable[Made]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class OnceForm:
     find: Finder
 
     def already_sent(self, made: Made | None, *, shown: bool) -> str:
-        label = f'"{made.label}"' if made else "(since deleted)"
+        label = f'"{made.label}"' if made else "(no longer found)"
         done = f"This form was already sent, and {self.made.format(label=label)} then."
         if not shown:
             return f"{done} Nothing was done a second time."
@@ -98,6 +100,13 @@ class Claim:
     key: str
     made: UUID | None = None
     shown: bool = True
+
+
+def tenant_of(signed: Signed) -> TenantID:
+    """The tenant the session works in, where a finder reads a tenant's object."""
+    if signed.principal is None:
+        raise NotFound("tenant", None)
+    return signed.principal.tenant
 
 
 def _mac(form_key: bytes, name: str, nonce: str) -> str:
@@ -178,8 +187,11 @@ async def _refusal(
             "see what was made."
         )
     document = json.loads(recorded)
+    made: Made | None = None
+    # NotFound: gone since (deleted, removed), or not in the tenant the session works in now.
     async with database.transaction(read_only=True) as session:
-        made = await form.find(session, signed, UUID(document["id"]))
+        with contextlib.suppress(NotFound):
+            made = await form.find(session, signed, UUID(document["id"]))
     return AlreadySent(
         form.already_sent(made, shown=bool(document["shown"])), href=made.href if made else None
     )

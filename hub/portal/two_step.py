@@ -18,7 +18,7 @@ from hub.audit.service import Actor
 from hub.auth import mfa
 from hub.auth import service as auth
 from hub.auth.models import User
-from hub.core.errors import Conflict, Invalid
+from hub.core.errors import Conflict, Invalid, NotFound
 from hub.portal import challenge, once, service, throttle
 from hub.portal.pages import locked_out, signed_in
 from hub.portal.web import (
@@ -36,11 +36,10 @@ from hub.settings import Settings
 ACCOUNT = "/portal/account/two-step"
 
 
-async def _key_made(
-    session: AsyncSession, signed: service.Signed, user_id: UUID
-) -> once.Made | None:
-    row = await mfa.find(session, user_id)
-    return once.Made(signed.user.email, ACCOUNT) if row is not None else None
+async def _key_made(session: AsyncSession, signed: service.Signed, user_id: UUID) -> once.Made:
+    if await mfa.find(session, user_id) is None:
+        raise NotFound("user_totp", user_id)
+    return once.Made(signed.user.email, ACCOUNT)
 
 
 BEGIN = once.OnceForm(

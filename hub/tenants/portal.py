@@ -27,7 +27,7 @@ from hub.auth import service as auth
 from hub.auth import tokens
 from hub.auth.models import Role
 from hub.core.db import utcnow
-from hub.core.errors import Conflict, Invalid, NotFound, choice
+from hub.core.errors import Conflict, Invalid, choice
 from hub.core.ids import TenantID
 from hub.metrics.tenants import tenant_health
 from hub.portal import once
@@ -50,11 +50,8 @@ DONE = {
 }
 
 
-async def _user_made(session: AsyncSession, _: Signed, user_id: UUID) -> once.Made | None:
-    try:
-        user = await auth.get_user(session, user_id)
-    except NotFound:
-        return None
+async def _user_made(session: AsyncSession, _: Signed, user_id: UUID) -> once.Made:
+    user = await auth.get_user(session, user_id)
     return once.Made(user.email, f"/console/users/{user.id}")
 
 

@@ -17,7 +17,7 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.models import Scope
-from hub.core.errors import Invalid, NotFound, choice
+from hub.core.errors import Invalid, choice
 from hub.events.catalog import DOMAINS
 from hub.portal import forms, once
 from hub.portal.service import Signed
@@ -43,15 +43,8 @@ DONE = {
 }
 
 
-async def _endpoint_made(
-    session: AsyncSession, signed: Signed, endpoint_id: UUID
-) -> once.Made | None:
-    if signed.principal is None:
-        return None
-    try:
-        endpoint = await repository.get_endpoint(session, signed.principal.tenant, endpoint_id)
-    except NotFound:
-        return None
+async def _endpoint_made(session: AsyncSession, signed: Signed, endpoint_id: UUID) -> once.Made:
+    endpoint = await repository.get_endpoint(session, once.tenant_of(signed), endpoint_id)
     return once.Made(endpoint.url, f"/portal/webhooks/{endpoint.id}")
 
 

@@ -307,7 +307,7 @@ class TestWhatTheSecondAnswerSays:
         assert deleted.status_code == 303
         again = await _send(portal, world, ENDPOINT, csrf, token)
         assert again.status_code == 409
-        assert "the endpoint (since deleted) was made then" in _detail(again)
+        assert "the endpoint (no longer found) was made then" in _detail(again)
         assert 'data-testid="made-link"' not in again.text
 
     async def test_through_htmx_the_refusal_is_a_message_in_the_page(
