@@ -12,6 +12,12 @@ from hub.portal import once, service
 from tests.support import PASSWORD
 
 CSRF = re.compile(r'name="_csrf" value="([0-9a-f]{64})"')
+# Settings under which webhook receivers on this machine are allowed (the pages' tests send
+# to loopback addresses, as the webhook integration tests do).
+LOOPBACK_RECEIVERS = {
+    "webhook_allow_private_networks": True,
+    "webhook_allow_http_hosts": "127.0.0.1,localhost",
+}
 
 
 def csrf_of(page: httpx.Response) -> str:

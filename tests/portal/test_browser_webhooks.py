@@ -11,6 +11,7 @@ import pytest
 from hub.auth.models import Role
 from hub.core.db import Database
 from hub.settings import Settings
+from tests.portal.support import LOOPBACK_RECEIVERS
 from tests.support import PASSWORD, make_member, make_tenant
 
 pytestmark = pytest.mark.slow
@@ -19,12 +20,7 @@ URL = "http://127.0.0.1:9/hook"
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "webhook_allow_private_networks": True,
-            "webhook_allow_http_hosts": "127.0.0.1,localhost",
-        }
-    )
+    return settings.model_copy(update=LOOPBACK_RECEIVERS)
 
 
 async def seed(committed_db: Database) -> None:

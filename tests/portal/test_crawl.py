@@ -35,6 +35,7 @@ from hub.webhooks import service as webhooks
 from hub.webhooks.models import MessageStatus, WebhookAttempt
 from hub.webhooks.schemas import EndpointCreate
 from tests.integration.complaints.support import IMMEDIATE, make_complaint
+from tests.portal.support import LOOPBACK_RECEIVERS
 from tests.support import PASSWORD, Member, make_member, make_tenant
 
 pytestmark = pytest.mark.slow
@@ -64,12 +65,7 @@ EMAILS = {
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "webhook_allow_private_networks": True,
-            "webhook_allow_http_hosts": "127.0.0.1,localhost",
-        }
-    )
+    return settings.model_copy(update=LOOPBACK_RECEIVERS)
 
 
 @dataclass

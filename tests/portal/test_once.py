@@ -26,7 +26,7 @@ from hub.settings import Settings
 from hub.webhooks import service as webhooks
 from hub.webhooks.models import WebhookEndpoint
 from hub.webhooks.schemas import EndpointCreate
-from tests.portal.support import form_token_of, post_form, sign_in
+from tests.portal.support import LOOPBACK_RECEIVERS, form_token_of, post_form, sign_in
 from tests.support import PASSWORD, Member, make_member, make_tenant
 
 URL = "http://127.0.0.1:9/hook"
@@ -37,13 +37,7 @@ SHOWN_ONCE = "was shown once and cannot be shown again"
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
-    # Loopback receivers allowed, as the webhook pages' tests allow them.
-    return settings.model_copy(
-        update={
-            "webhook_allow_private_networks": True,
-            "webhook_allow_http_hosts": "127.0.0.1,localhost",
-        }
-    )
+    return settings.model_copy(update=LOOPBACK_RECEIVERS)
 
 
 @dataclass

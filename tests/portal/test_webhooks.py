@@ -17,7 +17,14 @@ from hub.audit.models import AuditEntry
 from hub.auth.models import Role
 from hub.settings import Settings
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from tests.portal.support import csrf_of, form_token_of, post_form, post_once, sign_in
+from tests.portal.support import (
+    LOOPBACK_RECEIVERS,
+    csrf_of,
+    form_token_of,
+    post_form,
+    post_once,
+    sign_in,
+)
 from tests.support import make_member, make_tenant
 
 URL = "http://127.0.0.1:9/hook"
@@ -27,12 +34,7 @@ SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
     # Loopback receivers allowed, as the webhook integration tests allow them.
-    return settings.model_copy(
-        update={
-            "webhook_allow_private_networks": True,
-            "webhook_allow_http_hosts": "127.0.0.1,localhost",
-        }
-    )
+    return settings.model_copy(update=LOOPBACK_RECEIVERS)
 
 
 @pytest.fixture
