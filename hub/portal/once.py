@@ -13,7 +13,6 @@ import hmac
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -215,7 +214,7 @@ def forget(scope: Scope) -> None:
         claim.made = None
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def settling(scope: Scope, send: Send) -> AsyncIterator[Send]:
     """`send` for a request that may hold a claim: as its answer starts (the transaction has
     committed by then, or failed and the answer says so), the claim keeps what was made, or
