@@ -45,11 +45,11 @@ def fail_cleanly(command: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        from hub.runtime import StartupError
+        from hub.runtime import ServiceStopped, StartupError
 
         try:
             return command(*args, **kwargs)
-        except (SettingsError, StartupError, RedisUnavailable) as error:
+        except (SettingsError, StartupError, ServiceStopped, RedisUnavailable) as error:
             raise CliError(str(error)) from None
         except DomainError as error:
             raise CliError(error.detail) from None

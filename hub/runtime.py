@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import redis
 import structlog
 import uvicorn
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -25,6 +26,11 @@ log = structlog.get_logger(__name__)
 
 class StartupError(RuntimeError):
     """The hub cannot start; the message is one line naming what to fix."""
+
+
+class ServiceStopped(RuntimeError):
+    """A service of a running hub (the API, the worker) stopped without being asked: the
+    message names which and why, in one line."""
 
 
 class _Server(uvicorn.Server):
@@ -127,11 +133,15 @@ async def serve_together(
     announcer = asyncio.create_task(_when_started(server, on_ready)) if on_ready else None
     stopper = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    stopped: list[str] = []
     for task in done - {stopper}:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a service stopped", service=task.get_name(), exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("a service stopped", service=task.get_name(), exc_info=error)
+            stopped.append(f"the {task.get_name()} stopped: {_one_line(error)}")
         else:
             log.error("a service stopped", service=task.get_name())
+            stopped.append(f"the {task.get_name()} stopped")
     log.info("shutting down")
     if announcer is not None:
         announcer.cancel()
@@ -144,11 +154,22 @@ async def serve_together(
         # arq cancels the jobs still running (they are idempotent and run again later);
         # the cancellation it re-raises is the shutdown we asked for, not a failure.
         with contextlib.suppress(asyncio.CancelledError):
-            await arq_worker.close()
+            try:
+                await arq_worker.close()  # it removes its health key: Redis may be gone
+            except (redis.RedisError, OSError) as error:
+                log.warning("closing the worker: Redis unreachable", error=_one_line(error))
     stopper.cancel()
     if "worker" in tasks:
         tasks["worker"].cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
+    if stopped:
+        # Not asked to stop: the process ends non-zero, so a supervisor starts it again.
+        raise ServiceStopped("; ".join(stopped))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 async def finish_jobs(worker: Any, stop: asyncio.Event, *, grace: float) -> None:

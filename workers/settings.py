@@ -7,6 +7,8 @@ from datetime import UTC, timedelta
 from typing import Any, cast
 
 import httpx
+import redis
+import structlog
 from arq import cron
 from arq.cron import CronJob
 from arq.typing import StartupShutdown, WorkerCoroutine
@@ -26,6 +28,8 @@ from hub.webhooks import delivery as webhook_delivery
 from workers import alerts as alert_jobs
 from workers import events, health, keys, portal, resolutions, syncs, webhooks
 from workers.context import WorkerContext
+
+log = structlog.get_logger(__name__)
 
 EVERY_30_SECONDS = {0, 30}
 # The daily access probe (hub.syncs.probe), in the US night: CMS is quiet, plans asleep.
@@ -260,7 +264,30 @@ def create_worker(
             settle_heap=not burst,  # a serving worker; not a test's burst in a shared process
             max_jobs=options["max_jobs"],
         )
-    return Worker(**options)
+    return HubWorker(**options)
+
+
+class HubWorker(Worker):
+    """arq's Worker, surviving a lost Redis connection while it claims a job.
+
+    Commands are retried on a new connection (`hub.core.redis.arq_settings`), except inside
+    a WATCH: arq claims each job under one, and redis-py then raises `WatchError` rather
+    than retry. arq lets that escape its poll loop (and stop the worker) with the job's
+    slot still counted as taken. Here the slot is given back and the claim left to the
+    next poll (the job is still queued: its claim never happened)."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        for job_id in job_ids:
+            name = job_id.decode()
+            before = self.tasks.get(name)
+            try:
+                await super().start_jobs([job_id])
+            except (redis.WatchError, redis.ConnectionError, redis.TimeoutError) as error:
+                if self.tasks.get(name) is before:  # counted and its semaphore taken: undo
+                    self.job_counter -= 1
+                    self.sem.release()
+                log.warning("claiming a job: Redis connection lost", job=name, error=str(error))
+                return
 
 
 __all__ = ["WorkerContext", "create_worker", "event_subscriptions", "functions"]

@@ -18,6 +18,8 @@ from pathlib import Path
 import redis
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 log = structlog.get_logger(__name__)
 
@@ -131,10 +133,18 @@ class EmbeddedRedis:
             process.wait()
 
 
+# A connection reset (a Redis restart, a failover, a network fault) is retried on a new
+# connection, with a backoff of 0.1 to 2 s over ~5 s, rather than failing the command, and
+# with it the worker's poll loop (arq stops its worker on the first error).
+RETRY_ATTEMPTS = 5
+
+
 def arq_settings(url: str) -> RedisSettings:
     settings = RedisSettings.from_dsn(url)
     settings.conn_timeout = 2
     settings.conn_retries = 1
+    settings.retry = Retry(ExponentialWithJitterBackoff(cap=2.0, base=0.1), RETRY_ATTEMPTS)
+    settings.retry_on_error = [redis.ConnectionError, redis.TimeoutError]
     return settings
 
 

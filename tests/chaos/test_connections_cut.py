@@ -1,0 +1,225 @@
+"""A running worker whose connections to Redis or PostgreSQL are cut (a server restart, a
+failover, a network fault) keeps working once they can be made again: the sync that was
+cut fails with its reason and runs again, nothing is lost or doubled, and the worker
+serves the next job without a restart. Each test runs a real worker process whose
+connections go through a fault proxy on loopback (`proxy.py`), and stops by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.complaints.models import Complaint
+from hub.core.crypto import Crypto
+from hub.core.db import Database, utcnow
+from hub.core.jobs import ArqQueue
+from hub.ctm.simulator.data import ContractPlan
+from hub.ctm.simulator.server import RunningSimulator, running_simulator
+from hub.ctm.simulator.state import SimState
+from hub.keys.models import Environment
+from hub.settings import Settings
+from hub.syncs import service as syncs
+from hub.syncs.models import RunOutcome, SyncRun
+from tests.chaos.proxy import running_proxy
+from tests.conftest import delete_all_rows
+from tests.workers.test_sync_crash import count, worker_env
+from tests.workers.test_syncs import onboard
+
+pytestmark = pytest.mark.slow
+
+CONTRACTS = ("H1234", "S5678")
+
+
+@asynccontextmanager
+async def running_worker(env: dict[str, str]) -> AsyncIterator[subprocess.Popen[str]]:
+    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled
+        [sys.executable, "-m", "hub.cli", "worker"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], worker: subprocess.Popen[str], what: str, within: float
+) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if worker.poll() is not None:
+            raise AssertionError(f"the worker exited ({worker.returncode}) while {what}:\n"
+                                 + (worker.stderr.read() if worker.stderr else ""))  # fmt: skip
+        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def sync_now(db: Database, tenant_id: Any, contract: str) -> None:
+    async with db.transaction() as session:  # as the API's "sync now" does it
+        await syncs.request_sync(session, tenant_id=tenant_id, contract=contract)
+
+
+async def runs(db: Database, contract: str, outcome: RunOutcome) -> int:
+    return await count(db, SyncRun, SyncRun.contract == contract, SyncRun.outcome == outcome)
+
+
+async def complaint_ids(db: Database, contract: str) -> list[str]:
+    async with db.transaction(read_only=True) as session:
+        found = select(Complaint.complaint_id).where(Complaint.contract == contract)
+        return list(await session.scalars(found))
+
+
+@pytest.fixture
+async def world(
+    engine: AsyncEngine, redis: Any, crypto: Crypto
+) -> AsyncIterator[tuple[Database, RunningSimulator, SimState]]:
+    db = Database(engine, ArqQueue(redis), crypto=crypto)
+    state = SimState(environment="sandbox", seed=23, history_days=60)
+    for contract in CONTRACTS:
+        state.contracts[contract] = ContractPlan(daily_min=8, daily_max=8, summary_chars=600)
+    try:
+        async with running_simulator(state) as sim:
+            yield db, sim, state
+    finally:
+        await delete_all_rows(engine)
+
+
+async def paused(db: Database, tenant_id: Any) -> None:
+    """No scheduled sync: each test says which sync runs when ("sync now" runs anyway)."""
+    async with db.transaction() as session:
+        await syncs.set_schedule(
+            session, tenant_id, environment=Environment.SANDBOX, is_paused=True,
+            policy=syncs.SyncPolicy(),
+        )  # fmt: skip
+
+
+def expected(state: SimState, contract: str) -> set[str]:
+    today = utcnow().date()
+    start = today - syncs.SyncPolicy().first_window
+    return {c.complaint_id for c in state.complaints(contract, start, today)}
+
+
+class TestRedisCut:
+    async def test_the_worker_serves_the_next_job_after_its_redis_connections_are_cut(
+        self, world: tuple[Database, RunningSimulator, SimState], settings: Settings
+    ) -> None:
+        db, sim, state = world
+        member, _, _ = await onboard(db, sim, "redis-cut", CONTRACTS)
+        await paused(db, member.tenant_id)
+        async with running_proxy(settings.effective_redis_url) as proxy:
+            env = worker_env(settings, sim.url)
+            env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
+            async with running_worker(env) as worker:
+                await sync_now(db, member.tenant_id, "H1234")
+
+                async def first_done() -> bool:
+                    return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
+
+                await until(first_done, worker, "the first sync ran", within=60)
+                assert proxy.live >= 1
+                assert proxy.cut() >= 2  # the worker's Redis connections, reset
+                await asyncio.sleep(1.0)  # the worker polls into the cut meanwhile
+                assert await runs(db, "S5678", RunOutcome.SUCCEEDED) == 0
+                await sync_now(db, member.tenant_id, "S5678")
+
+                async def second_done() -> bool:
+                    return await runs(db, "S5678", RunOutcome.SUCCEEDED) >= 1
+
+                await until(second_done, worker, "a sync asked for after the cut ran", 60)
+                assert proxy.accepted > 1, "the worker connected again"
+                assert worker.poll() is None
+        for contract in CONTRACTS:
+            ids = await complaint_ids(db, contract)
+            assert len(ids) == len(set(ids))
+            assert set(ids) == expected(state, contract)
+
+    async def test_a_worker_whose_redis_stays_away_exits_non_zero_saying_why(
+        self, world: tuple[Database, RunningSimulator, SimState], settings: Settings
+    ) -> None:
+        """Past the retries (a few seconds), the worker ends with exit code 1 and one line
+        naming the cause, so that its supervisor (Kubernetes, systemd) starts it again."""
+        async with running_proxy(settings.effective_redis_url) as proxy:
+            env = worker_env(settings, world[1].url)
+            env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
+            async with running_worker(env) as worker:
+
+                async def connected() -> bool:
+                    return proxy.live >= 1
+
+                await until(connected, worker, "the worker connected", within=30)
+                await proxy.stop()  # Redis gone: every new connection is refused
+                deadline = time.monotonic() + 60
+                while worker.poll() is None:
+                    assert time.monotonic() < deadline, "the worker never gave up"
+                    await asyncio.sleep(0.2)
+                errors = worker.stderr.read() if worker.stderr else ""
+        last = errors.strip().splitlines()[-1] if errors.strip() else ""
+        assert worker.returncode == 1, (worker.returncode, last)
+        assert last.startswith("error: the worker stopped: ConnectionError"), last
+
+
+class TestDatabaseCut:
+    async def test_a_sync_cut_from_its_database_fails_then_runs_again_losing_nothing(
+        self, world: tuple[Database, RunningSimulator, SimState], settings: Settings
+    ) -> None:
+        if not settings.effective_database_url.startswith("postgresql"):
+            pytest.skip("the embedded SQLite file has no connection to cut")
+        db, sim, state = world
+        member, _, _ = await onboard(db, sim, "db-cut", CONTRACTS)
+        await paused(db, member.tenant_id)
+        # A slow link: the download, and so the import transaction, lasts seconds.
+        state.faults.chunk_delay_ms = 150
+        async with running_proxy(settings.effective_database_url) as proxy:
+            env = worker_env(settings, sim.url)
+            env["HUB_DATABASE_URL"] = proxy.url_for(settings.effective_database_url)
+            async with running_worker(env) as worker:
+                await sync_now(db, member.tenant_id, "H1234")
+
+                async def importing() -> bool:
+                    return await runs(db, "H1234", RunOutcome.RUNNING) >= 1
+
+                await until(importing, worker, "the sync started", within=60)
+                await asyncio.sleep(1.0)  # well into the download
+                assert proxy.cut() >= 2, "the worker's database connections, reset"
+                assert await complaint_ids(db, "H1234") == [], "cut before the import committed"
+
+                async def failed() -> bool:
+                    return await runs(db, "H1234", RunOutcome.FAILED) >= 1
+
+                await until(failed, worker, "the cut sync was recorded failed", within=60)
+                async with db.transaction(read_only=True) as session:
+                    run = await session.scalar(
+                        select(SyncRun).where(
+                            SyncRun.contract == "H1234", SyncRun.outcome == RunOutcome.FAILED
+                        )
+                    )
+                assert run is not None
+                assert run.error, "the failure says why"
+                state.faults.chunk_delay_ms = 0
+                await sync_now(db, member.tenant_id, "H1234")
+                await sync_now(db, member.tenant_id, "S5678")
+
+                async def both_done() -> bool:
+                    return all([await runs(db, c, RunOutcome.SUCCEEDED) >= 1 for c in CONTRACTS])
+
+                await until(both_done, worker, "both contracts synced after the cut", 90)
+                assert worker.poll() is None, "the same worker, no restart"
+        for contract in CONTRACTS:
+            ids = await complaint_ids(db, contract)
+            assert len(ids) == len(set(ids)), "no complaint twice"
+            assert set(ids) == expected(state, contract), "every complaint present"
