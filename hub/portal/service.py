@@ -182,15 +182,20 @@ async def record_failed_sign_in(
     session: AsyncSession, *, email: str, locked: bool, step: str = "password"
 ) -> None:
     """Audit a refused sign-in on the platform chain (the email as typed, never the password;
-    the client's address comes from the request)."""
+    the client's address comes from the request). Its target is the account of that email,
+    when there is one, so an operator finds every attempt on an account by its id; the
+    actor stays the portal (whoever typed it is not known)."""
+    address = email.strip().lower()[:320]
+    account = await session.scalar(select(User.id).where(User.email == address))
     await audit.record(
         session,
         actor=Actor.system("portal"),
         action="user.sign_in",
         tenant_id=None,
         target_type="user",
+        target_id=account,
         outcome=AuditOutcome.DENIED,
-        details={"email": email.strip().lower()[:320], "locked": locked, "step": step},
+        details={"email": address, "locked": locked, "step": step},
     )
 
 

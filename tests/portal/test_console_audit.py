@@ -107,6 +107,29 @@ class TestPlatformAuditLog:
         assert WRONG.lower() not in text
         assert PASSWORD not in text
 
+    async def test_a_refused_sign_in_targets_the_account_of_its_email_when_there_is_one(
+        self, portal: httpx.AsyncClient, operator: User, session: AsyncSession
+    ) -> None:
+        """An operator asked "who tried to get into Ann's account?" finds every attempt by
+        the account's id (from the user's page), whatever case the email was typed in; an
+        email with no account has no target. The actor stays the portal: whoever typed the
+        email is not known."""
+        ann = await auth.create_user(session, email="ann@acme.test", password=PASSWORD)
+        await session.commit()
+        await refuse_sign_in(portal, " Ann@ACME.test")
+        await refuse_sign_in(portal, "nobody@acme.test")
+        refusals = [e for e in await platform(session, "user.sign_in") if e.outcome == "denied"]
+        by_email = {e.details["email"]: e for e in refusals}
+        assert by_email["ann@acme.test"].target_id == str(ann.id)
+        assert by_email["nobody@acme.test"].target_id is None
+        assert {e.actor_label for e in refusals} == {"portal"}
+        await sign_in(portal, OPS)
+        page = (await portal.get(f"/console/users/{ann.id}")).text
+        link = page.split('data-testid="refused-sign-ins" href="')[1].split('"')[0]
+        answer = await portal.get(link.replace("&amp;", "&"))
+        assert answer.status_code == 200, answer.text
+        assert set(seqs(answer)) == {by_email["ann@acme.test"].seq}
+
     async def test_a_hostile_email_is_escaped(
         self, portal: httpx.AsyncClient, operator: User
     ) -> None:
