@@ -10,6 +10,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -42,19 +43,37 @@ CONTRACTS = ("H1234", "S5678")
 
 @asynccontextmanager
 async def running_worker(env: dict[str, str]) -> AsyncIterator[subprocess.Popen[str]]:
-    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled
-        [sys.executable, "-m", "hub.cli", "worker"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        yield worker
-    finally:
-        worker.send_signal(signal.SIGTERM)
+    """A `hub worker` process; its stderr goes to a file (a pipe nobody reads would fill
+    with the faults' log lines and stop the worker), readable as `worker.stderr`."""
+    with tempfile.TemporaryFile("w+") as log:
+        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled
+            [sys.executable, "-m", "hub.cli", "worker"],
+            env={**env, "HUB_WORKER_SHUTDOWN_GRACE_SECONDS": "5"},
+            stdout=subprocess.DEVNULL, stderr=log, text=True,
+        )  # fmt: skip
+        worker.stderr = _Reader(log)  # type: ignore[assignment]
         try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+            yield worker
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            # Waited for without blocking this loop: the proxy and the simulator the worker
+            # talks to while it stops run in it.
+            try:
+                await asyncio.to_thread(worker.wait, 30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+class _Reader:
+    """What the worker wrote to its log file so far (`read()`, as a pipe's would)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def read(self) -> str:
+        self._log.seek(0)
+        return str(self._log.read())
 
 
 async def until(
@@ -153,15 +172,19 @@ class TestRedisCut:
     ) -> None:
         """Past the retries (a few seconds), the worker ends with exit code 1 and one line
         naming the cause, so that its supervisor (Kubernetes, systemd) starts it again."""
+        db, sim, _ = world
+        member, _, _ = await onboard(db, sim, "redis-gone", CONTRACTS)
+        await paused(db, member.tenant_id)
         async with running_proxy(settings.effective_redis_url) as proxy:
-            env = worker_env(settings, world[1].url)
+            env = worker_env(settings, sim.url)
             env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
             async with running_worker(env) as worker:
+                await sync_now(db, member.tenant_id, "H1234")
 
-                async def connected() -> bool:
-                    return proxy.live >= 1
+                async def serving() -> bool:
+                    return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
 
-                await until(connected, worker, "the worker connected", within=30)
+                await until(serving, worker, "the worker ran a sync", within=60)
                 await proxy.stop()  # Redis gone: every new connection is refused
                 deadline = time.monotonic() + 60
                 while worker.poll() is None:
