@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -31,8 +32,9 @@ from hub.keys.models import Environment
 from hub.settings import Settings
 from hub.syncs import service as syncs
 from hub.syncs.models import RunOutcome, SyncRun
-from tests.chaos.proxy import running_proxy
+from tests.chaos.proxy import FaultProxy, running_proxy
 from tests.conftest import delete_all_rows
+from tests.support import Member
 from tests.workers.test_sync_crash import count, worker_env
 from tests.workers.test_syncs import onboard
 
@@ -133,35 +135,54 @@ def expected(state: SimState, contract: str) -> set[str]:
     return {c.complaint_id for c in state.complaints(contract, start, today)}
 
 
+@dataclass
+class Serving:
+    member: Member
+    proxy: FaultProxy
+    worker: subprocess.Popen[str]
+
+
+@asynccontextmanager
+async def serving_through_a_redis_proxy(
+    world: tuple[Database, RunningSimulator, SimState], settings: Settings, slug: str
+) -> AsyncIterator[Serving]:
+    """A worker whose Redis connections go through a fault proxy, once it has run a sync
+    (H1234; scheduled syncs paused)."""
+    db, sim, _ = world
+    member, _, _ = await onboard(db, sim, slug, CONTRACTS)
+    await paused(db, member.tenant_id)
+    async with running_proxy(settings.effective_redis_url) as proxy:
+        env = worker_env(settings, sim.url)
+        env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
+        async with running_worker(env) as worker:
+            await sync_now(db, member.tenant_id, "H1234")
+
+            async def first_done() -> bool:
+                return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
+
+            await until(first_done, worker, "the first sync ran", within=60)
+            yield Serving(member, proxy, worker)
+
+
 class TestRedisCut:
     async def test_the_worker_serves_the_next_job_after_its_redis_connections_are_cut(
         self, world: tuple[Database, RunningSimulator, SimState], settings: Settings
     ) -> None:
-        db, sim, state = world
-        member, _, _ = await onboard(db, sim, "redis-cut", CONTRACTS)
-        await paused(db, member.tenant_id)
-        async with running_proxy(settings.effective_redis_url) as proxy:
-            env = worker_env(settings, sim.url)
-            env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
-            async with running_worker(env) as worker:
-                await sync_now(db, member.tenant_id, "H1234")
+        db, _, state = world
+        async with serving_through_a_redis_proxy(world, settings, "redis-cut") as serving:
+            proxy, worker = serving.proxy, serving.worker
+            assert proxy.live >= 1
+            assert proxy.cut() >= 2  # the worker's Redis connections, reset
+            await asyncio.sleep(1.0)  # the worker polls into the cut meanwhile
+            assert await runs(db, "S5678", RunOutcome.SUCCEEDED) == 0
+            await sync_now(db, serving.member.tenant_id, "S5678")
 
-                async def first_done() -> bool:
-                    return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
+            async def second_done() -> bool:
+                return await runs(db, "S5678", RunOutcome.SUCCEEDED) >= 1
 
-                await until(first_done, worker, "the first sync ran", within=60)
-                assert proxy.live >= 1
-                assert proxy.cut() >= 2  # the worker's Redis connections, reset
-                await asyncio.sleep(1.0)  # the worker polls into the cut meanwhile
-                assert await runs(db, "S5678", RunOutcome.SUCCEEDED) == 0
-                await sync_now(db, member.tenant_id, "S5678")
-
-                async def second_done() -> bool:
-                    return await runs(db, "S5678", RunOutcome.SUCCEEDED) >= 1
-
-                await until(second_done, worker, "a sync asked for after the cut ran", 60)
-                assert proxy.accepted > 1, "the worker connected again"
-                assert worker.poll() is None
+            await until(second_done, worker, "a sync asked for after the cut ran", 60)
+            assert proxy.accepted > 1, "the worker connected again"
+            assert worker.poll() is None
         for contract in CONTRACTS:
             ids = await complaint_ids(db, contract)
             assert len(ids) == len(set(ids))
@@ -172,25 +193,14 @@ class TestRedisCut:
     ) -> None:
         """Past the retries (a few seconds), the worker ends with exit code 1 and one line
         naming the cause, so that its supervisor (Kubernetes, systemd) starts it again."""
-        db, sim, _ = world
-        member, _, _ = await onboard(db, sim, "redis-gone", CONTRACTS)
-        await paused(db, member.tenant_id)
-        async with running_proxy(settings.effective_redis_url) as proxy:
-            env = worker_env(settings, sim.url)
-            env["HUB_REDIS_URL"] = proxy.url_for(settings.effective_redis_url)
-            async with running_worker(env) as worker:
-                await sync_now(db, member.tenant_id, "H1234")
-
-                async def serving() -> bool:
-                    return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
-
-                await until(serving, worker, "the worker ran a sync", within=60)
-                await proxy.stop()  # Redis gone: every new connection is refused
-                deadline = time.monotonic() + 60
-                while worker.poll() is None:
-                    assert time.monotonic() < deadline, "the worker never gave up"
-                    await asyncio.sleep(0.2)
-                errors = worker.stderr.read() if worker.stderr else ""
+        async with serving_through_a_redis_proxy(world, settings, "redis-gone") as serving:
+            worker = serving.worker
+            await serving.proxy.stop()  # Redis gone: every new connection is refused
+            deadline = time.monotonic() + 60
+            while worker.poll() is None:
+                assert time.monotonic() < deadline, "the worker never gave up"
+                await asyncio.sleep(0.2)
+            errors = worker.stderr.read() if worker.stderr else ""
         last = errors.strip().splitlines()[-1] if errors.strip() else ""
         assert worker.returncode == 1, (worker.returncode, last)
         assert last.startswith("error: the worker stopped: ConnectionError"), last

@@ -5,14 +5,13 @@ exactly where it hurts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis
 from arq import func
 
-from hub.core.redis import arq_settings, connect
+from hub.core.redis import arq_settings
 from hub.settings import Settings
 from workers.settings import HubWorker, create_worker
 
@@ -30,19 +29,10 @@ class _LostWhileWatching:
         raise redis.WatchError("A ConnectionError occurred on while watching one or more keys")
 
 
-@pytest.fixture
-async def pool(redis_url: str) -> AsyncIterator[Any]:
-    client = await connect(redis_url)
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def test_a_claim_cut_short_gives_the_slot_back_and_the_job_runs_later(
-    pool: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    redis: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pool = redis
     ran: list[str] = []
 
     async def noted(ctx: dict[str, Any], name: str) -> None:
