@@ -156,8 +156,18 @@ class Database:
         await jobs.send_committed(session, self.queue)
 
     async def ping(self) -> None:
-        async with self.transaction(read_only=True) as session:
-            await session.execute(text("SELECT 1"))
+        """One `SELECT 1`. A pooled connection the server closed (a restart, a failover) that
+        the pool has not noticed yet fails its first statement and is dropped with its
+        generation: that try is made once more, on a new connection, so a readiness check
+        does not report a database that is back as unreachable."""
+        for last in (False, True):
+            try:
+                async with self.transaction(read_only=True) as session:
+                    await session.execute(text("SELECT 1"))
+                return
+            except exc.DBAPIError as error:
+                if last or not error.connection_invalidated:
+                    raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()
