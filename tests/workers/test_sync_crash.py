@@ -107,7 +107,8 @@ class TestWorkerKilledMidSync:
                         await asyncio.sleep(0.2)
                 finally:
                     restarted.send_signal(signal.SIGTERM)
-                    restarted.wait(timeout=30)
+                    # Off the loop: the simulator it may still be talking to runs in it.
+                    await asyncio.to_thread(restarted.wait, 30)
             async with db.transaction() as session:
                 found = select(Complaint.complaint_id).where(Complaint.contract == "H1234")
                 ids = list(await session.scalars(found))
