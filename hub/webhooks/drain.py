@@ -643,21 +643,30 @@ class Drainer:
         claim_next: bool,
         now: Callable[[], datetime],
     ) -> tuple[Claim, float | None]:
-        """One transaction: record the batch that came back, claim the next."""
-        found, retry = Claim(), None
+        """One transaction: record the batch that came back, claim the next. A database
+        connection lost meanwhile (a restart, a failover) rolls it back: it is made once
+        more on a new connection, rather than leave the batch, sent but not recorded, to
+        be sent again once its lease runs out."""
         pause = 0.0 if gate is None else gate.pause
         if finished is not None and pause > 0:
             # The receiver asked for time: no drain sends it anything until then.
             moment = now().timestamp()
             await self.limiter.pause(endpoint_id, until=moment + pause, now=moment)
-        async with db.transaction() as session:
-            if finished is not None:
-                retry = await record(session, *finished, policy=self.policy, now=now(), pause=pause)
-            if claim_next:
-                found = await claim(
-                    session, endpoint_id, policy=self.policy, limiter=self.limiter, now=now()
-                )
-        return found, retry
+
+        async def record_and_claim() -> tuple[Claim, float | None]:
+            found, retry = Claim(), None
+            async with db.transaction() as session:
+                if finished is not None:
+                    retry = await record(
+                        session, *finished, policy=self.policy, now=now(), pause=pause
+                    )
+                if claim_next:
+                    found = await claim(
+                        session, endpoint_id, policy=self.policy, limiter=self.limiter, now=now()
+                    )
+            return found, retry
+
+        return await db.again_if_disconnected(record_and_claim)
 
     async def _send(self, batch: Batch, gate: Gate) -> list[sender.SendResult | None]:
         return await send(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +22,9 @@ from hub.core import jobs
 
 if TYPE_CHECKING:
     from hub.core.crypto.cache import Crypto
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 READ_ONLY_OPTION = "hub_read_only"
@@ -155,19 +159,29 @@ class Database:
                 raise
         await jobs.send_committed(session, self.queue)
 
+    async def again_if_disconnected(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` (which opens its own transactions); if it meets a connection the
+        server closed (a restart, a failover) that the pool had not noticed, run it once
+        more, on a new connection (the pool drops that generation). The failed try's
+        transaction rolled back, so nothing of it was written; only a connection lost in
+        the very moment of a commit leaves it unknown whether that one was."""
+        try:
+            return await work()
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.warning("database connection lost; once more on a new one")
+            return await work()
+
     async def ping(self) -> None:
-        """One `SELECT 1`. A pooled connection the server closed (a restart, a failover) that
-        the pool has not noticed yet fails its first statement and is dropped with its
-        generation: that try is made once more, on a new connection, so a readiness check
-        does not report a database that is back as unreachable."""
-        for last in (False, True):
-            try:
-                async with self.transaction(read_only=True) as session:
-                    await session.execute(text("SELECT 1"))
-                return
-            except exc.DBAPIError as error:
-                if last or not error.connection_invalidated:
-                    raise
+        """One `SELECT 1`, once more on a new connection if the first met a closed one (so a
+        readiness check does not report a database that is back as unreachable)."""
+
+        async def select_one() -> None:
+            async with self.transaction(read_only=True) as session:
+                await session.execute(text("SELECT 1"))
+
+        await self.again_if_disconnected(select_one)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
