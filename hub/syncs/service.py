@@ -29,7 +29,7 @@ from hub.auth.principal import Principal
 from hub.complaints import doubt
 from hub.complaints.service import Deadlines, Importer
 from hub.core import crypto, jobs
-from hub.core.db import Database, utcnow
+from hub.core.db import Database, lost_connection, utcnow
 from hub.core.errors import Invalid, NotFound
 from hub.core.ids import TenantID, uuid7
 from hub.core.jobs import JOB_TIMEOUT_SECONDS
@@ -524,6 +524,11 @@ def _classify(error: Exception, attempt: int) -> SyncResult:
         )
     if isinstance(error, CtmError | FileRejected):
         return SyncResult(RunOutcome.FAILED, error=str(error))
+    if lost_connection(error):  # a restart or failover: soon back, as CMS's faults are
+        return SyncResult(
+            RunOutcome.FAILED, retry_in=min(300.0, 5.0 * 2**attempt),
+            error="the database connection was lost (a restart or failover?); retrying",
+        )  # fmt: skip
     return SyncResult(RunOutcome.FAILED, error=f"{type(error).__name__}: internal error")
 
 

@@ -43,7 +43,7 @@ async def live(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator
         await delete_all_rows(engine)
 
 
-async def test_deliveries_cut_from_their_database_are_sent_again_under_the_same_ids(
+async def test_deliveries_cut_from_their_database_are_recorded_again_and_sent_once(
     live: Database, settings: Settings
 ) -> None:
     url = settings.effective_database_url

@@ -1,7 +1,7 @@
 """Database layer: declarative base and mixins, engines, and the unit of work."""
 
 from hub.core.db.base import Base, Entity, TenantOwned, UTCDateTime, enum_column, utcnow, zulu
-from hub.core.db.engine import Database, create_engine, is_sqlite
+from hub.core.db.engine import Database, create_engine, is_sqlite, lost_connection
 
 __all__ = [
     "Base",
@@ -12,6 +12,7 @@ __all__ = [
     "create_engine",
     "enum_column",
     "is_sqlite",
+    "lost_connection",
     "utcnow",
     "zulu",
 ]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncpg
 import structlog
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
@@ -95,6 +96,17 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def lost_connection(error: BaseException) -> bool:
+    """Whether `error` is a database connection lost under a statement (a restart, a
+    failover, a network fault), through SQLAlchemy or on the driver's own connection (the
+    bulk paths use it directly), rather than a statement that failed."""
+    if isinstance(error, exc.DBAPIError):
+        return bool(error.connection_invalidated)
+    if isinstance(error, asyncpg.ConnectionDoesNotExistError | ConnectionError):
+        return True
+    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
+
+
 class Database:
     """The engine, its session factory, where committed jobs go, and the crypto every
     session carries (so services can seal and open with only a session)."""
@@ -167,8 +179,8 @@ class Database:
         the very moment of a commit leaves it unknown whether that one was."""
         try:
             return await work()
-        except exc.DBAPIError as error:
-            if not error.connection_invalidated:
+        except Exception as error:
+            if not lost_connection(error):
                 raise
             log.warning("database connection lost; once more on a new one")
             return await work()
