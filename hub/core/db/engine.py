@@ -102,7 +102,7 @@ def lost_connection(error: BaseException) -> bool:
     bulk paths use it directly), rather than a statement that failed."""
     if isinstance(error, exc.DBAPIError):
         return bool(error.connection_invalidated)
-    if isinstance(error, asyncpg.ConnectionDoesNotExistError | ConnectionError):
+    if isinstance(error, asyncpg.ConnectionDoesNotExistError):
         return True
     return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
 

@@ -27,7 +27,7 @@ def _dbapi(*, invalidated: bool) -> exc.DBAPIError:
             asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
             False,
         ),
-        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), False),  # not said whose
         (asyncpg.UniqueViolationError("duplicate key"), False),
         (ValueError("a bug"), False),
     ],
