@@ -99,6 +99,17 @@ async def runs(db: Database, contract: str, outcome: RunOutcome) -> int:
     return await count(db, SyncRun, SyncRun.contract == contract, SyncRun.outcome == outcome)
 
 
+async def until_a_run(
+    db: Database, contract: str, outcome: RunOutcome, worker: subprocess.Popen[str], what: str
+) -> None:
+    """Until `contract` has a run with `outcome` (within a minute)."""
+
+    async def found() -> bool:
+        return await runs(db, contract, outcome) >= 1
+
+    await until(found, worker, what, within=60)
+
+
 async def complaint_ids(db: Database, contract: str) -> list[str]:
     async with db.transaction(read_only=True) as session:
         found = select(Complaint.complaint_id).where(Complaint.contract == contract)
@@ -157,10 +168,7 @@ async def serving_through_a_redis_proxy(
         async with running_worker(env) as worker:
             await sync_now(db, member.tenant_id, "H1234")
 
-            async def first_done() -> bool:
-                return await runs(db, "H1234", RunOutcome.SUCCEEDED) >= 1
-
-            await until(first_done, worker, "the first sync ran", within=60)
+            await until_a_run(db, "H1234", RunOutcome.SUCCEEDED, worker, "the first sync ran")
             yield Serving(member, proxy, worker)
 
 
@@ -177,10 +185,9 @@ class TestRedisCut:
             assert await runs(db, "S5678", RunOutcome.SUCCEEDED) == 0
             await sync_now(db, serving.member.tenant_id, "S5678")
 
-            async def second_done() -> bool:
-                return await runs(db, "S5678", RunOutcome.SUCCEEDED) >= 1
-
-            await until(second_done, worker, "a sync asked for after the cut ran", 60)
+            await until_a_run(
+                db, "S5678", RunOutcome.SUCCEEDED, worker, "a sync asked for after the cut ran"
+            )
             assert proxy.accepted > 1, "the worker connected again"
             assert worker.poll() is None
         for contract in CONTRACTS:
@@ -223,18 +230,14 @@ class TestDatabaseCut:
             async with running_worker(env) as worker:
                 await sync_now(db, member.tenant_id, "H1234")
 
-                async def importing() -> bool:
-                    return await runs(db, "H1234", RunOutcome.RUNNING) >= 1
-
-                await until(importing, worker, "the sync started", within=60)
+                await until_a_run(db, "H1234", RunOutcome.RUNNING, worker, "the sync started")
                 await asyncio.sleep(1.0)  # well into the download
                 assert proxy.cut() >= 2, "the worker's database connections, reset"
                 assert await complaint_ids(db, "H1234") == [], "cut before the import committed"
 
-                async def failed() -> bool:
-                    return await runs(db, "H1234", RunOutcome.FAILED) >= 1
-
-                await until(failed, worker, "the cut sync was recorded failed", within=60)
+                await until_a_run(
+                    db, "H1234", RunOutcome.FAILED, worker, "the cut sync was recorded failed"
+                )
                 async with db.transaction(read_only=True) as session:
                     run = await session.scalar(
                         select(SyncRun).where(

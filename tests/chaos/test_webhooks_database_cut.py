@@ -7,23 +7,17 @@ lease ran out: the receiver keeps the ids it has seen, as the Standard Webhooks 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.core.crypto import Crypto
 from hub.core.db import Database
-from hub.core.jobs import ArqQueue
 from hub.events.service import record_events
 from hub.settings import Settings
 from hub.webhooks.models import MessageStatus, WebhookMessage
 from tests.chaos.proxy import FaultProxy, running_proxy
 from tests.chaos.test_connections_cut import running_worker, until
-from tests.conftest import delete_all_rows
 from tests.integration.webhooks.support import Receiver, make_endpoint
 from tests.support import make_member, make_tenant
 from tests.workers.test_sync_crash import worker_env
@@ -32,15 +26,6 @@ pytestmark = pytest.mark.slow
 
 EVENTS = 20
 CUT_AT = 5  # the receiver cuts the worker's database connections as this post arrives
-
-
-@pytest.fixture
-async def live(engine: AsyncEngine, redis: Any, crypto: Crypto) -> AsyncIterator[Database]:
-    database = Database(engine, ArqQueue(redis), crypto=crypto)
-    try:
-        yield database
-    finally:
-        await delete_all_rows(engine)
 
 
 async def test_deliveries_cut_from_their_database_are_recorded_again_and_sent_once(
