@@ -5,13 +5,16 @@ every attempt; a drainer that dies leaves its batch to be sent again once the le
 from __future__ import annotations
 
 import asyncio
+import itertools
+from asyncio import FIRST_COMPLETED
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from hub.core.db import Database
-from hub.webhooks import drain, replay
+from hub.webhooks import drain, replay, sender
 from hub.webhooks.models import MessageStatus, WebhookAttempt, WebhookEndpoint
 from tests.integration.webhooks.support import Harness, Receiver, endpoint_for
 from tests.support import Member
@@ -21,6 +24,17 @@ async def attempts_of(db: Database, endpoint: WebhookEndpoint) -> list[WebhookAt
     async with db.transaction() as session:
         statement = select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint.id)
         return list((await session.scalars(statement)).all())
+
+
+async def claimed_batches(
+    db: Database, harness: Harness, admin: Member, *receivers: Receiver, count: int = 4
+) -> list[drain.Batch]:
+    """`count` messages to an endpoint (one at a time) on each receiver, claimed."""
+    endpoints = [(await endpoint_for(db, admin, r, max_concurrency=1))[0] for r in receivers]
+    await harness.record(admin.tenant_id, "complaint.created", {}, count)
+    batches = [(await harness.claim(e.id)).batch for e in endpoints]
+    assert all(b is not None and len(b.messages) == count for b in batches)
+    return [b for b in batches if b is not None]
 
 
 @pytest.fixture
@@ -97,6 +111,70 @@ class TestLimits:
         outcome = await drainer.drain(db, endpoint_id, clock=lambda: harness.now)
         assert outcome.sent == 12
         assert receiver.most_in_flight <= 2
+
+    async def test_a_slow_receiver_gives_the_worker_slot_back_between_its_requests(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # One worker slot: a runner keeps it for a run of messages, but not past
+        # HOLD_SECONDS, so the fast endpoint is served between the slow one's requests
+        # instead of after its whole batch.
+        monkeypatch.setattr(drain, "HOLD_SECONDS", 0.05)
+        slow = await Receiver(delay=0.25).start()
+        try:
+            slow_batch, fast_batch = await claimed_batches(db, harness, admin, slow, receiver)
+            slots = asyncio.Semaphore(1)
+
+            def send(batch: drain.Batch) -> asyncio.Task[list[sender.SendResult | None]]:
+                return asyncio.create_task(drain.send(harness.http, batch, window=60, slots=slots))
+
+            slow_send = send(slow_batch)
+            await asyncio.sleep(0.1)  # the slow one holds the only slot
+            assert slow.in_flight == 1
+            fast_send = send(fast_batch)
+            done, _ = await asyncio.wait({slow_send, fast_send}, return_when=FIRST_COMPLETED)
+            assert done == {fast_send}
+            assert slow.hits < 4
+            assert all(r is not None and r.is_success for r in fast_send.result())
+            assert all(r is not None and r.is_success for r in await slow_send)
+            assert len(set(slow.ids())) == len(set(receiver.ids())) == 4
+        finally:
+            await slow.stop()
+
+    async def test_runners_take_turns_at_the_worker_slots_a_run_at_a_time(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(drain, "RUN_LENGTH", 2)
+        other = await Receiver().start()
+        posted: list[str] = []
+        real_post = sender.post
+
+        async def logged(http: Any, url: str, **options: Any) -> sender.SendResult:
+            posted.append(url)
+            return await real_post(http, url, **options)
+
+        monkeypatch.setattr(sender, "post", logged)
+        try:
+            batches = await claimed_batches(db, harness, admin, receiver, other, count=6)
+            slots = asyncio.Semaphore(1)
+            results = await asyncio.gather(
+                *(drain.send(harness.http, b, window=60, slots=slots) for b in batches)
+            )
+            assert all(r is not None and r.is_success for batch in results for r in batch)
+            runs = [len(list(group)) for _, group in itertools.groupby(posted)]
+            assert len(runs) > 2  # they took turns
+            assert max(runs) <= 2
+        finally:
+            await other.stop()
 
     async def test_over_the_rate_limit_the_drain_steps_aside(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
