@@ -21,7 +21,7 @@ from uuid import UUID
 
 import aiohttp
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.crypto import CryptoError
@@ -404,7 +404,11 @@ async def record(
 ) -> float | None:
     """Write every attempt and decide what follows; the seconds until one of the batch's
     messages is due again, if any is. Messages not sent are released, due again after
-    `pause` (or the `Retry-After` of this batch's answers)."""
+    `pause` (or the `Retry-After` of this batch's answers).
+
+    Idempotent for one `now`: a message whose last attempt is stamped `now` already has
+    this batch's attempt (a record made again after a commit whose outcome was lost), and
+    gets no second one."""
     done = list(zip(batch.messages, results, strict=True))
     succeeded = [(m, r) for m, r in done if r is not None and r.is_success]
     failed = [(m, r) for m, r in done if r is not None and not r.is_success]
@@ -443,7 +447,12 @@ async def _record_successes(
     else:
         returned = await session.execute(
             update(WebhookMessage)
-            .where(WebhookMessage.id.in_([m.message_id for m, _ in succeeded]))
+            .where(
+                WebhookMessage.id.in_([m.message_id for m, _ in succeeded]),
+                or_(
+                    WebhookMessage.last_attempt_at.is_(None), WebhookMessage.last_attempt_at != now
+                ),
+            )
             .values(
                 attempts=WebhookMessage.attempts + 1,
                 last_attempt_at=now,
@@ -476,8 +485,9 @@ async def _record_successes(
 
 
 # The attempt of each message still there (one deleted while its request was in flight has
-# none), numbered by the message's attempt count; and the endpoint's failing clock stopped
-# (a batch in flight beside this one may have failed since it was claimed).
+# none) and not already recorded at this time (see `record`), numbered by the message's
+# attempt count; and the endpoint's failing clock stopped (a batch in flight beside this
+# one may have failed since it was claimed).
 _RECORD_SUCCESSES = """
 WITH working AS (
     UPDATE webhook_endpoints SET failing_since = NULL
@@ -486,7 +496,7 @@ WITH working AS (
     UPDATE webhook_messages
     SET attempts = attempts + 1, last_attempt_at = $1, status = $2, delivered_at = $1,
         next_attempt_at = NULL, last_error = NULL, updated_at = $1
-    WHERE id = ANY($3::uuid[])
+    WHERE id = ANY($3::uuid[]) AND last_attempt_at IS DISTINCT FROM $1
     RETURNING id, attempts
 )
 INSERT INTO webhook_attempts (id, tenant_id, message_id, endpoint_id, number, status_code,
@@ -564,6 +574,10 @@ async def _record_failures(
     for claimed, result in failed:
         message = found.get(claimed.message_id)
         if message is None:
+            continue
+        if message.last_attempt_at == now:  # recorded already (see `record`)
+            if message.status is MessageStatus.PENDING and message.next_attempt_at is not None:
+                wake = _earliest(wake, max(0.0, (message.next_attempt_at - now).total_seconds()))
             continue
         message.attempts += 1
         message.last_attempt_at = now
@@ -658,19 +672,25 @@ class Drainer:
         """One transaction: record the batch that came back, claim the next. A database
         connection lost meanwhile (a restart, a failover) rolls it back: it is made once
         more on a new connection, rather than leave the batch, sent but not recorded, to
-        be sent again once its lease runs out."""
+        be sent again once its lease runs out. Lost in the very moment of the commit, the
+        first try may have been written after all: the second then finds each attempt
+        already there (stamped with the same time) and writes none again."""
         pause = 0.0 if gate is None else gate.pause
         if finished is not None and pause > 0:
             # The receiver asked for time: no drain sends it anything until then.
             moment = now().timestamp()
             await self.limiter.pause(endpoint_id, until=moment + pause, now=moment)
 
+        # The record's time is taken once, so that a second try after a commit whose
+        # outcome was lost sees the attempts it already wrote (see `record`).
+        recorded_at = now()
+
         async def record_and_claim() -> tuple[Claim, float | None]:
             found, retry = Claim(), None
             async with db.transaction() as session:
                 if finished is not None:
                     retry = await record(
-                        session, *finished, policy=self.policy, now=now(), pause=pause
+                        session, *finished, policy=self.policy, now=recorded_at, pause=pause
                     )
                 if claim_next:
                     found = await claim(

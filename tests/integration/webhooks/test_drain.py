@@ -202,6 +202,65 @@ class TestLimits:
         assert len(set(receiver.ids())) == 12
 
 
+class TestRecordMadeAgain:
+    """A connection lost in the very moment of the commit leaves it unknown whether the
+    record was written; the drain makes it again, and must not count the attempts twice."""
+
+    async def test_the_same_record_twice_writes_each_attempt_once(
+        self, db: Database, harness: Harness, admin: Member, receiver: Receiver
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        receiver.script = [200, 500]
+        await harness.record(admin.tenant_id, "complaint.created", {}, 2)
+        batch = (await harness.claim(endpoint.id)).batch
+        assert batch is not None
+        results = await drain.send(harness.http, batch, window=60)
+        wakes = []
+        for _ in range(2):
+            async with db.transaction() as session:
+                wakes.append(
+                    await drain.record(
+                        session, batch, results, policy=harness.policy, now=harness.now
+                    )
+                )
+        assert wakes[0] is not None
+        assert wakes[1] == wakes[0]  # the retry is still asked for
+        attempts = await attempts_of(db, endpoint)
+        assert sorted((a.number, a.status_code) for a in attempts) == [(1, 200), (1, 500)]
+        messages = await harness.messages(endpoint.id)
+        assert [m.attempts for m in messages] == [1, 1]
+        assert [m.status for m in messages] == [MessageStatus.SUCCEEDED, MessageStatus.PENDING]
+
+    async def test_a_drain_whose_record_is_made_again_counts_each_attempt_once(
+        self,
+        db: Database,
+        harness: Harness,
+        admin: Member,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        endpoint, _ = await endpoint_for(db, admin, receiver, max_concurrency=1)
+        receiver.script = [200, 500, 200]
+        await harness.record(admin.tenant_id, "complaint.created", {}, 3)
+        calls = 0
+
+        async def twice_after_the_claim(self: Database, work: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls > 1:  # the record: its commit landed, but the answer was lost
+                await work()
+            return await work()
+
+        monkeypatch.setattr(Database, "again_if_disconnected", twice_after_the_claim)
+        outcome = await harness.drain(endpoint.id)
+        assert outcome.sent == 3
+        assert outcome.wake_in is not None  # the failed one comes back
+        attempts = await attempts_of(db, endpoint)
+        assert sorted(a.status_code for a in attempts) == [200, 200, 500]
+        assert {a.number for a in attempts} == {1}
+        assert [m.attempts for m in await harness.messages(endpoint.id)] == [1, 1, 1]
+
+
 class TestHalts:
     async def test_410_mid_batch_disables_once_and_sends_no_more(
         self, db: Database, harness: Harness, admin: Member, receiver: Receiver
