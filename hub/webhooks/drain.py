@@ -21,7 +21,7 @@ from uuid import UUID
 
 import aiohttp
 import structlog
-from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.crypto import CryptoError
@@ -449,9 +449,7 @@ async def _record_successes(
             update(WebhookMessage)
             .where(
                 WebhookMessage.id.in_([m.message_id for m, _ in succeeded]),
-                or_(
-                    WebhookMessage.last_attempt_at.is_(None), WebhookMessage.last_attempt_at != now
-                ),
+                WebhookMessage.last_attempt_at.is_distinct_from(now),
             )
             .values(
                 attempts=WebhookMessage.attempts + 1,

@@ -291,6 +291,13 @@ async def wait_for(port: int, count: int, within: float) -> dict[str, float]:
         await asyncio.sleep(0.5)
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=30)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -481,20 +488,14 @@ async def main() -> None:
         database_cpu = named_cpu(DATABASE_PROCESSES) - database_before
         redis_cpu = named_cpu(REDIS_PROCESSES) - redis_before
         producer_cpu = time.process_time() - producer_before
-        for worker in workers:  # stopped before the webhook tables are emptied below
-            worker.terminate()
-        for worker in workers:
-            worker.wait(timeout=30)
+        stop(workers)  # before the webhook tables are emptied below
         workers = []
         required = outbox = None
         if database_url:
             required = await required_rows_cpu(settings.effective_database_url)
             outbox = await outbox_cpu(settings)
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(timeout=30)
+        stop(workers)
         receiver.terminate()
         if embedded is not None:
             embedded.stop()
